@@ -1,0 +1,51 @@
+"""The root ``llmops`` app: global options and the command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmops._version import __version__
+from llmops.cli import init as init_cmd
+from llmops.cli import prompts as prompts_cmd
+from llmops.cli._common import state
+
+app = typer.Typer(
+    name="llmops",
+    help="llmops: prompts, fine-tuning, artifacts, evals, registry and serving for LLM teams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"llmops {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Workspace folder (else $LLMOPS_WORKSPACE, else the nearest llmops.toml upward).",
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    state.workspace = workspace
+    state.debug = debug
+
+
+app.command("init")(init_cmd.init)
+app.add_typer(prompts_cmd.app, name="prompts")

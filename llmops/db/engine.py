@@ -1,0 +1,197 @@
+"""The registry database: engine setup, migrations on open, and read/write transactions.
+
+SQLite (the default) runs in WAL mode with a busy timeout; write transactions start with
+``BEGIN IMMEDIATE`` so that concurrent writers queue on the database lock instead of failing on
+upgrade. PostgreSQL writers serialise on row locks (``SELECT ... FOR UPDATE``) taken by the
+callers. Driver errors that mean "cannot reach" or "locked too long" become
+:class:`~llmops.errors.DatabaseUnavailableError` with the URL (password hidden) and a hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlmodel import Session
+
+from llmops.db.migrations import HEAD
+from llmops.errors import ConfigError, DatabaseError, DatabaseUnavailableError
+
+__all__ = ["Database"]
+
+_MIGRATION_LOCK_KEY = 0x6C6C6D6F  # "llmo": advisory lock id that serialises migrations on PostgreSQL
+
+
+class Database:
+    """A connection to the registry database.
+
+    Args:
+        url: Any SQLAlchemy URL: ``sqlite:///path/registry.db`` or
+            ``postgresql+psycopg://user:pass@host/db``.
+        busy_timeout_s: How long a writer waits for the lock before giving up.
+        migrate: Apply pending Alembic migrations now.
+    """
+
+    def __init__(self, url: str, *, busy_timeout_s: float = 30.0, migrate: bool = True) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError(
+                f"cannot parse database URL {url!r}",
+                hint="use e.g. sqlite:///path/registry.db or postgresql+psycopg://user@host/db",
+            ) from None
+        self.url = url
+        self.display_url = parsed.render_as_string(hide_password=True)
+        self.dialect = parsed.get_backend_name()
+        self.busy_timeout_s = busy_timeout_s
+        self.engine = self._create_engine(parsed, busy_timeout_s)
+        if migrate:
+            self.migrate()
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url!r})"
+
+    def _create_engine(self, parsed: Any, busy_timeout_s: float) -> Engine:
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(
+                parsed,
+                connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
+            )
+            _configure_sqlite(engine, busy_timeout_s)
+            return engine
+        if self.dialect == "postgresql":
+            return create_engine(
+                parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5}
+            )
+        try:
+            return create_engine(parsed, pool_pre_ping=True)
+        except Exception as exc:  # missing driver, unknown dialect
+            raise ConfigError(
+                f"cannot use database URL {self.display_url}: {exc}",
+                hint="install the driver (pip install 'llmops[postgres]') or fix the URL",
+            ) from None
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        """A read-only Core connection (the fast path for lookups)."""
+        with self._errors(), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """An ORM session for reading."""
+        with self._errors(), Session(self.engine) as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """An ORM session in a write transaction, committed on success, rolled back on error.
+
+        On SQLite the transaction starts with ``BEGIN IMMEDIATE``: the database write lock is
+        taken up front, so two writers never both read and then race to write.
+        """
+        with self._errors(), Session(self.engine) as session:
+            session.connection(execution_options={"llmops_write": True})
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            if "locked" in detail or "busy" in detail:
+                raise DatabaseUnavailableError(
+                    f"registry database {self.display_url} stayed locked for more than"
+                    f" {self.busy_timeout_s:g}s ({detail})",
+                    hint="another process holds a long write; retry, or raise busy_timeout",
+                ) from exc
+            raise DatabaseUnavailableError(
+                f"cannot use registry database {self.display_url}: {detail}",
+                hint="check that the server runs and LLMOPS_DB_URL is right",
+            ) from exc
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise DatabaseUnavailableError(
+                    f"lost the connection to registry database {self.display_url}",
+                    hint="check that the server runs, then retry",
+                ) from exc
+            raise
+
+    # -- migrations ------------------------------------------------------------------------
+
+    def current_revision(self) -> str | None:
+        """The Alembic revision the database is at, or ``None`` for an empty database."""
+        with self._errors(), self.engine.connect() as conn:
+            if not self.engine.dialect.has_table(conn, "alembic_version"):
+                return None
+            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            return None if row is None else str(row[0])
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; safe to run from many processes at once.
+
+        Raises:
+            DatabaseError: The database is newer than this llmops, or a migration failed.
+        """
+        current = self.current_revision()
+        if current == HEAD:
+            return
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+
+        from alembic import command
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+        if current is not None and current not in known:
+            raise DatabaseError(
+                f"registry database {self.display_url} is at schema revision {current!r}, which"
+                " this llmops does not know",
+                hint="upgrade llmops (pip install -U llmops) to the version that wrote it",
+            )
+        with self._errors(), self.engine.connect() as conn:
+            conn = conn.execution_options(llmops_write=True)
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})"))
+                # Another process may have migrated while we waited for the lock.
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Hand transaction control to the "begin" hook below (pysqlite's own BEGIN is DEFERRED).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("llmops_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,96 @@
+"""Registry tables.
+
+The registry database is the hub of the product (DESIGN.md section 1). This module holds the tables
+built so far; later stages add theirs here and through a new migration:
+
+- prompts: ``prompt``, ``prompt_version``, ``prompt_label`` (this module);
+- artifacts: ``artifact``, ``artifact_version``, ``artifact_alias`` (the artifact store);
+- training: ``run``, ``run_metric``; evaluation: ``eval_run``, ``eval_case_result``;
+- registry and serving: ``model_version``, ``promotion``, ``deployment``.
+
+Every state change of any of them appends a row to ``audit_event``. Versions are immutable: the
+only column that ever changes on ``prompt_version`` is ``archived``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+__all__ = ["AuditEvent", "Prompt", "PromptLabel", "PromptVersionRow", "utcnow"]
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+def _ts() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class Prompt(SQLModel, table=True):
+    """A prompt name; its content lives in its versions."""
+
+    __tablename__ = "prompt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True, index=True)
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=256)
+    latest_version: int = Field(default=0)
+    """Highest version number so far; bumped under the row lock that serialises pushes."""
+
+
+class PromptVersionRow(SQLModel, table=True):
+    """One immutable version of a prompt."""
+
+    __tablename__ = "prompt_version"
+    __table_args__ = (
+        UniqueConstraint("prompt_id", "version", name="uq_prompt_version_number"),
+        UniqueConstraint("prompt_id", "digest", name="uq_prompt_version_digest"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    prompt_id: int = Field(foreign_key="prompt.id", index=True)
+    version: int
+    digest: str = Field(max_length=80)
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    message: str = Field(default="")
+    author: str = Field(max_length=256)
+    created_at: datetime = _ts()
+    archived: bool = Field(default=False)
+
+
+class PromptLabel(SQLModel, table=True):
+    """A movable pointer from a label name to one version of a prompt."""
+
+    __tablename__ = "prompt_label"
+
+    prompt_id: int = Field(foreign_key="prompt.id", primary_key=True)
+    label: str = Field(max_length=128, primary_key=True)
+    version: int
+    updated_at: datetime = _ts()
+    updated_by: str = Field(max_length=256)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only log of every state change: who, when, what, before and after.
+
+    Database triggers (see the migrations) refuse UPDATE and DELETE on this table.
+    """
+
+    __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_entity", "entity_type", "entity_key", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts()
+    actor: str = Field(max_length=256)
+    action: str = Field(max_length=64)
+    entity_type: str = Field(max_length=64)
+    entity_key: str = Field(max_length=256)
+    before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))

@@ -1,0 +1,142 @@
+"""The llmops error tree.
+
+Every error the library raises on purpose is an :class:`LLMOpsError`. Each one renders as a single
+line that says what was wrong, where, and what to do next; the CLI prints exactly that line and
+exits with :attr:`LLMOpsError.exit_code`.
+
+::
+
+    LLMOpsError
+    ├── InputError                      bad input from the user (exit code 2)
+    │   ├── ConfigError                 llmops.toml or an environment override is wrong
+    │   ├── InvalidReferenceError       a reference such as ``name@3`` does not parse
+    │   ├── InvalidNameError            a name has path separators, spaces or control characters
+    │   ├── PromptFileError             a prompt file is malformed (file, line and column)
+    │   └── PromptRenderError           a render failed: missing/unknown/mistyped variable, template
+    │       ├── TemplateSecurityError   a template tried to leave the sandbox
+    │       └── TemplateLimitError      a template exceeded the output size or time limit
+    ├── NotFoundError                   something named does not exist (exit code 2)
+    │   ├── WorkspaceNotFoundError
+    │   └── PromptNotFoundError
+    └── DatabaseError                   the registry database failed (exit code 2)
+        └── DatabaseUnavailableError    it cannot be reached, or stayed locked too long
+
+Builtin ``ValueError`` and ``TypeError`` are kept for plain programming mistakes in arguments.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DatabaseError",
+    "DatabaseUnavailableError",
+    "InputError",
+    "InvalidNameError",
+    "InvalidReferenceError",
+    "LLMOpsError",
+    "NotFoundError",
+    "PromptFileError",
+    "PromptNotFoundError",
+    "PromptRenderError",
+    "TemplateLimitError",
+    "TemplateSecurityError",
+    "WorkspaceNotFoundError",
+]
+
+
+class LLMOpsError(Exception):
+    """Base of every error llmops raises on purpose.
+
+    Args:
+        message: What went wrong and where, in one sentence.
+        hint: What to do about it; appended after the message.
+    """
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        """The message and hint as a single line (newlines in either are flattened)."""
+        text = self.message if not self.hint else f"{self.message}; {self.hint}"
+        return " ".join(text.split())
+
+
+class InputError(LLMOpsError):
+    """The user gave llmops something it cannot use."""
+
+
+class ConfigError(InputError):
+    """The workspace configuration or an environment override is invalid."""
+
+
+class InvalidReferenceError(InputError):
+    """A reference string (``name``, ``name@3``, ``name@label``, ``sha256:...``) is malformed."""
+
+
+class InvalidNameError(InputError):
+    """A prompt, label or artifact name is not allowed."""
+
+
+class PromptFileError(InputError):
+    """A prompt file could not be parsed or validated.
+
+    Attributes:
+        path: The file, when the content came from one.
+        line: 1-based line of the problem, when known.
+        column: 1-based column of the problem, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.column = column
+        where = path or "<prompt>"
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}", hint=hint)
+
+
+class PromptRenderError(InputError):
+    """Rendering a prompt failed because of its variables or its template."""
+
+
+class TemplateSecurityError(PromptRenderError):
+    """A template tried something the sandbox forbids (private attributes, imports, ...)."""
+
+
+class TemplateLimitError(PromptRenderError):
+    """A template exceeded the output size or render time limit."""
+
+
+class NotFoundError(LLMOpsError):
+    """A named thing does not exist."""
+
+
+class WorkspaceNotFoundError(NotFoundError):
+    """No llmops workspace could be found."""
+
+
+class PromptNotFoundError(NotFoundError):
+    """A prompt, version or label does not exist."""
+
+
+class DatabaseError(LLMOpsError):
+    """The registry database failed."""
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """The registry database cannot be reached or stayed locked past the busy timeout."""

@@ -1,0 +1,183 @@
+"""What the prompt registry returns: versions, listings, push results and history entries."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from llmops.prompts._sandbox import RenderLimits
+from llmops.prompts.spec import ModelParams, PromptSpec, RenderedPrompt, Variable
+
+__all__ = [
+    "HistoryEntry",
+    "LabelMove",
+    "PromptSummary",
+    "PromptVersion",
+    "PushResult",
+    "VersionInfo",
+]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class VersionInfo(_Record):
+    """One version of a prompt, without its content (what listings return)."""
+
+    name: str
+    """Prompt name."""
+    version: int
+    """Version number, from 1."""
+    digest: str
+    """``sha256:`` digest of the content."""
+    message: str
+    """Commit message given at push."""
+    author: str
+    """Who pushed it."""
+    created_at: datetime
+    """When it was pushed (UTC)."""
+    archived: bool
+    """Archived versions are hidden from ``latest`` but never deleted."""
+    labels: list[str]
+    """Labels that point at this version now."""
+
+
+class PromptVersion(VersionInfo):
+    """An immutable prompt version with its content; render it to get chat messages."""
+
+    spec: PromptSpec
+    """The content: messages or template, variables, model parameters, metadata."""
+
+    @property
+    def ref(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def variables(self) -> dict[str, Variable]:
+        """Declared variables."""
+        return self.spec.variables
+
+    @property
+    def model(self) -> ModelParams:
+        """Model parameters."""
+        return self.spec.model
+
+    def render(self, limits: RenderLimits | None = None, /, **values: Any) -> RenderedPrompt:
+        """Render with ``values`` in the sandbox and return chat messages.
+
+        Raises:
+            PromptRenderError: A variable is missing, unknown or mistyped, or the template failed.
+        """
+        return self.spec.render(values, limits=limits)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json`` output and exports."""
+        spec = self.spec.canonical()
+        body: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "digest": self.digest,
+            "labels": self.labels,
+            "description": spec["description"],
+            "messages": spec["messages"],
+            "template": spec["template"],
+            "variables": spec["variables"],
+            "model": spec["model"],
+            "metadata": spec["metadata"],
+            "message": self.message,
+            "author": self.author,
+            "created_at": self.created_at.isoformat(),
+            "archived": self.archived,
+        }
+        if body["messages"] is None:
+            body["messages"] = [{"role": "user", "content": self.spec.template}]
+        return body
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        labels = ", ".join(self.labels) or "none"
+        rows = "".join(
+            f"<tr><td><b>{esc(where)}</b></td><td><pre>{esc(source)}</pre></td></tr>"
+            for where, source in self.spec.templates()
+        )
+        variables = ", ".join(f"{esc(n)}: {esc(v.type)}" for n, v in self.variables.items())
+        return (
+            f"<div><b>{esc(self.ref)}</b> <code>{esc(self.digest[:19])}</code>"
+            f" labels: {esc(labels)}<br/>variables: {variables or 'none'}"
+            f"<table>{rows}</table></div>"
+        )
+
+    def __repr__(self) -> str:
+        labels = f" labels={self.labels}" if self.labels else ""
+        return f"<PromptVersion {self.ref} {self.digest[:15]}{labels}>"
+
+
+class PushResult(_Record):
+    """Outcome of pushing one prompt."""
+
+    name: str
+    """Prompt name."""
+    version: int
+    """The new version, or the existing one whose content was identical."""
+    digest: str
+    """Content digest."""
+    created: bool
+    """False when identical content already existed and nothing was written."""
+    path: str | None = None
+    """File the content came from, when it came from one."""
+
+
+class LabelMove(_Record):
+    """Outcome of setting or removing a label."""
+
+    name: str
+    """Prompt name."""
+    label: str
+    """Label name."""
+    previous_version: int | None
+    """Where the label pointed before (None: it did not exist)."""
+    version: int | None
+    """Where it points now (None: removed)."""
+
+    @property
+    def changed(self) -> bool:
+        """Whether anything moved."""
+        return self.previous_version != self.version
+
+
+class HistoryEntry(_Record):
+    """One event in a prompt's history, from the audit log."""
+
+    at: datetime
+    """When it happened (UTC)."""
+    actor: str
+    """Who did it."""
+    action: Literal["create", "label", "unlabel", "archive", "unarchive"]
+    """What happened."""
+    version: int | None
+    """The version created, labelled or archived (None when a label was removed)."""
+    label: str | None = None
+    """The label set or removed."""
+    previous_version: int | None = None
+    """For label moves, where the label pointed before."""
+    message: str = ""
+    """Commit message, for created versions."""
+
+
+class PromptSummary(_Record):
+    """One prompt in a listing."""
+
+    name: str
+    """Prompt name."""
+    latest_version: int
+    """Highest version number."""
+    labels: dict[str, int]
+    """Label name to version number."""
+    created_at: datetime
+    """When the first version was pushed."""

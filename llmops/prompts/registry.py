@@ -1,0 +1,602 @@
+"""The prompt registry: immutable numbered versions, movable labels, history and a local cache."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col
+
+from llmops.db import Database
+from llmops.db.audit import record_event
+from llmops.db.models import AuditEvent, Prompt, PromptLabel, PromptVersionRow, utcnow
+from llmops.errors import DatabaseUnavailableError, InputError, PromptFileError, PromptNotFoundError
+from llmops.prompts.diff import PromptDiff, diff_specs
+from llmops.prompts.files import find_prompt_files, load_prompt_file, write_prompt_file
+from llmops.prompts.records import (
+    HistoryEntry,
+    LabelMove,
+    PromptSummary,
+    PromptVersion,
+    PushResult,
+    VersionInfo,
+)
+from llmops.prompts.spec import PromptSpec
+from llmops.refs import Ref, check_label, check_name, parse_ref
+
+__all__ = ["PromptRegistry", "StalePromptWarning"]
+
+_ENTITY = "prompt"
+_PUSH_RETRIES = 8
+
+
+class StalePromptWarning(UserWarning):
+    """``get()`` served a cached version because the registry database could not be reached."""
+
+
+@functools.lru_cache(maxsize=2048)
+def _spec_from_json(digest: str, blob: str) -> PromptSpec:
+    # Content is immutable per digest, so a parsed spec can be shared by every lookup of it.
+    return PromptSpec.model_validate_json(blob)
+
+
+def _spec_of(row: Any) -> PromptSpec:
+    import json
+
+    spec = row.spec if isinstance(row.spec, dict) else json.loads(row.spec)
+    return _spec_from_json(row.digest, json.dumps(spec, sort_keys=True))
+
+
+def _ref_of(ref: str | Ref, version: int | None, label: str | None) -> Ref:
+    parsed = parse_ref(ref) if isinstance(ref, str) else ref
+    if version is not None and label is not None:
+        raise ValueError("give version or label, not both")
+    if parsed.kind == "digest":
+        return parsed
+    if (version is not None or label is not None) and parsed.kind != "latest":
+        raise ValueError(f"{ref!r} already selects a version; do not also pass version/label")
+    if version is not None:
+        return Ref(name=parsed.name, version=version)
+    if label is not None:
+        return Ref(name=parsed.name, label=label)
+    return parsed
+
+
+class PromptRegistry:
+    """Versioned prompts in the registry database.
+
+    Reach it as ``Workspace.prompts``. Versions are numbered per prompt from 1 and never change;
+    labels such as ``production`` are movable pointers; every change is audited.
+
+    Args:
+        db: The registry database.
+        actor: Name recorded as author of pushes and label moves.
+        cache_ttl_s: How long ``get()`` may reuse a lookup (0 turns the cache off).
+        prompts_dir: Where ``push()`` and ``pull()`` look for prompt files by default.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        actor: str,
+        cache_ttl_s: float = 30.0,
+        prompts_dir: Path | None = None,
+    ) -> None:
+        self.db = db
+        self.actor = actor
+        self.cache_ttl_s = cache_ttl_s
+        self.prompts_dir = prompts_dir
+        self._cache: dict[Ref, tuple[float, PromptVersion]] = {}
+
+    def __repr__(self) -> str:
+        return f"PromptRegistry({self.db.display_url!r})"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(
+        self,
+        ref: str | Ref,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        cache: bool = True,
+    ) -> PromptVersion:
+        """Fetch a prompt version by reference: ``name``, ``name@3``, ``name@production``.
+
+        Lookups are cached for ``cache_ttl_s`` seconds. When the database cannot be reached, the
+        last version seen for the same reference is returned with a :class:`StalePromptWarning`.
+
+        Raises:
+            PromptNotFoundError: No such prompt, version or label.
+            DatabaseUnavailableError: The database is unreachable and nothing is cached.
+        """
+        key = _ref_of(ref, version, label)
+        now = time.monotonic()
+        hit = self._cache.get(key) if cache else None
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        try:
+            found = self._lookup(key)
+        except DatabaseUnavailableError as exc:
+            stale = self._cache.get(key)
+            if stale is None:
+                raise
+            warnings.warn(
+                f"serving cached {stale[1].ref} for {key}: {exc.message}",
+                StalePromptWarning,
+                stacklevel=2,
+            )
+            return stale[1]
+        if self.cache_ttl_s > 0:
+            self._cache[key] = (now + self.cache_ttl_s, found)
+        return found
+
+    def _lookup(self, ref: Ref) -> PromptVersion:
+        pv, p = PromptVersionRow, Prompt
+        query = select(
+            p.name, pv.version, pv.digest, pv.spec, pv.message, pv.author,  # type: ignore[call-overload]
+            pv.created_at, pv.archived, pv.prompt_id,
+        ).join(p, col(p.id) == col(pv.prompt_id))
+        if ref.kind == "digest":
+            query = query.where(col(pv.digest) == ref.digest).order_by(col(pv.id)).limit(1)
+        else:
+            query = query.where(col(p.name) == ref.name)
+            if ref.kind == "version":
+                query = query.where(col(pv.version) == ref.version)
+            elif ref.kind == "label":
+                lb = PromptLabel
+                query = query.join(
+                    lb, (col(lb.prompt_id) == col(pv.prompt_id)) & (col(lb.version) == col(pv.version))
+                ).where(col(lb.label) == ref.label)
+            else:
+                query = query.where(col(pv.archived).is_(False))
+                query = query.order_by(col(pv.version).desc()).limit(1)
+        with self.db.connect() as conn:
+            row = conn.execute(query).first()
+            if row is None:
+                raise self._not_found(conn, ref)
+            labels = conn.execute(
+                select(PromptLabel.label)  # type: ignore[call-overload]
+                .where(col(PromptLabel.prompt_id) == row.prompt_id)
+                .where(col(PromptLabel.version) == row.version)
+                .order_by(PromptLabel.label)
+            ).scalars().all()
+        return PromptVersion(
+            name=row.name,
+            version=row.version,
+            digest=row.digest,
+            message=row.message,
+            author=row.author,
+            created_at=_aware(row.created_at),
+            archived=row.archived,
+            labels=list(labels),
+            spec=_spec_of(row).model_copy(update={"name": row.name}),
+        )
+
+    def _not_found(self, conn: Any, ref: Ref) -> PromptNotFoundError:
+        if ref.kind == "digest":
+            return PromptNotFoundError(f"no prompt version has digest {ref.digest}")
+        exists = conn.execute(select(Prompt.id).where(col(Prompt.name) == ref.name)).first()  # type: ignore[call-overload]
+        if exists is None:
+            return PromptNotFoundError(
+                f"no prompt named {ref.name!r}",
+                hint="see `llmops prompts list`, or push it with `llmops prompts push`",
+            )
+        if ref.kind == "label":
+            return PromptNotFoundError(
+                f"prompt {ref.name!r} has no label {ref.label!r}",
+                hint=f"set it with `llmops prompts label {ref.name}@VERSION {ref.label}`",
+            )
+        if ref.kind == "version":
+            return PromptNotFoundError(
+                f"prompt {ref.name!r} has no version {ref.version}",
+                hint=f"see `llmops prompts list {ref.name}`",
+            )
+        return PromptNotFoundError(
+            f"every version of prompt {ref.name!r} is archived",
+            hint="ask for a version explicitly (name@N) or unarchive one",
+        )
+
+    def list(self) -> list[PromptSummary]:
+        """Every prompt with its latest version number and labels, by name."""
+        with self.db.connect() as conn:
+            prompts = conn.execute(
+                select(Prompt.id, Prompt.name, Prompt.latest_version, Prompt.created_at)  # type: ignore[call-overload]
+                .order_by(Prompt.name)
+            ).all()
+            labels: dict[int, dict[str, int]] = {}
+            for pid, label, version in conn.execute(
+                select(PromptLabel.prompt_id, PromptLabel.label, PromptLabel.version)  # type: ignore[call-overload]
+                .order_by(PromptLabel.label)
+            ):
+                labels.setdefault(pid, {})[label] = version
+        return [
+            PromptSummary(
+                name=row.name,
+                latest_version=row.latest_version,
+                labels=labels.get(row.id, {}),
+                created_at=_aware(row.created_at),
+            )
+            for row in prompts
+        ]
+
+    def versions(self, name: str, *, include_archived: bool = True) -> list[VersionInfo]:
+        """Every version of prompt ``name``, oldest first, without content.
+
+        Raises:
+            PromptNotFoundError: No prompt has that name.
+        """
+        check_name(name, what="prompt name")
+        pv = PromptVersionRow
+        with self.db.connect() as conn:
+            pid = self._prompt_id(conn, name)
+            labels: dict[int, list[str]] = {}
+            for label, version in conn.execute(
+                select(PromptLabel.label, PromptLabel.version)  # type: ignore[call-overload]
+                .where(col(PromptLabel.prompt_id) == pid)
+                .order_by(PromptLabel.label)
+            ):
+                labels.setdefault(version, []).append(label)
+            query = (
+                select(pv.version, pv.digest, pv.message, pv.author, pv.created_at, pv.archived)  # type: ignore[call-overload]
+                .where(col(pv.prompt_id) == pid)
+                .order_by(pv.version)
+            )
+            if not include_archived:
+                query = query.where(col(pv.archived).is_(False))
+            rows = conn.execute(query).all()
+        return [
+            VersionInfo(
+                name=name,
+                version=r.version,
+                digest=r.digest,
+                message=r.message,
+                author=r.author,
+                created_at=_aware(r.created_at),
+                archived=r.archived,
+                labels=labels.get(r.version, []),
+            )
+            for r in rows
+        ]
+
+    def history(self, name: str) -> list[HistoryEntry]:
+        """Everything that happened to prompt ``name``, oldest first, from the audit log.
+
+        Raises:
+            PromptNotFoundError: No prompt has that name.
+        """
+        check_name(name, what="prompt name")
+        a = AuditEvent
+        with self.db.connect() as conn:
+            self._prompt_id(conn, name)
+            rows = conn.execute(
+                select(a.at, a.actor, a.action, a.before, a.after)  # type: ignore[call-overload]
+                .where(col(a.entity_type) == _ENTITY)
+                .where(col(a.entity_key) == name)
+                .order_by(a.id)
+            ).all()
+        return [_history_entry(r) for r in rows]
+
+    def diff(self, a: str | Ref, b: str | Ref) -> PromptDiff:
+        """What changed from version ``a`` to version ``b`` (messages, variables, parameters)."""
+        left, right = self.get(a, cache=False), self.get(b, cache=False)
+        return diff_specs(left.spec, right.spec, a=left.ref, b=right.ref)
+
+    @staticmethod
+    def _prompt_id(conn: Any, name: str) -> int:
+        row = conn.execute(select(Prompt.id).where(col(Prompt.name) == name)).first()  # type: ignore[call-overload]
+        if row is None:
+            raise PromptNotFoundError(
+                f"no prompt named {name!r}",
+                hint="see `llmops prompts list`, or push it with `llmops prompts push`",
+            )
+        return int(row[0])
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def push(
+        self,
+        source: PromptSpec | str | os.PathLike[str],
+        *,
+        message: str = "",
+        author: str | None = None,
+    ) -> PushResult:
+        """Store ``source`` (a spec or a prompt file) as a new version unless identical content
+        already exists, in which case nothing is written and ``created`` is False.
+
+        Safe under concurrency: parallel pushes of the same prompt get consecutive numbers.
+        """
+        path: str | None = None
+        if not isinstance(source, PromptSpec):
+            path = str(source)
+            source = load_prompt_file(source)
+        return self._push_spec(source, message=message, author=author or self.actor, path=path)
+
+    def push_files(
+        self, paths: Sequence[str | os.PathLike[str]] | None = None, *, message: str = ""
+    ) -> list[PushResult]:
+        """Validate every prompt file under ``paths`` (default: the workspace's ``prompts/``)
+        first, then push each. A bad file stops the push before anything is written.
+
+        Raises:
+            PromptFileError: A file is invalid, or two files declare the same prompt name.
+        """
+        if not paths:
+            if self.prompts_dir is None:
+                raise InputError("no paths given and no workspace prompts directory to default to")
+            paths = [self.prompts_dir]
+        files = find_prompt_files(paths)
+        specs: list[tuple[Path, PromptSpec]] = []
+        seen: dict[str, Path] = {}
+        for file in files:
+            spec = load_prompt_file(file)
+            if spec.name in seen:
+                raise PromptFileError(
+                    f"prompt name {spec.name!r} is also declared in {seen[spec.name]}",
+                    path=str(file),
+                    hint="give each prompt file its own name",
+                )
+            seen[spec.name] = file
+            specs.append((file, spec))
+        return [
+            self._push_spec(spec, message=message, author=self.actor, path=str(file))
+            for file, spec in specs
+        ]
+
+    def _push_spec(
+        self, spec: PromptSpec, *, message: str, author: str, path: str | None
+    ) -> PushResult:
+        digest = spec.digest()
+        canonical = spec.canonical()
+        for attempt in range(_PUSH_RETRIES):
+            try:
+                with self.db.write() as session:
+                    prompt = self._lock_prompt(session, spec.name, create_as=author)
+                    assert prompt.id is not None
+                    existing = session.exec(
+                        select(PromptVersionRow.version)  # type: ignore[call-overload]
+                        .where(col(PromptVersionRow.prompt_id) == prompt.id)
+                        .where(col(PromptVersionRow.digest) == digest)
+                    ).first()
+                    if existing is not None:
+                        return PushResult(
+                            name=spec.name, version=existing[0], digest=digest, created=False,
+                            path=path,
+                        )
+                    version = prompt.latest_version + 1
+                    session.add(
+                        PromptVersionRow(
+                            prompt_id=prompt.id, version=version, digest=digest, spec=canonical,
+                            message=message, author=author,
+                        )
+                    )
+                    prompt.latest_version = version
+                    session.add(prompt)
+                    record_event(
+                        session, actor=author, action="prompt.version.create",
+                        entity_type=_ENTITY, entity_key=spec.name,
+                        after={"version": version, "digest": digest, "message": message},
+                    )
+                self._forget(spec.name)
+                return PushResult(
+                    name=spec.name, version=version, digest=digest, created=True, path=path
+                )
+            except IntegrityError:
+                # Two first pushes of a new name raced to insert it (PostgreSQL); retry.
+                if attempt == _PUSH_RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _lock_prompt(session: Session, name: str, *, create_as: str | None = None) -> Prompt:
+        prompt = session.exec(
+            select(Prompt).where(col(Prompt.name) == name).with_for_update()  # type: ignore[call-overload]
+        ).first()
+        if prompt is not None:
+            return prompt[0] if not isinstance(prompt, Prompt) else prompt
+        if create_as is None:
+            raise PromptNotFoundError(
+                f"no prompt named {name!r}",
+                hint="see `llmops prompts list`, or push it with `llmops prompts push`",
+            )
+        prompt = Prompt(name=name, created_by=create_as, latest_version=0)
+        session.add(prompt)
+        session.flush()
+        return prompt
+
+    def label(self, ref: str | Ref, label: str) -> LabelMove:
+        """Point ``label`` at the version ``ref`` names, atomically and audited.
+
+        Raises:
+            PromptNotFoundError: The version does not exist.
+            InvalidNameError: The label is not allowed (all digits, ``latest``, bad characters).
+        """
+        check_label(label)
+        parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        if parsed.kind == "digest":
+            raise InputError("label a prompt by name and version (NAME@N), not by digest")
+        assert parsed.name is not None
+        with self.db.write() as session:
+            prompt = self._lock_prompt(session, parsed.name)
+            target = self._resolve_locked(session, prompt, parsed)
+            row = session.get(PromptLabel, (prompt.id, label))
+            previous = row.version if row is not None else None
+            if previous != target:
+                if row is None:
+                    row = PromptLabel(
+                        prompt_id=prompt.id or 0, label=label, version=target,
+                        updated_by=self.actor,
+                    )
+                else:
+                    row.version, row.updated_at, row.updated_by = target, utcnow(), self.actor
+                session.add(row)
+                record_event(
+                    session, actor=self.actor, action="prompt.label.set", entity_type=_ENTITY,
+                    entity_key=parsed.name,
+                    before={"label": label, "version": previous},
+                    after={"label": label, "version": target},
+                )
+        self._forget(parsed.name)
+        return LabelMove(name=parsed.name, label=label, previous_version=previous, version=target)
+
+    def unlabel(self, name: str, label: str) -> LabelMove:
+        """Remove ``label`` from prompt ``name`` (audited).
+
+        Raises:
+            PromptNotFoundError: The prompt or the label does not exist.
+        """
+        check_name(name, what="prompt name")
+        with self.db.write() as session:
+            prompt = self._lock_prompt(session, name)
+            row = session.get(PromptLabel, (prompt.id, label))
+            if row is None:
+                raise PromptNotFoundError(f"prompt {name!r} has no label {label!r}")
+            previous = row.version
+            session.delete(row)
+            record_event(
+                session, actor=self.actor, action="prompt.label.delete", entity_type=_ENTITY,
+                entity_key=name, before={"label": label, "version": previous}, after=None,
+            )
+        self._forget(name)
+        return LabelMove(name=name, label=label, previous_version=previous, version=None)
+
+    def archive(self, ref: str | Ref, *, archived: bool = True) -> VersionInfo:
+        """Archive (or unarchive) a version: it stays readable by number but leaves ``latest``."""
+        parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        if parsed.kind == "digest" or parsed.name is None:
+            raise InputError("archive a prompt version by name and version (NAME@N)")
+        with self.db.write() as session:
+            prompt = self._lock_prompt(session, parsed.name)
+            number = self._resolve_locked(session, prompt, parsed)
+            row = session.exec(
+                select(PromptVersionRow)  # type: ignore[call-overload]
+                .where(col(PromptVersionRow.prompt_id) == prompt.id)
+                .where(col(PromptVersionRow.version) == number)
+            ).one()[0]
+            if row.archived != archived:
+                row.archived = archived
+                session.add(row)
+                record_event(
+                    session, actor=self.actor,
+                    action="prompt.version.archive" if archived else "prompt.version.unarchive",
+                    entity_type=_ENTITY, entity_key=parsed.name,
+                    before={"version": number, "archived": not archived},
+                    after={"version": number, "archived": archived},
+                )
+        self._forget(parsed.name)
+        return next(v for v in self.versions(parsed.name) if v.version == number)
+
+    def _resolve_locked(self, session: Session, prompt: Prompt, ref: Ref) -> int:
+        pv = PromptVersionRow
+        query = select(func.max(pv.version)).where(col(pv.prompt_id) == prompt.id)
+        if ref.kind == "version":
+            query = query.where(col(pv.version) == ref.version)
+        elif ref.kind == "label":
+            row = session.get(PromptLabel, (prompt.id, ref.label))
+            if row is None:
+                raise PromptNotFoundError(f"prompt {prompt.name!r} has no label {ref.label!r}")
+            return row.version
+        else:
+            query = query.where(col(pv.archived).is_(False))
+        found = session.exec(query).first()  # type: ignore[call-overload]
+        number = found[0] if found is not None else None
+        if number is None:
+            raise PromptNotFoundError(
+                f"prompt {prompt.name!r} has no version {ref.version}"
+                if ref.kind == "version"
+                else f"prompt {prompt.name!r} has no unarchived version",
+                hint=f"see `llmops prompts list {prompt.name}`",
+            )
+        return int(number)
+
+    def _forget(self, name: str) -> None:
+        for key in [k for k in self._cache if k.name == name or k.kind == "digest"]:
+            del self._cache[key]
+
+    def clear_cache(self) -> None:
+        """Drop every cached lookup."""
+        self._cache.clear()
+
+    # -- files -----------------------------------------------------------------------------
+
+    def pull(
+        self,
+        refs: Iterable[str] | None = None,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+    ) -> list[PushResult]:
+        """Write registry versions back to prompt files (default: the latest of every prompt).
+
+        A prompt already kept in a file under ``directory`` is written to that file; others go
+        to ``<directory>/<name>.yaml``. Writes are atomic. ``created`` in the result says
+        whether the file changed.
+        """
+        target = Path(directory) if directory is not None else self.prompts_dir
+        if target is None:
+            raise InputError("no directory given and no workspace prompts directory")
+        existing: dict[str, Path] = {}
+        if target.is_dir():
+            for file in find_prompt_files([target]):
+                try:
+                    existing[load_prompt_file(file).name] = file
+                except InputError:
+                    continue  # a broken file is left alone; its prompt goes to <name>.yaml
+        wanted = list(refs) if refs else [s.name for s in self.list()]
+        results = []
+        for ref in wanted:
+            found = self.get(ref, cache=False)
+            path = existing.get(found.name, target / f"{found.name}.yaml")
+            before = None
+            if path.is_file():
+                try:
+                    before = load_prompt_file(path).digest()
+                except InputError:
+                    before = None
+            changed = before != found.digest
+            if changed:
+                write_prompt_file(found.spec, path)
+            results.append(
+                PushResult(
+                    name=found.name, version=found.version, digest=found.digest,
+                    created=changed, path=str(path),
+                )
+            )
+        return results
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything llmops stores is UTC.
+    from datetime import UTC
+
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _history_entry(row: Any) -> HistoryEntry:
+    before, after = row.before or {}, row.after or {}
+    action = row.action.rsplit(".", 1)[-1]
+    if row.action == "prompt.version.create":
+        return HistoryEntry(
+            at=_aware(row.at), actor=row.actor, action="create", version=after.get("version"),
+            message=after.get("message", ""),
+        )
+    if row.action.startswith("prompt.label."):
+        return HistoryEntry(
+            at=_aware(row.at), actor=row.actor,
+            action="label" if action == "set" else "unlabel",
+            version=after.get("version"), label=before.get("label") or after.get("label"),
+            previous_version=before.get("version"),
+        )
+    return HistoryEntry(
+        at=_aware(row.at), actor=row.actor, action=action,  # archive / unarchive
+        version=after.get("version"),
+    )

@@ -1,0 +1,269 @@
+"""The workspace: a folder with ``llmops.toml``, its registry database and its content.
+
+Resolution (DESIGN.md section 3): an explicit path (``--workspace DIR``), else ``LLMOPS_WORKSPACE``,
+else the nearest ``llmops.toml`` upward from the current directory. ``LLMOPS_DB_URL`` overrides the
+database location and ``LLMOPS_STORE_URL`` the artifact store location.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import tomllib
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmops.errors import ConfigError, InputError, WorkspaceNotFoundError
+
+if TYPE_CHECKING:
+    from llmops.db import Database
+    from llmops.prompts import PromptRegistry
+
+__all__ = ["CONFIG_FILE", "Workspace", "WorkspaceConfig"]
+
+CONFIG_FILE = "llmops.toml"
+_STATE_DIR = ".llmops"
+_EXAMPLE_DIRS = ("prompts", "evals", "recipes")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseConfig(_Section):
+    """``[database]``: where the registry lives."""
+
+    url: str = ""
+    """SQLAlchemy URL; empty means ``sqlite:///<workspace>/.llmops/registry.db``."""
+    busy_timeout_s: float = Field(default=30.0, gt=0)
+    """How long a writer waits for a locked database before failing."""
+
+
+class StoreConfig(_Section):
+    """``[store]``: where artifact bytes live."""
+
+    url: str = ""
+    """``file://`` path or ``s3://bucket/prefix``; empty means ``<workspace>/.llmops/store``."""
+
+
+class PromptsConfig(_Section):
+    """``[prompts]``: prompt files and lookups."""
+
+    dir: str = "prompts"
+    """Folder of prompt files, relative to the workspace."""
+    cache_ttl_s: float = Field(default=30.0, ge=0)
+    """How long ``get()`` reuses a lookup; 0 turns the cache off."""
+
+
+class WorkspaceConfig(_Section):
+    """The content of ``llmops.toml``."""
+
+    name: str = "llmops"
+    """A name for the workspace, shown in the CLI and dashboard."""
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    """Registry database settings."""
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    """Artifact store settings."""
+    prompts: PromptsConfig = Field(default_factory=PromptsConfig)
+    """Prompt settings."""
+
+
+_TEMPLATE = """\
+# llmops workspace. Environment overrides: LLMOPS_DB_URL, LLMOPS_STORE_URL.
+name = "{name}"
+
+[database]
+# Empty: SQLite at .llmops/registry.db. For a team: "postgresql+psycopg://user@host/llmops".
+url = ""
+busy_timeout_s = 30
+
+[store]
+# Empty: .llmops/store on local disk. At scale: "s3://bucket/prefix".
+url = ""
+
+[prompts]
+dir = "prompts"
+cache_ttl_s = 30
+"""
+
+
+def _load_config(path: Path) -> WorkspaceConfig:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}", hint="fix the TOML syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8", hint="save it as UTF-8") from None
+    try:
+        return WorkspaceConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(
+            f"{path}: {where}: {err['msg']}",
+            hint=f"see the fields documented in {CONFIG_FILE} written by `llmops init`",
+        ) from None
+
+
+def _find_root(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return None
+
+
+def _examples_root() -> Path:
+    """The example content: inside the wheel, or at the top of a source checkout."""
+    packaged = Path(str(resources.files("llmops"))) / "_examples"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent
+
+
+def default_actor() -> str:
+    """Who is acting: ``LLMOPS_USER``, else the login name."""
+    user = os.environ.get("LLMOPS_USER")
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class Workspace:
+    """An llmops workspace: configuration, registry database and content folders.
+
+    Open one with :meth:`open` (resolves like the CLI) or create one with :meth:`init`; the
+    database is migrated on first use.
+
+    Example:
+        >>> ws = Workspace.open()                                     # doctest: +SKIP
+        >>> ws.prompts.get("summarize", label="production").render(text="...")  # doctest: +SKIP
+    """
+
+    def __init__(self, root: Path, config: WorkspaceConfig) -> None:
+        self.root = root
+        self.config = config
+        self.actor = default_actor()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r}, db={self.db_url_display!r})"
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+        """Open the workspace at ``path``, ``$LLMOPS_WORKSPACE``, or the nearest one upward.
+
+        Raises:
+            WorkspaceNotFoundError: No ``llmops.toml`` was found.
+            ConfigError: It exists but is invalid.
+        """
+        if path is None and os.environ.get("LLMOPS_WORKSPACE"):
+            path = os.environ["LLMOPS_WORKSPACE"]
+        if path is not None:
+            root = Path(path).resolve()
+            if not (root / CONFIG_FILE).is_file():
+                raise WorkspaceNotFoundError(
+                    f"no {CONFIG_FILE} in {root}",
+                    hint=f"create one with `llmops init {path}`",
+                )
+        else:
+            found = _find_root(Path.cwd().resolve())
+            if found is None:
+                raise WorkspaceNotFoundError(
+                    f"no {CONFIG_FILE} in {Path.cwd()} or any folder above it",
+                    hint="run `llmops init` here, or pass --workspace DIR / set LLMOPS_WORKSPACE",
+                )
+            root = found
+        return cls(root, _load_config(root / CONFIG_FILE))
+
+    @classmethod
+    def init(
+        cls, path: str | os.PathLike[str] = ".", *, name: str | None = None, examples: bool = True
+    ) -> Workspace:
+        """Create a workspace at ``path`` (if none is there yet) with the example content.
+
+        Existing files are never overwritten. Returns the opened workspace.
+        """
+        root = Path(path).resolve()
+        if root.exists() and not root.is_dir():
+            raise InputError(f"{root} exists and is not a directory", hint="choose another path")
+        root.mkdir(parents=True, exist_ok=True)
+        config = root / CONFIG_FILE
+        if not config.exists():
+            ws_name = (name or root.name or "llmops").replace('"', "")
+            config.write_text(_TEMPLATE.format(name=ws_name), encoding="utf-8")
+        if examples:
+            source = _examples_root()
+            for folder in _EXAMPLE_DIRS:
+                src = source / folder
+                if not src.is_dir():
+                    continue
+                for file in src.rglob("*"):
+                    dest = root / folder / file.relative_to(src)
+                    if file.is_file() and not dest.exists():
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(file, dest)
+        gitignore = root / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text(f"{_STATE_DIR}/\n", encoding="utf-8")
+        ws = cls.open(root)
+        ws.db  # noqa: B018 - create and migrate the registry now, not on first use
+        return ws
+
+    # -- parts -----------------------------------------------------------------------------
+
+    @property
+    def state_dir(self) -> Path:
+        """``<root>/.llmops``: the default home of the database and store."""
+        return self.root / _STATE_DIR
+
+    @property
+    def db_url(self) -> str:
+        """The effective database URL (``LLMOPS_DB_URL`` wins over ``llmops.toml``)."""
+        url = os.environ.get("LLMOPS_DB_URL") or self.config.database.url
+        return url or f"sqlite:///{self.state_dir / 'registry.db'}"
+
+    @property
+    def db_url_display(self) -> str:
+        """The database URL with any password hidden."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.db_url).render_as_string(hide_password=True)
+        except Exception:
+            return "<unparseable database URL>"
+
+    @property
+    def prompts_dir(self) -> Path:
+        """Folder of prompt files."""
+        return self.root / self.config.prompts.dir
+
+    @cached_property
+    def db(self) -> Database:
+        """The registry database, migrated to the newest schema on first access."""
+        from llmops.db import Database
+
+        return Database(self.db_url, busy_timeout_s=self.config.database.busy_timeout_s)
+
+    @cached_property
+    def prompts(self) -> PromptRegistry:
+        """Versioned prompts: ``get``, ``push``, ``label``, ``diff``, ``history``, ``list``."""
+        from llmops.prompts import PromptRegistry
+
+        return PromptRegistry(
+            self.db,
+            actor=self.actor,
+            cache_ttl_s=self.config.prompts.cache_ttl_s,
+            prompts_dir=self.prompts_dir,
+        )
+
+    def close(self) -> None:
+        """Release database connections."""
+        if "db" in self.__dict__:
+            self.db.dispose()
