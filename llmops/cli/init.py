@@ -22,7 +22,12 @@ def init(
 
     ws = Workspace.init(directory, name=name, examples=examples)
     if json_out:
-        emit_json({"root": str(ws.root), "config": str(ws.root / "llmops.toml"),
-                   "database": ws.db_url_display})
+        emit_json(
+            {
+                "root": str(ws.root),
+                "config": str(ws.root / "llmops.toml"),
+                "database": ws.db_url_display,
+            }
+        )
     else:
         typer.echo(f"workspace ready at {ws.root} (registry: {ws.db_url_display})")

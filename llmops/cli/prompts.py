@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,8 +14,9 @@ from llmops.cli._common import JsonOpt, console, emit_json, workspace
 if TYPE_CHECKING:
     from llmops.prompts import PromptSpec
 
-app = typer.Typer(help="Versioned prompts: push files, label versions, render, diff.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Versioned prompts: push files, label versions, render, diff.", no_args_is_help=True
+)
 
 
 @app.command()
@@ -64,8 +66,12 @@ def list_(
     table = Table("version", "digest", "labels", "author", "created", "message")
     for v in versions:
         table.add_row(
-            f"{v.version}{' (archived)' if v.archived else ''}", v.digest[7:19],
-            ", ".join(v.labels), v.author, v.created_at.strftime("%Y-%m-%d %H:%M"), v.message,
+            f"{v.version}{' (archived)' if v.archived else ''}",
+            v.digest[7:19],
+            ", ".join(v.labels),
+            v.author,
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            v.message,
         )
     console().print(table)
 
@@ -85,19 +91,51 @@ def show(
     out = console()
     labels = ", ".join(found.labels) or "none"
     out.print(f"[bold]{found.ref}[/bold]  {found.digest}")
-    out.print(f"labels: {labels}   author: {found.author}   created: {found.created_at:%Y-%m-%d %H:%M}")
+    out.print(
+        f"labels: {labels}   author: {found.author}   created: {found.created_at:%Y-%m-%d %H:%M}"
+    )
     if found.message:
         out.print(f"message: {found.message}")
     out.print()
     out.print(dump_prompt_file(found.spec), markup=False)
 
 
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _parse_any(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "string": str,
+    "integer": int,
+    "number": float,
+    "boolean": _parse_bool,
+    "list": json.loads,
+    "object": json.loads,
+    "any": _parse_any,
+}
+
+
 def _coerce(spec: PromptSpec, raw: str) -> tuple[str, Any]:
+    """Turn ``--var KEY=VALUE`` into a typed value using the variable's declared type."""
     from llmops.errors import PromptRenderError
 
     key, sep, text = raw.partition("=")
     if not sep:
-        raise PromptRenderError(f"--var {raw!r} is not KEY=VALUE", hint="write e.g. --var text=hello")
+        raise PromptRenderError(
+            f"--var {raw!r} is not KEY=VALUE", hint="write e.g. --var text=hello"
+        )
     var = spec.variables.get(key)
     if var is None:
         declared = ", ".join(spec.variables) or "none"
@@ -105,26 +143,8 @@ def _coerce(spec: PromptSpec, raw: str) -> tuple[str, Any]:
             f"--var {key}: prompt {spec.name!r} has no variable {key!r} (declared: {declared})"
         )
     try:
-        if var.type == "string":
-            return key, text
-        if var.type == "integer":
-            return key, int(text)
-        if var.type == "number":
-            return key, float(text)
-        if var.type == "boolean":
-            lowered = text.lower()
-            if lowered in ("true", "1", "yes", "on"):
-                return key, True
-            if lowered in ("false", "0", "no", "off"):
-                return key, False
-            raise ValueError(text)
-        if var.type == "any":
-            try:
-                return key, json.loads(text)
-            except json.JSONDecodeError:
-                return key, text
-        return key, json.loads(text)
-    except ValueError:
+        return key, _PARSERS[var.type](text)
+    except ValueError:  # json.JSONDecodeError is a ValueError too
         raise PromptRenderError(
             f"--var {key}={text!r}: expected {var.type}",
             hint="lists and objects are given as JSON, booleans as true/false",
@@ -270,7 +290,8 @@ def pull(
         list[str] | None, typer.Argument(help="References to write (default: latest of each).")
     ] = None,
     directory: Annotated[
-        Path | None, typer.Option("--dir", help="Target folder (default: the workspace's prompts/).")
+        Path | None,
+        typer.Option("--dir", help="Target folder (default: the workspace's prompts/)."),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:

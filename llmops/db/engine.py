@@ -24,7 +24,9 @@ from llmops.errors import ConfigError, DatabaseError, DatabaseUnavailableError
 
 __all__ = ["Database"]
 
-_MIGRATION_LOCK_KEY = 0x6C6C6D6F  # "llmo": advisory lock id that serialises migrations on PostgreSQL
+_MIGRATION_LOCK_KEY = (
+    0x6C6C6D6F  # "llmo": advisory lock id that serialises migrations on PostgreSQL
+)
 
 
 class Database:
@@ -67,9 +69,7 @@ class Database:
             _configure_sqlite(engine, busy_timeout_s)
             return engine
         if self.dialect == "postgresql":
-            return create_engine(
-                parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5}
-            )
+            return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
         try:
             return create_engine(parsed, pool_pre_ping=True)
         except Exception as exc:  # missing driver, unknown dialect
@@ -151,10 +151,9 @@ class Database:
         current = self.current_revision()
         if current == HEAD:
             return
+        from alembic import command
         from alembic.config import Config
         from alembic.script import ScriptDirectory
-
-        from alembic import command
 
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
@@ -165,8 +164,8 @@ class Database:
                 " this llmops does not know",
                 hint="upgrade llmops (pip install -U llmops) to the version that wrote it",
             )
-        with self._errors(), self.engine.connect() as conn:
-            conn = conn.execution_options(llmops_write=True)
+        with self._errors(), self.engine.connect() as plain:
+            conn = plain.execution_options(llmops_write=True)
             with conn.begin():
                 if self.dialect == "postgresql":
                     conn.execute(text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})"))

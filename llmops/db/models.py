@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AuditEvent", "Prompt", "PromptLabel", "PromptVersionRow", "utcnow"]
+__all__ = ["AuditEvent", "Prompt", "PromptLabel", "PromptVersionRow", "SQLModel", "utcnow"]
 
 
 def utcnow() -> datetime:

@@ -5,7 +5,8 @@ datasets, so rendering is treated as running untrusted code:
 
 - Jinja2's :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` refuses private attributes
   (``__class__``, ``__globals__``, ...), unsafe callables and in-place mutation of lists and dicts.
-- There is no loader, so ``{% include %}``, ``{% import %}`` and ``{% extends %}`` cannot read files.
+- The loader refuses every name: ``{% include %}``, ``{% import %}`` and ``{% extends %}``
+  cannot read files.
 - ``namespace`` is removed, so no state survives a loop iteration; ``lipsum`` and ``random`` are
   removed because a prompt must render the same way every time.
 - Size: ``*``, ``**``, ``+``, ``%`` and ``~`` (concatenation) are intercepted, as are calls and
@@ -73,7 +74,7 @@ DEFAULT_LIMITS = RenderLimits()
 
 
 class _RenderTimeout(BaseException):
-    """Raised inside the rendering thread by the watchdog; BaseException so templates can't catch."""
+    """Raised in the rendering thread by the watchdog (a BaseException: nothing may catch it)."""
 
 
 def _size(value: Any) -> int:
@@ -195,7 +196,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             self._check_format(left)
         return self._check_result(super().call_binop(context, operator, left, right))
 
-    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         __self._check_args(args, kwargs)
         name = getattr(__obj, "__name__", "")
         bound_to = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)

@@ -62,8 +62,10 @@ def _body_lines(spec: PromptSpec) -> list[str]:
     lines: list[str] = []
     for i, message in enumerate(spec.messages or []):
         lines.append(f"--- message {i} ({message.role}) ---\n")
-        lines.extend(line if line.endswith("\n") else line + "\n"
-                     for line in message.content.splitlines(keepends=True))
+        lines.extend(
+            line if line.endswith("\n") else line + "\n"
+            for line in message.content.splitlines(keepends=True)
+        )
     return lines
 
 
@@ -82,7 +84,9 @@ def diff_specs(old: PromptSpec, new: PromptSpec, *, a: str, b: str) -> PromptDif
     o, n = old.canonical(), new.canonical()
     changes = []
     if o["description"] != n["description"]:
-        changes.append(FieldChange(key="description", before=o["description"], after=n["description"]))
+        changes.append(
+            FieldChange(key="description", before=o["description"], after=n["description"])
+        )
     changes += _flat_changes("variables", o["variables"], n["variables"])
     changes += _flat_changes("model", o["model"], n["model"])
     changes += _flat_changes("metadata", o["metadata"], n["metadata"])

@@ -19,8 +19,14 @@ from pydantic import BaseModel, ValidationError
 from llmops.errors import InputError, PromptFileError
 from llmops.prompts.spec import FORMAT_VERSION, Message, ModelParams, PromptSpec, Variable
 
-__all__ = ["MAX_PROMPT_FILE_BYTES", "dump_prompt_file", "find_prompt_files", "load_prompt_file",
-           "parse_prompt_yaml", "write_prompt_file"]
+__all__ = [
+    "MAX_PROMPT_FILE_BYTES",
+    "dump_prompt_file",
+    "find_prompt_files",
+    "load_prompt_file",
+    "parse_prompt_yaml",
+    "write_prompt_file",
+]
 
 MAX_PROMPT_FILE_BYTES = 1_000_000
 _SUFFIXES = (".yaml", ".yml")
@@ -32,7 +38,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -41,26 +47,27 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[yaml.Node | None, bool]:
-    """The YAML node at a pydantic error location, and whether it is the key (not the value)."""
+def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...], *, key: bool) -> yaml.Node | None:
+    """The YAML node at a pydantic error location: the key node of the last part when ``key``
+    (unknown fields), else the value node; the deepest node present when the path stops early."""
     node = root
     for i, part in enumerate(loc):
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 if key_node.value == part:
-                    if i == len(loc) - 1:
-                        return key_node, True
+                    if key and i == len(loc) - 1:
+                        return key_node  # type: ignore[no-any-return]
                     node = value_node
                     break
             else:
-                return node, False
+                return node
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part >= len(node.value):
-                return node, False
+                return node
             node = node.value[part]
         else:
-            return node, False
-    return node, False
+            return node
+    return node
 
 
 _MODELS_BY_FIELD: dict[str, type[BaseModel]] = {
@@ -72,7 +79,7 @@ _MODELS_BY_FIELD: dict[str, type[BaseModel]] = {
 
 def _suggest(loc: tuple[int | str, ...], unknown: str) -> str | None:
     model: type[BaseModel] = PromptSpec
-    if loc and loc[0] in _MODELS_BY_FIELD and len(loc) > 1:
+    if loc and loc[0] in _MODELS_BY_FIELD:
         model = _MODELS_BY_FIELD[str(loc[0])]
     options = [*model.model_fields]
     if model is PromptSpec:
@@ -85,12 +92,14 @@ def _suggest(loc: tuple[int | str, ...], unknown: str) -> str | None:
     return f"allowed fields: {', '.join(options)}"
 
 
-def _problems(exc: ValidationError, root: yaml.Node | None) -> list[tuple[int | None, int | None, str]]:
+def _problems(
+    exc: ValidationError, root: yaml.Node | None
+) -> list[tuple[int | None, int | None, str]]:
     found: list[tuple[int | None, int | None, str]] = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         # pydantic nests union/dict members in the location; keep the parts present in the YAML
-        node, _ = _node_at(root, loc)
+        node = _node_at(root, loc, key=err["type"] == "extra_forbidden")
         field = ".".join(str(p) for p in loc) or "(top level)"
         if err["type"] == "extra_forbidden":
             message = f"unknown field {field!r}"
@@ -114,7 +123,7 @@ def parse_prompt_yaml(text: str, *, path: str = "<prompt>") -> PromptSpec:
             the first with its line and column.
     """
     try:
-        root = yaml.compose(text, Loader=_UniqueKeyLoader)  # type: ignore[arg-type]
+        root = yaml.compose(text, Loader=_UniqueKeyLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -145,16 +154,14 @@ def parse_prompt_yaml(text: str, *, path: str = "<prompt>") -> PromptSpec:
     try:
         return PromptSpec.model_validate(data)
     except ValidationError as exc:
-        problems = _problems(exc, root)
+        problems = sorted(_problems(exc, root), key=lambda p: (p[0] or 0, p[1] or 0))
         line, column, first = problems[0]
-        rest = [
-            f"line {ln}: {msg}" if ln is not None else msg for ln, _, msg in problems[1:]
-        ]
+        rest = [f"line {ln}: {msg}" if ln is not None else msg for ln, _, msg in problems[1:]]
         message = first if not rest else f"{first}; also {'; '.join(rest)}"
         raise PromptFileError(message, path=path, line=line, column=column) from None
     except InputError as exc:
         # Template syntax errors and bad names surface from validators as llmops errors.
-        node, _ = _node_at(root, ("name",)) if "name" in exc.message else (None, False)
+        node = _node_at(root, ("name",), key=False) if "name" in exc.message else None
         raise PromptFileError(
             exc.message,
             path=path,

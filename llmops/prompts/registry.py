@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import functools
 import os
 import time
@@ -143,8 +144,15 @@ class PromptRegistry:
     def _lookup(self, ref: Ref) -> PromptVersion:
         pv, p = PromptVersionRow, Prompt
         query = select(
-            p.name, pv.version, pv.digest, pv.spec, pv.message, pv.author,  # type: ignore[call-overload]
-            pv.created_at, pv.archived, pv.prompt_id,
+            p.name,
+            pv.version,
+            pv.digest,
+            pv.spec,
+            pv.message,
+            pv.author,  # type: ignore[call-overload]
+            pv.created_at,
+            pv.archived,
+            pv.prompt_id,
         ).join(p, col(p.id) == col(pv.prompt_id))
         if ref.kind == "digest":
             query = query.where(col(pv.digest) == ref.digest).order_by(col(pv.id)).limit(1)
@@ -155,7 +163,8 @@ class PromptRegistry:
             elif ref.kind == "label":
                 lb = PromptLabel
                 query = query.join(
-                    lb, (col(lb.prompt_id) == col(pv.prompt_id)) & (col(lb.version) == col(pv.version))
+                    lb,
+                    (col(lb.prompt_id) == col(pv.prompt_id)) & (col(lb.version) == col(pv.version)),
                 ).where(col(lb.label) == ref.label)
             else:
                 query = query.where(col(pv.archived).is_(False))
@@ -164,12 +173,16 @@ class PromptRegistry:
             row = conn.execute(query).first()
             if row is None:
                 raise self._not_found(conn, ref)
-            labels = conn.execute(
-                select(PromptLabel.label)  # type: ignore[call-overload]
-                .where(col(PromptLabel.prompt_id) == row.prompt_id)
-                .where(col(PromptLabel.version) == row.version)
-                .order_by(PromptLabel.label)
-            ).scalars().all()
+            labels = (
+                conn.execute(
+                    select(PromptLabel.label)  # type: ignore[call-overload]
+                    .where(col(PromptLabel.prompt_id) == row.prompt_id)
+                    .where(col(PromptLabel.version) == row.version)
+                    .order_by(PromptLabel.label)
+                )
+                .scalars()
+                .all()
+            )
         return PromptVersion(
             name=row.name,
             version=row.version,
@@ -206,17 +219,19 @@ class PromptRegistry:
             hint="ask for a version explicitly (name@N) or unarchive one",
         )
 
-    def list(self) -> list[PromptSummary]:
+    def list(self) -> builtins.list[PromptSummary]:
         """Every prompt with its latest version number and labels, by name."""
         with self.db.connect() as conn:
             prompts = conn.execute(
-                select(Prompt.id, Prompt.name, Prompt.latest_version, Prompt.created_at)  # type: ignore[call-overload]
-                .order_by(Prompt.name)
+                select(Prompt.id, Prompt.name, Prompt.latest_version, Prompt.created_at).order_by(  # type: ignore[call-overload]
+                    Prompt.name
+                )
             ).all()
             labels: dict[int, dict[str, int]] = {}
             for pid, label, version in conn.execute(
-                select(PromptLabel.prompt_id, PromptLabel.label, PromptLabel.version)  # type: ignore[call-overload]
-                .order_by(PromptLabel.label)
+                select(PromptLabel.prompt_id, PromptLabel.label, PromptLabel.version).order_by(  # type: ignore[call-overload]
+                    PromptLabel.label
+                )
             ):
                 labels.setdefault(pid, {})[label] = version
         return [
@@ -229,7 +244,7 @@ class PromptRegistry:
             for row in prompts
         ]
 
-    def versions(self, name: str, *, include_archived: bool = True) -> list[VersionInfo]:
+    def versions(self, name: str, *, include_archived: bool = True) -> builtins.list[VersionInfo]:
         """Every version of prompt ``name``, oldest first, without content.
 
         Raises:
@@ -239,7 +254,7 @@ class PromptRegistry:
         pv = PromptVersionRow
         with self.db.connect() as conn:
             pid = self._prompt_id(conn, name)
-            labels: dict[int, list[str]] = {}
+            labels: dict[int, builtins.list[str]] = {}
             for label, version in conn.execute(
                 select(PromptLabel.label, PromptLabel.version)  # type: ignore[call-overload]
                 .where(col(PromptLabel.prompt_id) == pid)
@@ -268,7 +283,7 @@ class PromptRegistry:
             for r in rows
         ]
 
-    def history(self, name: str) -> list[HistoryEntry]:
+    def history(self, name: str) -> builtins.list[HistoryEntry]:
         """Everything that happened to prompt ``name``, oldest first, from the audit log.
 
         Raises:
@@ -323,7 +338,7 @@ class PromptRegistry:
 
     def push_files(
         self, paths: Sequence[str | os.PathLike[str]] | None = None, *, message: str = ""
-    ) -> list[PushResult]:
+    ) -> builtins.list[PushResult]:
         """Validate every prompt file under ``paths`` (default: the workspace's ``prompts/``)
         first, then push each. A bad file stops the push before anything is written.
 
@@ -335,7 +350,7 @@ class PromptRegistry:
                 raise InputError("no paths given and no workspace prompts directory to default to")
             paths = [self.prompts_dir]
         files = find_prompt_files(paths)
-        specs: list[tuple[Path, PromptSpec]] = []
+        specs: builtins.list[tuple[Path, PromptSpec]] = []
         seen: dict[str, Path] = {}
         for file in files:
             spec = load_prompt_file(file)
@@ -369,21 +384,31 @@ class PromptRegistry:
                     ).first()
                     if existing is not None:
                         return PushResult(
-                            name=spec.name, version=existing[0], digest=digest, created=False,
+                            name=spec.name,
+                            version=existing[0],
+                            digest=digest,
+                            created=False,
                             path=path,
                         )
                     version = prompt.latest_version + 1
                     session.add(
                         PromptVersionRow(
-                            prompt_id=prompt.id, version=version, digest=digest, spec=canonical,
-                            message=message, author=author,
+                            prompt_id=prompt.id,
+                            version=version,
+                            digest=digest,
+                            spec=canonical,
+                            message=message,
+                            author=author,
                         )
                     )
                     prompt.latest_version = version
                     session.add(prompt)
                     record_event(
-                        session, actor=author, action="prompt.version.create",
-                        entity_type=_ENTITY, entity_key=spec.name,
+                        session,
+                        actor=author,
+                        action="prompt.version.create",
+                        entity_type=_ENTITY,
+                        entity_key=spec.name,
                         after={"version": version, "digest": digest, "message": message},
                     )
                 self._forget(spec.name)
@@ -434,14 +459,19 @@ class PromptRegistry:
             if previous != target:
                 if row is None:
                     row = PromptLabel(
-                        prompt_id=prompt.id or 0, label=label, version=target,
+                        prompt_id=prompt.id or 0,
+                        label=label,
+                        version=target,
                         updated_by=self.actor,
                     )
                 else:
                     row.version, row.updated_at, row.updated_by = target, utcnow(), self.actor
                 session.add(row)
                 record_event(
-                    session, actor=self.actor, action="prompt.label.set", entity_type=_ENTITY,
+                    session,
+                    actor=self.actor,
+                    action="prompt.label.set",
+                    entity_type=_ENTITY,
                     entity_key=parsed.name,
                     before={"label": label, "version": previous},
                     after={"label": label, "version": target},
@@ -464,8 +494,13 @@ class PromptRegistry:
             previous = row.version
             session.delete(row)
             record_event(
-                session, actor=self.actor, action="prompt.label.delete", entity_type=_ENTITY,
-                entity_key=name, before={"label": label, "version": previous}, after=None,
+                session,
+                actor=self.actor,
+                action="prompt.label.delete",
+                entity_type=_ENTITY,
+                entity_key=name,
+                before={"label": label, "version": previous},
+                after=None,
             )
         self._forget(name)
         return LabelMove(name=name, label=label, previous_version=previous, version=None)
@@ -487,9 +522,11 @@ class PromptRegistry:
                 row.archived = archived
                 session.add(row)
                 record_event(
-                    session, actor=self.actor,
+                    session,
+                    actor=self.actor,
                     action="prompt.version.archive" if archived else "prompt.version.unarchive",
-                    entity_type=_ENTITY, entity_key=parsed.name,
+                    entity_type=_ENTITY,
+                    entity_key=parsed.name,
                     before={"version": number, "archived": not archived},
                     after={"version": number, "archived": archived},
                 )
@@ -534,7 +571,7 @@ class PromptRegistry:
         refs: Iterable[str] | None = None,
         *,
         directory: str | os.PathLike[str] | None = None,
-    ) -> list[PushResult]:
+    ) -> builtins.list[PushResult]:
         """Write registry versions back to prompt files (default: the latest of every prompt).
 
         A prompt already kept in a file under ``directory`` is written to that file; others go
@@ -551,7 +588,7 @@ class PromptRegistry:
                     existing[load_prompt_file(file).name] = file
                 except InputError:
                     continue  # a broken file is left alone; its prompt goes to <name>.yaml
-        wanted = list(refs) if refs else [s.name for s in self.list()]
+        wanted = builtins.list(refs) if refs else [s.name for s in self.list()]
         results = []
         for ref in wanted:
             found = self.get(ref, cache=False)
@@ -567,8 +604,11 @@ class PromptRegistry:
                 write_prompt_file(found.spec, path)
             results.append(
                 PushResult(
-                    name=found.name, version=found.version, digest=found.digest,
-                    created=changed, path=str(path),
+                    name=found.name,
+                    version=found.version,
+                    digest=found.digest,
+                    created=changed,
+                    path=str(path),
                 )
             )
         return results
@@ -586,17 +626,24 @@ def _history_entry(row: Any) -> HistoryEntry:
     action = row.action.rsplit(".", 1)[-1]
     if row.action == "prompt.version.create":
         return HistoryEntry(
-            at=_aware(row.at), actor=row.actor, action="create", version=after.get("version"),
+            at=_aware(row.at),
+            actor=row.actor,
+            action="create",
+            version=after.get("version"),
             message=after.get("message", ""),
         )
     if row.action.startswith("prompt.label."):
         return HistoryEntry(
-            at=_aware(row.at), actor=row.actor,
+            at=_aware(row.at),
+            actor=row.actor,
             action="label" if action == "set" else "unlabel",
-            version=after.get("version"), label=before.get("label") or after.get("label"),
+            version=after.get("version"),
+            label=before.get("label") or after.get("label"),
             previous_version=before.get("version"),
         )
     return HistoryEntry(
-        at=_aware(row.at), actor=row.actor, action=action,  # archive / unarchive
+        at=_aware(row.at),
+        actor=row.actor,
+        action=action,  # archive / unarchive
         version=after.get("version"),
     )

@@ -143,7 +143,7 @@ class PromptSpec(_Strict):
     template: str | None = None
     """A single text template (give either this or ``messages``)."""
     variables: dict[str, Variable] = Field(default_factory=dict)
-    """Declared variables; variables a template uses but does not declare become required strings."""
+    """Declared variables; ones a template uses without declaring become required strings."""
     model: ModelParams = Field(default_factory=ModelParams)
     """Model parameters."""
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
@@ -225,7 +225,9 @@ class PromptSpec(_Strict):
             raise PromptRenderError(f"prompt {self.name!r}: " + "; ".join(problems))
         return bound
 
-    def render(self, values: dict[str, Any], *, limits: RenderLimits | None = None) -> RenderedPrompt:
+    def render(
+        self, values: dict[str, Any], *, limits: RenderLimits | None = None
+    ) -> RenderedPrompt:
         """Render the prompt with ``values`` in the sandbox.
 
         Raises:

@@ -1,0 +1,116 @@
+"""Hostile templates fail with a clear error and execute nothing; values are never re-rendered."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from llmops.errors import PromptRenderError, TemplateLimitError, TemplateSecurityError
+from llmops.prompts._sandbox import RenderLimits, render_template, template_variables
+
+FAST = RenderLimits(timeout_s=0.5)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ x.__class__.__init__.__globals__ }}",
+        "{{ ''.__class__ }}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+        "{{ x.append(1) }}",
+        "{{ '{0.__class__}'.format(x) }}",
+        "{% include '/etc/passwd' %}",
+        "{% import 'os' as os %}{{ os.system('id') }}",
+        "{% extends 'base.html' %}",
+        "{% from 'x' import y %}",
+    ],
+)
+def test_sandbox_escape_payloads_are_refused(source: str) -> None:
+    with pytest.raises(PromptRenderError) as info:
+        render_template(source, {"x": []}, limits=FAST)
+    assert isinstance(info.value, (TemplateSecurityError, PromptRenderError))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__ }}",
+        "{% include '/etc/passwd' %}",
+        "{% import 'os' as os %}",
+        "{{ x.append(1) }}",
+    ],
+)
+def test_security_violations_raise_security_error(source: str) -> None:
+    with pytest.raises(TemplateSecurityError):
+        render_template(source, {"x": []}, limits=FAST)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 100000000 }}",
+        "{{ [1] * 100000000 }}",
+        "{{ 'x' | center(1000000000) }}",
+        "{{ 'ab' | indent(1000000000) }}",
+        "{% set a = 'x' * 900000 %}{{ a ~ a }}",
+        "{{ '%999999999d' % 1 }}",
+        "{{ '{:>999999999}'.format(1) }}",
+        "{{ 'x'.ljust(1000000000) }}",
+        "{{ ('a' * 1000) | replace('', 'b' * 1000) }}",
+        "{{ 2 ** 100000 }}",
+        "{% for i in range(100000) %}{{ 'xxxxxxxxxxxxxxxxxxxx' }}{% endfor %}",
+    ],
+)
+def test_size_bombs_hit_the_limit_before_allocating(source: str) -> None:
+    with pytest.raises(TemplateLimitError):
+        render_template(source, {}, limits=FAST)
+
+
+def test_endless_loop_is_stopped_by_the_time_limit() -> None:
+    source = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+    with pytest.raises(TemplateLimitError, match="time limit of 0.5s"):
+        render_template(source, {}, limits=FAST)
+    assert time.monotonic() - started < 5
+
+
+def test_renders_after_a_timeout_still_work() -> None:
+    with pytest.raises(TemplateLimitError):
+        render_template("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}"
+                        "{% endfor %}", {}, limits=RenderLimits(timeout_s=0.2))
+    assert render_template("ok {{ a }}", {"a": 1}) == "ok 1"
+
+
+def test_value_with_template_syntax_stays_literal() -> None:
+    out = render_template("Hi {{ name }}", {"name": "{{ 7 * 7 }} {% include 'x' %}"})
+    assert out == "Hi {{ 7 * 7 }} {% include 'x' %}"
+
+
+def test_namespace_and_random_are_not_available() -> None:
+    with pytest.raises(PromptRenderError, match="namespace"):
+        render_template("{% set ns = namespace(a=1) %}", {})
+    with pytest.raises(PromptRenderError, match="random"):
+        render_template("{{ [1, 2] | random }}", {})
+
+
+def test_syntax_error_names_the_line() -> None:
+    with pytest.raises(PromptRenderError, match="syntax error at line 2"):
+        render_template("ok\n{% for x in y %}", {}, what="messages[0].content")
+
+
+def test_ordinary_templates_render() -> None:
+    source = "{% for q in items %}{{ loop.index }}. {{ q | upper }}\n{% endfor %}"
+    assert render_template(source, {"items": ["a", "b"]}) == "1. A\n2. B\n"
+
+
+def test_template_variables_finds_what_a_template_reads() -> None:
+    found = template_variables("{{ a }} {% for x in b %}{{ x }}{% endfor %}{{ range(2)|list }}")
+    assert found == {"a", "b"}
+
+
+def test_render_limits_validate_arguments() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        RenderLimits(timeout_s=0)

@@ -1,0 +1,46 @@
+"""Pins the public API, and checks that importing it stays light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import llmops
+import llmops.prompts
+
+
+def test_top_level_exports() -> None:
+    assert sorted(llmops.__all__) == ["LLMOpsError", "Ref", "Workspace", "__version__", "parse_ref"]
+    for name in llmops.__all__:
+        assert getattr(llmops, name) is not None
+
+
+def test_prompts_exports() -> None:
+    assert sorted(llmops.prompts.__all__) == sorted(
+        [
+            "FieldChange", "HistoryEntry", "LabelMove", "Message", "ModelParams", "PromptDiff",
+            "PromptRegistry", "PromptSpec", "PromptSummary", "PromptVersion", "PushResult",
+            "RenderLimits", "RenderedPrompt", "StalePromptWarning", "Variable", "VersionInfo",
+            "dump_prompt_file", "load_prompt_file", "parse_prompt_yaml",
+        ]
+    )
+
+
+def test_unknown_attribute_raises_attribute_error() -> None:
+    try:
+        llmops.nope  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "nope" in str(exc)
+    else:
+        raise AssertionError("expected AttributeError")
+
+
+def test_import_llmops_loads_no_heavy_modules() -> None:
+    code = (
+        "import sys, json, llmops; from llmops import Workspace;"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('torch', 'transformers', 'litellm', 'peft', 'trl', 'alembic', 'sqlalchemy'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
