@@ -19,10 +19,25 @@ def test_top_level_exports() -> None:
 def test_prompts_exports() -> None:
     assert sorted(llmops.prompts.__all__) == sorted(
         [
-            "FieldChange", "HistoryEntry", "LabelMove", "Message", "ModelParams", "PromptDiff",
-            "PromptRegistry", "PromptSpec", "PromptSummary", "PromptVersion", "PushResult",
-            "RenderLimits", "RenderedPrompt", "StalePromptWarning", "Variable", "VersionInfo",
-            "dump_prompt_file", "load_prompt_file", "parse_prompt_yaml",
+            "FieldChange",
+            "HistoryEntry",
+            "LabelMove",
+            "Message",
+            "ModelParams",
+            "PromptDiff",
+            "PromptRegistry",
+            "PromptSpec",
+            "PromptSummary",
+            "PromptVersion",
+            "PushResult",
+            "RenderLimits",
+            "RenderedPrompt",
+            "StalePromptWarning",
+            "Variable",
+            "VersionInfo",
+            "dump_prompt_file",
+            "load_prompt_file",
+            "parse_prompt_yaml",
         ]
     )
 

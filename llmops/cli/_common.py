@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -27,6 +27,12 @@ class State:
 
     workspace: str | None = None
     debug: bool = False
+    opened: list[Workspace] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release the database connections of every workspace a command opened."""
+        while self.opened:
+            self.opened.pop().close()
 
 
 state = State()
@@ -36,7 +42,9 @@ def workspace() -> Workspace:
     """Open the workspace the global options and environment point at."""
     from llmops.workspace import Workspace
 
-    return Workspace.open(state.workspace)
+    ws = Workspace.open(state.workspace)
+    state.opened.append(ws)
+    return ws
 
 
 def emit_json(data: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+from typing import Any
 
 from llmops.errors import LLMOpsError
 
@@ -24,8 +25,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str]) -> int:
     """Run the CLI on ``argv`` and return the exit code (for tests and embedding)."""
+    from llmops.cli._common import state
     from llmops.cli.app import app
 
+    try:
+        return _run(app, argv)
+    finally:
+        state.close()
+
+
+def _run(app: Any, argv: list[str]) -> int:
     try:
         # Standalone mode: typer prints usage errors itself and exits 2.
         app(args=argv, prog_name="llmops")

@@ -53,7 +53,11 @@ class Database:
         self.busy_timeout_s = busy_timeout_s
         self.engine = self._create_engine(parsed, busy_timeout_s)
         if migrate:
-            self.migrate()
+            try:
+                self.migrate()
+            except BaseException:
+                self.engine.dispose()
+                raise
 
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"

@@ -27,15 +27,21 @@ def test_malformed_yaml_names_file_line_and_column() -> None:
 
 def test_unknown_field_gets_did_you_mean_and_line() -> None:
     text = "name: x\ntemplate: hi\nvariabels: {}\n"
-    with pytest.raises(PromptFileError, match=r"p\.yaml:3:1: unknown field 'variabels'"
-                       r" \(did you mean 'variables'\?\)"):
+    with pytest.raises(
+        PromptFileError,
+        match=r"p\.yaml:3:1: unknown field 'variabels'"
+        r" \(did you mean 'variables'\?\)",
+    ):
         parse_prompt_yaml(text, path="p.yaml")
 
 
 def test_unknown_nested_field_points_at_its_line() -> None:
     text = "name: x\ntemplate: hi\nmodel:\n  temprature: 0.1\n"
-    with pytest.raises(PromptFileError, match=r":4:3: unknown field 'model.temprature'"
-                       r" \(did you mean 'temperature'\?\)"):
+    with pytest.raises(
+        PromptFileError,
+        match=r":4:3: unknown field 'model.temprature'"
+        r" \(did you mean 'temperature'\?\)",
+    ):
         parse_prompt_yaml(text, path="p.yaml")
 
 
@@ -96,6 +102,6 @@ def test_oversized_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_dump_writes_multiline_strings_as_blocks() -> None:
-    spec = parse_prompt_yaml("name: x\ntemplate: \"line one\\nline two\\n\"\n")
+    spec = parse_prompt_yaml('name: x\ntemplate: "line one\\nline two\\n"\n')
     text = dump_prompt_file(spec)
     assert "template: |\n  line one\n  line two\n" in text

@@ -79,8 +79,11 @@ def test_endless_loop_is_stopped_by_the_time_limit() -> None:
 
 def test_renders_after_a_timeout_still_work() -> None:
     with pytest.raises(TemplateLimitError):
-        render_template("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}"
-                        "{% endfor %}", {}, limits=RenderLimits(timeout_s=0.2))
+        render_template(
+            "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+            {},
+            limits=RenderLimits(timeout_s=0.2),
+        )
     assert render_template("ok {{ a }}", {"a": 1}) == "ok 1"
 
 

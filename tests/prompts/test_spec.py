@@ -88,7 +88,9 @@ def test_exactly_one_of_messages_or_template() -> None:
 
 def test_default_must_match_type_and_cannot_be_required() -> None:
     with pytest.raises(ValidationError, match="default does not match type 'integer'"):
-        PromptSpec(name="t", template="{{ v }}", variables={"v": {"type": "integer", "default": "x"}})
+        PromptSpec(
+            name="t", template="{{ v }}", variables={"v": {"type": "integer", "default": "x"}}
+        )
     with pytest.raises(ValidationError, match="cannot be required"):
         PromptSpec(
             name="t", template="{{ v }}", variables={"v": {"default": "x", "required": True}}

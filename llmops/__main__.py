@@ -1,0 +1,5 @@
+"""``python -m llmops`` runs the CLI."""
+
+from llmops.cli import main
+
+main()
