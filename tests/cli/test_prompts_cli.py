@@ -171,6 +171,7 @@ def test_installed_command_end_to_end_in_a_fresh_directory(tmp_path: Path) -> No
     def llmops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "llmops", *args],
+            check=False,
             cwd=cwd,
             env=_env(),
             capture_output=True,

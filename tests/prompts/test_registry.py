@@ -306,7 +306,7 @@ def test_concurrent_writer_processes_get_distinct_consecutive_versions(ws: Works
         for w in range(workers)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     versions = ws.prompts.versions("shared")
     assert [v.version for v in versions] == list(range(1, workers * count + 1))
