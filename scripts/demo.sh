@@ -12,9 +12,12 @@ VENV="${LLMOPS_VENV:-.venv}"
 export PATH="$REPO/$VENV/bin:$PATH"
 
 WS="${1:-$REPO/demo-workspace}"
+# Start from scratch each run, but only ever delete a workspace this script made.
+if [ -f "$WS/.llmops-demo" ]; then rm -rf "$WS"; fi
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
 step llmops init "$WS"
+touch "$WS/.llmops-demo"
 cd "$WS"
 step llmops prompts push -m "import the example prompts"
 step llmops prompts label summarize@1 production
