@@ -31,7 +31,7 @@ def push(
     """Push prompt files: each changed prompt becomes a new immutable version."""
     results = workspace().prompts.push_files(paths or None, message=message)
     if json_out:
-        emit_json([r.model_dump(mode="json") for r in results])
+        emit_json([r.to_json() for r in results])
         return
     out = console()
     for r in results:
@@ -51,7 +51,7 @@ def list_(
     if name is None:
         summaries = prompts.list()
         if json_out:
-            emit_json([s.model_dump(mode="json") for s in summaries])
+            emit_json([s.to_json() for s in summaries])
             return
         table = Table("name", "latest", "labels")
         for s in summaries:
@@ -61,7 +61,7 @@ def list_(
         return
     versions = prompts.versions(name)
     if json_out:
-        emit_json([v.model_dump(mode="json") for v in versions])
+        emit_json([v.to_json() for v in versions])
         return
     table = Table("version", "digest", "labels", "author", "created", "message")
     for v in versions:
@@ -232,7 +232,7 @@ def label(
     else:
         move = prompts.label(ref, label_name)
     if json_out:
-        emit_json({**move.model_dump(mode="json"), "changed": move.changed})
+        emit_json({**move.to_json(), "changed": move.changed})
         return
     if move.version is None:
         typer.echo(f"{move.name}: removed label {move.label} (was version {move.previous_version})")
@@ -253,7 +253,7 @@ def history(
 
     entries = workspace().prompts.history(name)
     if json_out:
-        emit_json([e.model_dump(mode="json") for e in entries])
+        emit_json([e.to_json() for e in entries])
         return
     table = Table("when", "who", "what")
     for e in entries:
@@ -279,7 +279,7 @@ def archive(
     """Archive a version: it stays readable as NAME@N but is no longer 'latest'."""
     info = workspace().prompts.archive(ref, archived=not undo)
     if json_out:
-        emit_json(info.model_dump(mode="json"))
+        emit_json(info.to_json())
     else:
         typer.echo(f"{info.name}@{info.version}: {'archived' if info.archived else 'active'}")
 
@@ -298,7 +298,7 @@ def pull(
     """Write registry versions back to prompt files (atomic writes; unchanged files untouched)."""
     results = workspace().prompts.pull(refs or None, directory=directory)
     if json_out:
-        emit_json([{**r.model_dump(mode="json"), "written": r.created} for r in results])
+        emit_json([{**r.to_json(), "written": r.created} for r in results])
         return
     for r in results:
         state = "wrote" if r.created else "unchanged"

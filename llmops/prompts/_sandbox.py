@@ -335,15 +335,20 @@ def compile_template(
     return template
 
 
-def template_variables(source: str, *, what: str = "template") -> set[str]:
+def template_variables(source: str, *, what: str = "template") -> frozenset[str]:
     """Names a template reads from its context (variables it needs), without rendering it.
 
     Raises:
         PromptRenderError: The template has a syntax error.
     """
     compile_template(source, what=what)  # syntax errors surface with a clean message
+    return _undeclared(source)
+
+
+@functools.lru_cache(maxsize=1024)
+def _undeclared(source: str) -> frozenset[str]:
     ast = _env().parse(source)
-    return set(meta.find_undeclared_variables(ast)) - set(_env().globals)
+    return frozenset(meta.find_undeclared_variables(ast) - set(_env().globals))
 
 
 def render_template(

