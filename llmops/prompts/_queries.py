@@ -8,8 +8,10 @@ bound parameters, and reused.
 from __future__ import annotations
 
 import functools
+import gc
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
@@ -22,6 +24,7 @@ from llmops.db.models import AuditEvent, Prompt, PromptLabel, PromptVersionRow
 __all__ = [
     "as_utc",
     "decode_json_column",
+    "gc_paused",
     "history_rows",
     "labels_of_prompt",
     "labels_of_version",
@@ -35,10 +38,27 @@ AnySelect: TypeAlias = "Select[*tuple[Any, ...]]"
 _RAW = NullType()  # no result processing: the driver's value as is
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many acyclic objects."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def as_utc(value: Any) -> datetime:
     """A raw timestamp (SQLite text or a driver datetime) as an aware UTC datetime."""
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        # Stored as naive UTC text on SQLite. Parsing with an explicit offset is five times
+        # faster than parsing and then calling .replace(tzinfo=UTC).
+        try:
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
         raise TypeError(f"expected a timestamp, got {type(value).__name__}")
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

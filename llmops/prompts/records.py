@@ -29,7 +29,7 @@ __all__ = [
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -49,9 +49,13 @@ class _Record:
         }
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class VersionInfo(_Record):
-    """One version of a prompt, without its content (what listings return)."""
+    """One version of a prompt, without its content: a row of a listing.
+
+    A snapshot: changing it changes nothing in the registry. (Not frozen because frozen
+    dataclasses take three times as long to build, and listings build thousands.)
+    """
 
     name: str
     """Prompt name."""
@@ -72,9 +76,28 @@ class VersionInfo(_Record):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class PromptVersion(VersionInfo):
-    """An immutable prompt version with its content; render it to get chat messages."""
+class PromptVersion(_Record):
+    """An immutable prompt version with its content; render it to get chat messages.
 
+    Frozen, because ``get()`` hands the same cached object to every caller.
+    """
+
+    name: str
+    """Prompt name."""
+    version: int
+    """Version number, from 1."""
+    digest: str
+    """``sha256:`` digest of the content."""
+    message: str
+    """Commit message given at push."""
+    author: str
+    """Who pushed it."""
+    created_at: datetime
+    """When it was pushed (UTC)."""
+    archived: bool
+    """Archived versions are hidden from ``latest`` but never deleted."""
+    labels: tuple[str, ...]
+    """Labels that pointed at this version when it was fetched."""
     spec: PromptSpec
     """The content: messages or template, variables, model parameters, metadata."""
 
@@ -109,7 +132,7 @@ class PromptVersion(VersionInfo):
             "version": self.version,
             "ref": self.ref,
             "digest": self.digest,
-            "labels": self.labels,
+            "labels": list(self.labels),
             "description": spec["description"],
             "messages": spec["messages"],
             "template": spec["template"],
@@ -182,9 +205,9 @@ class LabelMove(_Record):
 HistoryAction = Literal["create", "label", "unlabel", "archive", "unarchive"]
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class HistoryEntry(_Record):
-    """One event in a prompt's history, from the audit log."""
+    """One event in a prompt's history, from the audit log (a snapshot, like VersionInfo)."""
 
     at: datetime
     """When it happened (UTC)."""

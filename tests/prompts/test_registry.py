@@ -69,7 +69,7 @@ def test_get_by_latest_version_label_and_digest(ws: Workspace) -> None:
     assert ws.prompts.get("greet@1").spec.template == "one"
     assert ws.prompts.get("greet", version=1).version == 1
     prod = ws.prompts.get("greet", label="production")
-    assert (prod.version, prod.labels) == (1, ["production"])
+    assert (prod.version, prod.labels) == (1, ("production",))
     assert ws.prompts.get(one.digest).version == 1
 
 
