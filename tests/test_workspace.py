@@ -102,3 +102,14 @@ def test_bad_database_url_is_a_config_error(
     monkeypatch.setenv("LLMOPS_DB_URL", "not a url")
     with pytest.raises(ConfigError, match="cannot parse database URL"):
         Workspace.open(tmp_path / "ws").db  # noqa: B018
+
+
+def test_wheel_ships_every_example_folder_that_init_copies() -> None:
+    import tomllib
+
+    from llmops.workspace import _EXAMPLE_DIRS
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    data = tomllib.loads(pyproject.read_text())
+    shipped = data["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert shipped == {d: f"llmops/_examples/{d}" for d in _EXAMPLE_DIRS}
