@@ -189,6 +189,21 @@ def test_audit_log_is_append_only_in_the_database(ws: Workspace) -> None:
     assert ws.prompts.history("greet")[0].actor == "tester"
 
 
+def test_versions_are_immutable_in_the_database(ws: Workspace) -> None:
+    from sqlalchemy import text
+
+    ws.prompts.push(spec("original"))
+    for statement in (
+        "UPDATE prompt_version SET spec = '{}'",
+        "UPDATE prompt_version SET digest = 'sha256:0'",
+        "DELETE FROM prompt_version",
+    ):
+        with pytest.raises(Exception, match="immutable"), ws.db.engine.begin() as conn:
+            conn.execute(text(statement))
+    ws.prompts.archive("greet@1")  # the one column that may change
+    assert ws.prompts.get("greet@1", cache=False).spec.template == "original"
+
+
 def test_pull_writes_files_that_push_back_to_the_same_version(
     ws: Workspace, tmp_path: Path
 ) -> None:

@@ -63,33 +63,47 @@ def upgrade() -> None:
         sa.Column("after", sa.JSON(), nullable=True),
     )
     op.create_index("ix_audit_entity", "audit_event", ["entity_type", "entity_key", "id"])
-    _make_audit_append_only()
+    _refuse("audit_event", "UPDATE", "audit_event is append-only")
+    _refuse("audit_event", "DELETE", "audit_event is append-only")
+    # A version's content never changes and it is never deleted; only `archived` may flip.
+    _refuse(
+        "prompt_version",
+        "UPDATE OF prompt_id, version, digest, spec, message, author, created_at",
+        "prompt versions are immutable",
+    )
+    _refuse("prompt_version", "DELETE", "prompt versions are immutable")
 
 
-def _make_audit_append_only() -> None:
+def _refuse(table: str, event: str, message: str) -> None:
+    """A trigger that aborts ``event`` (UPDATE [OF cols] / DELETE) on ``table`` with ``message``."""
     dialect = op.get_bind().dialect.name
+    name = f"{table}_no_{event.split(maxsplit=1)[0].lower()}"
     if dialect == "sqlite":
-        for verb in ("UPDATE", "DELETE"):
-            op.execute(
-                f"CREATE TRIGGER audit_event_no_{verb.lower()} BEFORE {verb} ON audit_event "
-                "BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END"
-            )
+        op.execute(
+            f"CREATE TRIGGER {name} BEFORE {event} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )
     elif dialect == "postgresql":
         op.execute(
-            "CREATE FUNCTION llmops_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'audit_event is append-only'; END $$"
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{message}'; END $$"
         )
         op.execute(
-            "CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event "
-            "FOR EACH ROW EXECUTE FUNCTION llmops_audit_append_only()"
+            f"CREATE TRIGGER {name} BEFORE {event} ON {table} "
+            f"FOR EACH ROW EXECUTE FUNCTION {name}()"
         )
 
 
 def downgrade() -> None:
-    dialect = op.get_bind().dialect.name
-    if dialect == "postgresql":
-        op.execute("DROP TRIGGER IF EXISTS audit_event_append_only ON audit_event")
-        op.execute("DROP FUNCTION IF EXISTS llmops_audit_append_only()")
+    if op.get_bind().dialect.name == "postgresql":
+        for table, verb in (
+            ("audit_event", "update"),
+            ("audit_event", "delete"),
+            ("prompt_version", "update"),
+            ("prompt_version", "delete"),
+        ):
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{verb} ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {table}_no_{verb}()")
     op.drop_table("audit_event")
     op.drop_table("prompt_label")
     op.drop_table("prompt_version")
