@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llmops.errors import ConfigError, InputError, WorkspaceNotFoundError
 
 if TYPE_CHECKING:
+    from llmops.artifacts import ArtifactStore
     from llmops.db import Database
     from llmops.prompts import PromptRegistry
 
@@ -250,6 +251,19 @@ class Workspace:
         from llmops.db import Database
 
         return Database(self.db_url, busy_timeout_s=self.config.database.busy_timeout_s)
+
+    @property
+    def store_url(self) -> str:
+        """The effective artifact store URL (``LLMOPS_STORE_URL`` wins over ``llmops.toml``)."""
+        return os.environ.get("LLMOPS_STORE_URL") or self.config.store.url
+
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        """Versioned artifacts: ``push``, ``pull``, ``open_tensor``, ``ls``, ``verify``, ``gc``."""
+        from llmops.artifacts import ArtifactStore, open_backend
+
+        backend = open_backend(self.store_url, default_root=self.state_dir / "store")
+        return ArtifactStore(self.db, backend, actor=self.actor)
 
     @cached_property
     def prompts(self) -> PromptRegistry:

@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from llmops._version import __version__
+from llmops.cli import artifacts as artifacts_cmd
 from llmops.cli import init as init_cmd
+from llmops.cli import models as models_cmd
 from llmops.cli import prompts as prompts_cmd
 from llmops.cli._common import state
 
@@ -49,3 +51,5 @@ def _root(
 
 app.command("init")(init_cmd.init)
 app.add_typer(prompts_cmd.app, name="prompts")
+app.add_typer(artifacts_cmd.app, name="artifacts")
+app.add_typer(models_cmd.app, name="models")

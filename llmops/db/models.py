@@ -17,10 +17,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AuditEvent", "Prompt", "PromptLabel", "PromptVersionRow", "SQLModel", "utcnow"]
+__all__ = [
+    "Artifact",
+    "ArtifactAlias",
+    "ArtifactVersionRow",
+    "AuditEvent",
+    "Prompt",
+    "PromptLabel",
+    "PromptVersionRow",
+    "SQLModel",
+    "StoreChunk",
+    "StorePack",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -94,3 +106,78 @@ class AuditEvent(SQLModel, table=True):
     entity_key: str = Field(max_length=256)
     before: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     after: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class Artifact(SQLModel, table=True):
+    """An artifact name (a model, adapter, dataset ...); its content lives in its versions."""
+
+    __tablename__ = "artifact"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=128, unique=True, index=True)
+    created_at: datetime = _ts()
+    created_by: str = Field(max_length=256)
+    latest_version: int = Field(default=0)
+
+
+class ArtifactVersionRow(SQLModel, table=True):
+    """One immutable version of an artifact: a manifest in the store plus metadata."""
+
+    __tablename__ = "artifact_version"
+    __table_args__ = (
+        UniqueConstraint("artifact_id", "version", name="uq_artifact_version_number"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id", index=True)
+    version: int
+    digest: str = Field(max_length=80, index=True)
+    kind: str = Field(max_length=32)
+    store: str = Field(max_length=512)
+    bytes_total: int = Field(sa_column=Column(BigInteger, nullable=False))
+    file_count: int
+    parents: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    meta: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    message: str = Field(default="")
+    created_by: str = Field(max_length=256)
+    created_at: datetime = _ts()
+
+
+class ArtifactAlias(SQLModel, table=True):
+    """A movable pointer from an alias (``production``, ``candidate`` ...) to a version."""
+
+    __tablename__ = "artifact_alias"
+
+    artifact_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    alias: str = Field(max_length=128, primary_key=True)
+    version: int
+    updated_at: datetime = _ts()
+    updated_by: str = Field(max_length=256)
+
+
+class StorePack(SQLModel, table=True):
+    """A pack object in an artifact store: many compressed chunks in one large object."""
+
+    __tablename__ = "store_pack"
+
+    id: int | None = Field(default=None, primary_key=True)
+    store: str = Field(max_length=512)
+    key: str = Field(max_length=256)
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = _ts()
+    last_used_at: datetime = _ts()
+    """Bumped when a push reuses a chunk of this pack; gc spares packs used within its grace."""
+
+
+class StoreChunk(SQLModel, table=True):
+    """Where one chunk (by BLAKE3 digest of its raw bytes) lives in a store."""
+
+    __tablename__ = "store_chunk"
+
+    store: str = Field(max_length=512, primary_key=True)
+    digest: str = Field(max_length=64, primary_key=True)
+    pack_id: int = Field(foreign_key="store_pack.id", index=True)
+    offset: int = Field(sa_column=Column(BigInteger, nullable=False))
+    stored_length: int = Field(sa_column=Column(BigInteger, nullable=False))
+    raw_length: int = Field(sa_column=Column(BigInteger, nullable=False))
+    codec: str = Field(max_length=16)

@@ -23,11 +23,13 @@ def test_head_constant_matches_alembic_head() -> None:
 
 def test_migrated_schema_matches_the_models(db_url: str) -> None:
     db = Database(db_url)
-    with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
-    assert diff == []
-    assert db.current_revision() == migrations.HEAD
-    db.dispose()
+    try:
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        assert diff == []
+        assert db.current_revision() == migrations.HEAD
+    finally:
+        db.dispose()
 
 
 def test_opening_twice_is_a_no_op(db_url: str) -> None:

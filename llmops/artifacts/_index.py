@@ -1,0 +1,187 @@
+"""The chunk index: which pack of which store holds each chunk, kept in the registry database.
+
+Chunks are indexed as soon as their pack is durably stored, before any version refers to them,
+so a push killed half-way leaves reusable chunks behind (the next push of the same content uploads
+only what is missing) and garbage collection can find what no version refers to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from llmops.db import Database
+from llmops.db.models import StoreChunk, StorePack, utcnow
+
+__all__ = ["ChunkIndex", "ChunkLocation", "PackEntry"]
+
+_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    """A chunk as written into a pack."""
+
+    digest: str
+    offset: int
+    stored_length: int
+    raw_length: int
+    codec: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkLocation:
+    """Where to read a chunk."""
+
+    digest: str
+    pack_id: int
+    pack_key: str
+    offset: int
+    stored_length: int
+    raw_length: int
+    codec: str
+
+
+class ChunkIndex:
+    """The chunk index of one store (rows are keyed by the store's URL)."""
+
+    def __init__(self, db: Database, store: str) -> None:
+        self.db = db
+        self.store = store
+        c = StoreChunk
+        self._has = (
+            select(col(c.pack_id))
+            .where(col(c.store) == bindparam("store"))
+            .where(col(c.digest) == bindparam("digest"))
+        )
+
+    def pack_of(self, digest: str) -> int | None:
+        """The pack id holding ``digest``, or None when the store lacks it."""
+        with self.db.connect() as conn:
+            row = conn.execute(self._has, {"store": self.store, "digest": digest}).first()
+        return None if row is None else int(row[0])
+
+    def touch(self, pack_ids: Iterable[int]) -> None:
+        """Mark packs as used now, so that gc's grace period protects them."""
+        ids = sorted(set(pack_ids))
+        if not ids:
+            return
+        with self.db.write() as session:
+            session.execute(
+                update(StorePack).where(col(StorePack.id).in_(ids)).values(last_used_at=utcnow())
+            )
+
+    def add_pack(self, key: str, size: int, entries: list[PackEntry]) -> None:
+        """Index a pack that is already durably stored, and its chunks (first index wins)."""
+        with self.db.write() as session:
+            pack = StorePack(store=self.store, key=key, size=size)
+            session.add(pack)
+            session.flush()
+            assert pack.id is not None
+            known = self._known(session, [e.digest for e in entries])
+            for entry in entries:
+                if entry.digest in known:
+                    continue  # a concurrent push indexed the same chunk first: theirs is used
+                known.add(entry.digest)
+                session.add(
+                    StoreChunk(
+                        store=self.store,
+                        digest=entry.digest,
+                        pack_id=pack.id,
+                        offset=entry.offset,
+                        stored_length=entry.stored_length,
+                        raw_length=entry.raw_length,
+                        codec=entry.codec,
+                    )
+                )
+            try:
+                session.flush()
+            except IntegrityError:
+                raise  # the caller's retry re-reads `known`
+
+    def _known(self, session: object, digests: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(digests), _BATCH):
+            batch = digests[i : i + _BATCH]
+            rows = session.execute(  # type: ignore[attr-defined]
+                select(col(StoreChunk.digest))
+                .where(col(StoreChunk.store) == self.store)
+                .where(col(StoreChunk.digest).in_(batch))
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def locate(self, digests: Iterable[str]) -> dict[str, ChunkLocation]:
+        """Locations of the chunks the store has, by digest (missing ones are absent)."""
+        wanted = sorted(set(digests))
+        found: dict[str, ChunkLocation] = {}
+        c, p = StoreChunk, StorePack
+        with self.db.connect() as conn:
+            for i in range(0, len(wanted), _BATCH):
+                rows = conn.execute(
+                    select(
+                        col(c.digest),
+                        col(c.pack_id),
+                        col(p.key),
+                        col(c.offset),
+                        col(c.stored_length),
+                        col(c.raw_length),
+                        col(c.codec),
+                    )
+                    .join(p, col(p.id) == col(c.pack_id))
+                    .where(col(c.store) == self.store)
+                    .where(col(c.digest).in_(wanted[i : i + _BATCH]))
+                )
+                for row in rows:
+                    found[row[0]] = ChunkLocation(*row)
+        return found
+
+    def packs(self) -> list[tuple[int, str, int, datetime, datetime]]:
+        """``(id, key, size, created_at, last_used_at)`` of every pack of this store."""
+        p = StorePack
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                select(
+                    col(p.id), col(p.key), col(p.size), col(p.created_at), col(p.last_used_at)
+                ).where(col(p.store) == self.store)
+            ).all()
+        return [tuple(r) for r in rows]  # type: ignore[misc]
+
+    def chunks_of_pack(self, pack_id: int) -> list[str]:
+        """Digests indexed in one pack."""
+        with self.db.connect() as conn:
+            return [
+                r[0]
+                for r in conn.execute(
+                    select(col(StoreChunk.digest)).where(col(StoreChunk.pack_id) == pack_id)
+                )
+            ]
+
+    def drop_pack(self, pack_id: int, *, unused_since: datetime) -> bool:
+        """Remove a pack and its chunks from the index, unless it was used after
+        ``unused_since`` (checked under the write lock). Returns whether it was removed."""
+        with self.db.write() as session:
+            row = session.execute(
+                select(col(StorePack.last_used_at), col(StorePack.created_at))
+                .where(col(StorePack.id) == pack_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                return False
+            last_used, created = (_utc(v) for v in row)
+            if last_used >= unused_since or created >= unused_since:
+                return False
+            session.execute(delete(StoreChunk).where(col(StoreChunk.pack_id) == pack_id))
+            session.execute(delete(StorePack).where(col(StorePack.id) == pack_id))
+        return True
+
+
+def _utc(value: datetime) -> datetime:
+    from datetime import UTC
+
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -1,0 +1,693 @@
+"""The artifact store: immutable, content-addressed versions of models, adapters and datasets.
+
+Reach it as ``Workspace.artifacts``. Bytes live in a backend (local disk or S3) as packs of
+deduplicated chunks; names, versions, aliases and the chunk index live in the registry database.
+A version becomes visible in one database transaction, after every byte it needs is stored, so a
+push killed at any moment leaves no visible version, and running it again uploads only what is
+missing.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from llmops.artifacts._index import ChunkIndex
+from llmops.artifacts.backends import Backend, StoreError
+from llmops.artifacts.manifest import Kind, Manifest
+from llmops.artifacts.tensors import decode_tensor
+from llmops.artifacts.transfer import (
+    ChunkProblem,
+    Progress,
+    PushStats,
+    default_workers,
+    pull_files,
+    push_tree,
+    read_chunk,
+)
+from llmops.db import Database
+from llmops.db.audit import record_event
+from llmops.db.models import (
+    Artifact,
+    ArtifactAlias,
+    ArtifactVersionRow,
+    StoreChunk,
+    utcnow,
+)
+from llmops.errors import InputError, NotFoundError
+from llmops.refs import Ref, check_label, check_name, parse_ref
+
+__all__ = [
+    "KINDS",
+    "ArtifactNotFoundError",
+    "ArtifactStore",
+    "ArtifactVersion",
+    "GcReport",
+    "PushResult",
+    "VerifyReport",
+]
+
+KINDS: tuple[Kind, ...] = (
+    "base-model",
+    "adapter",
+    "checkpoint",
+    "merged-model",
+    "dataset",
+    "eval-log",
+    "other",
+)
+_ENTITY = "artifact"
+_RETRIES = 8
+
+
+class ArtifactNotFoundError(NotFoundError):
+    """An artifact, version, alias or digest does not exist."""
+
+
+@dataclass(slots=True, kw_only=True)
+class ArtifactVersion:
+    """One version of an artifact (a snapshot of its registry row)."""
+
+    name: str
+    version: int
+    digest: str
+    """``blake3:`` digest of the manifest: the content's identity."""
+    kind: str
+    bytes_total: int
+    file_count: int
+    parents: list[str]
+    """Lineage: the versions this one was made from (``name@version``)."""
+    meta: dict[str, Any]
+    message: str
+    created_by: str
+    created_at: datetime
+    aliases: list[str]
+    store: str
+
+    @property
+    def ref(self) -> str:
+        """``name@version``."""
+        return f"{self.name}@{self.version}"
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for ``--json`` output."""
+        return {
+            "name": self.name, "version": self.version, "ref": self.ref, "digest": self.digest,
+            "kind": self.kind, "bytes_total": self.bytes_total, "file_count": self.file_count,
+            "parents": self.parents, "meta": self.meta, "message": self.message,
+            "created_by": self.created_by, "created_at": self.created_at.isoformat(),
+            "aliases": self.aliases, "store": self.store,
+        }  # fmt: skip
+
+
+@dataclass(slots=True, kw_only=True)
+class PushResult:
+    """Outcome of a push."""
+
+    version: ArtifactVersion
+    created: bool
+    """False when the same content already was a version of this artifact."""
+    stats: PushStats
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The push contract: name, version, digest, bytes_total, bytes_new, and more."""
+        return {
+            **self.version.to_json(),
+            "created": self.created,
+            "bytes_new": self.stats.bytes_new,
+            "bytes_stored": self.stats.bytes_stored,
+            "chunks_total": self.stats.chunks_total,
+            "chunks_new": self.stats.chunks_new,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    """Result of re-reading and re-hashing stored chunks."""
+
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    chunks_checked: int = 0
+    bytes_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing or corrupt."""
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"ok", "problems", ...}``."""
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "chunks_checked": self.chunks_checked,
+            "bytes_checked": self.bytes_checked,
+        }
+
+
+@dataclass(slots=True)
+class GcReport:
+    """What garbage collection removed (or would remove, in a dry run)."""
+
+    packs_deleted: int = 0
+    bytes_freed: int = 0
+    orphans_deleted: int = 0
+    """Objects no index row knew (packs of killed pushes, stale staging files)."""
+    manifests_deleted: int = 0
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data."""
+        return {
+            "packs_deleted": self.packs_deleted,
+            "bytes_freed": self.bytes_freed,
+            "orphans_deleted": self.orphans_deleted,
+            "manifests_deleted": self.manifests_deleted,
+            "dry_run": self.dry_run,
+        }
+
+
+def _manifest_key(digest: str) -> str:
+    hexpart = digest.partition(":")[2]
+    return f"manifests/{hexpart[:2]}/{hexpart}.json"
+
+
+class ArtifactStore:
+    """Artifact versions in a store.
+
+    Args:
+        db: The registry database (names, versions, aliases, chunk index).
+        backend: Where bytes live.
+        actor: Name recorded for pushes and alias moves.
+    """
+
+    def __init__(self, db: Database, backend: Backend, *, actor: str) -> None:
+        self.db = db
+        self.backend = backend
+        self.actor = actor
+        self.index = ChunkIndex(db, backend.url)
+        self._manifests: dict[str, Manifest] = {}
+
+    def __repr__(self) -> str:
+        return f"ArtifactStore({self.backend.url!r})"
+
+    # -- push ------------------------------------------------------------------------------
+
+    def push(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        name: str,
+        kind: Kind = "other",
+        parents: Iterable[str] = (),
+        meta: dict[str, Any] | None = None,
+        message: str = "",
+        allow_pickle: bool = False,
+        workers: int | None = None,
+        progress: Progress | None = None,
+    ) -> PushResult:
+        """Store a file or folder as a new version of artifact ``name``.
+
+        Only bytes the store does not have are written. The version becomes visible atomically
+        at the end; identical content to an existing version of ``name`` creates nothing.
+
+        Raises:
+            UnsafeFileError: Pickle weights (unless ``allow_pickle``), bad safetensors headers,
+                links or special files.
+            StoreError: The store failed or filled up; nothing became visible.
+        """
+        check_name(name, what="artifact name")
+        if kind not in KINDS:
+            raise InputError(
+                f"unknown artifact kind {kind!r}", hint=f"use one of {', '.join(KINDS)}"
+            )
+        lineage = [self.get(p).ref for p in parents]
+        started = time.perf_counter()
+        manifest, stats = push_tree(
+            Path(path),
+            backend=self.backend,
+            index=self.index,
+            allow_pickle=allow_pickle,
+            workers=workers,
+            progress=progress,
+        )
+        digest = manifest.digest()
+        key = _manifest_key(digest)
+        if not self.backend.exists(key):
+            self.backend.put_bytes(key, manifest.model_dump_json().encode())
+        self._manifests[digest] = manifest
+        version, created = self._commit(
+            name, digest, manifest, kind=kind, parents=lineage, meta=meta or {}, message=message
+        )
+        return PushResult(
+            version=version, created=created, stats=stats, seconds=time.perf_counter() - started
+        )
+
+    def _commit(
+        self,
+        name: str,
+        digest: str,
+        manifest: Manifest,
+        *,
+        kind: str,
+        parents: list[str],
+        meta: dict[str, Any],
+        message: str,
+    ) -> tuple[ArtifactVersion, bool]:
+        needed = sorted({c.digest for f in manifest.files for c in f.chunks})
+        for attempt in range(_RETRIES):
+            try:
+                with self.db.write() as session:
+                    artifact = self._lock_artifact(session, name, create=True)
+                    existing = session.execute(
+                        select(col(ArtifactVersionRow.version))
+                        .where(col(ArtifactVersionRow.artifact_id) == artifact.id)
+                        .where(col(ArtifactVersionRow.digest) == digest)
+                        .where(col(ArtifactVersionRow.store) == self.backend.url)
+                    ).first()
+                    if existing is not None:
+                        number, created = int(existing[0]), False
+                    else:
+                        self._check_chunks(session, needed)
+                        number, created = artifact.latest_version + 1, True
+                        session.add(
+                            ArtifactVersionRow(
+                                artifact_id=artifact.id or 0,
+                                version=number,
+                                digest=digest,
+                                kind=kind,
+                                store=self.backend.url,
+                                bytes_total=manifest.bytes_total,
+                                file_count=len(manifest.files),
+                                parents=parents,
+                                meta=meta,
+                                message=message,
+                                created_by=self.actor,
+                            )
+                        )
+                        artifact.latest_version = number
+                        session.add(artifact)
+                        record_event(
+                            session,
+                            actor=self.actor,
+                            action="artifact.version.create",
+                            entity_type=_ENTITY,
+                            entity_key=name,
+                            after={
+                                "version": number,
+                                "digest": digest,
+                                "kind": kind,
+                                "parents": parents,
+                            },
+                        )
+                return self.get(f"{name}@{number}"), created
+            except IntegrityError:
+                if attempt == _RETRIES - 1:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _check_chunks(self, session: Any, needed: list[str]) -> None:
+        have = 0
+        for i in range(0, len(needed), 500):
+            have += session.execute(
+                select(func.count())
+                .select_from(StoreChunk)
+                .where(col(StoreChunk.store) == self.backend.url)
+                .where(col(StoreChunk.digest).in_(needed[i : i + 500]))
+            ).scalar_one()
+        if have != len(needed):
+            raise StoreError(
+                f"{len(needed) - have} chunk(s) of this push vanished from the store before it"
+                " committed (a gc with a short grace period ran?)",
+                hint="run the push again; it uploads only what is missing",
+            )
+
+    def _lock_artifact(self, session: Any, name: str, *, create: bool = False) -> Artifact:
+        found = session.execute(
+            select(Artifact).where(col(Artifact.name) == name).with_for_update()
+        ).scalar_one_or_none()
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        if not create:
+            raise ArtifactNotFoundError(
+                f"no artifact named {name!r}", hint="see `llmops artifacts ls`"
+            )
+        artifact = Artifact(name=name, created_by=self.actor, latest_version=0)
+        session.add(artifact)
+        session.flush()
+        return artifact
+
+    # -- read ------------------------------------------------------------------------------
+
+    def get(self, ref: str | Ref) -> ArtifactVersion:
+        """Resolve ``name``, ``name@3``, ``name@alias`` or a ``blake3:`` digest.
+
+        Raises:
+            ArtifactNotFoundError: Nothing matches.
+        """
+        parsed = parse_ref(ref) if isinstance(ref, str) else ref
+        v, a = ArtifactVersionRow, Artifact
+        query = select(v, col(a.name)).join(a, col(a.id) == col(v.artifact_id))
+        if parsed.kind == "digest":
+            query = query.where(col(v.digest) == parsed.digest).order_by(col(v.id)).limit(1)
+        else:
+            query = query.where(col(a.name) == parsed.name)
+            if parsed.kind == "version":
+                query = query.where(col(v.version) == parsed.version)
+            elif parsed.kind == "label":
+                query = query.join(
+                    ArtifactAlias,
+                    (col(ArtifactAlias.artifact_id) == col(v.artifact_id))
+                    & (col(ArtifactAlias.version) == col(v.version)),
+                ).where(col(ArtifactAlias.alias) == parsed.label)
+            else:
+                query = query.order_by(col(v.version).desc()).limit(1)
+        with self.db.read() as session:
+            row = session.execute(query).first()
+            if row is None:
+                raise ArtifactNotFoundError(
+                    f"no artifact version matches {parsed}", hint="see `llmops artifacts ls`"
+                )
+            aliases = self._aliases(session, [row[0].artifact_id])
+        return _version(row[0], row[1], aliases.get((row[0].artifact_id, row[0].version), []))
+
+    @staticmethod
+    def _aliases(
+        session: Any, artifact_ids: builtins.list[int]
+    ) -> dict[tuple[int, int], builtins.list[str]]:
+        found: dict[tuple[int, int], builtins.list[str]] = {}
+        rows = session.execute(
+            select(
+                col(ArtifactAlias.artifact_id), col(ArtifactAlias.version), col(ArtifactAlias.alias)
+            )
+            .where(col(ArtifactAlias.artifact_id).in_(artifact_ids))
+            .order_by(col(ArtifactAlias.alias))
+        )
+        for aid, version, alias in rows:
+            found.setdefault((aid, version), []).append(alias)
+        return found
+
+    def ls(self, name: str | None = None) -> builtins.list[ArtifactVersion]:
+        """Every version (of every artifact, or of ``name``), by name then version."""
+        v, a = ArtifactVersionRow, Artifact
+        query = select(v, col(a.name)).join(a, col(a.id) == col(v.artifact_id))
+        if name is not None:
+            query = query.where(col(a.name) == name)
+        query = query.order_by(col(a.name), col(v.version))
+        with self.db.read() as session:
+            rows = session.execute(query).all()
+            aliases = self._aliases(session, sorted({r[0].artifact_id for r in rows}))
+        return [
+            _version(r[0], r[1], aliases.get((r[0].artifact_id, r[0].version), [])) for r in rows
+        ]
+
+    def manifest(self, ref: str | Ref | ArtifactVersion) -> Manifest:
+        """The manifest of a version (cached: manifests are immutable)."""
+        version = ref if isinstance(ref, ArtifactVersion) else self.get(ref)
+        cached = self._manifests.get(version.digest)
+        if cached is not None:
+            return cached
+        raw = self.backend.get_bytes(_manifest_key(version.digest))
+        manifest = Manifest.model_validate_json(raw)
+        if manifest.digest() != version.digest:
+            raise StoreError(
+                f"manifest of {version.ref} in {self.backend.url} does not match its digest",
+                hint="the store was tampered with or corrupted; restore it from a backup",
+            )
+        self._manifests[version.digest] = manifest
+        return manifest
+
+    def pull(
+        self,
+        ref: str | Ref,
+        dest: str | os.PathLike[str],
+        *,
+        workers: int | None = None,
+        progress: Progress | None = None,
+    ) -> builtins.list[Path]:
+        """Write a version's files under ``dest`` (ready for ``from_pretrained(dest)``).
+
+        Raises:
+            StoreError: A chunk is missing or corrupt; names the file and byte range.
+            UnsafeFileError: The manifest holds a path that would escape ``dest``.
+        """
+        manifest = self.manifest(ref)
+        return pull_files(
+            manifest,
+            Path(dest),
+            backend=self.backend,
+            index=self.index,
+            workers=workers,
+            progress=progress,
+        )
+
+    def open_tensor(
+        self, ref: str | Ref, tensor: str, *, file: str | None = None, raw: bool = False
+    ) -> Any:
+        """Read one tensor with ranged reads, without pulling the artifact.
+
+        Returns a numpy array (BF16 widened to float32), or with ``raw=True`` the tuple
+        ``(bytes, dtype, shape)``.
+
+        Raises:
+            KeyError: No such tensor (or file).
+        """
+        manifest = self.manifest(ref)
+        for entry in manifest.files:
+            if file is not None and entry.path != file:
+                continue
+            for t in entry.tensors or []:
+                if t.name != tensor:
+                    continue
+                chunks = [
+                    c for c in entry.chunks if c.offset < t.end and c.offset + c.length > t.start
+                ]
+                locations = self.index.locate(c.digest for c in chunks)
+                parts = []
+                for c in chunks:
+                    location = locations.get(c.digest)
+                    if location is None:
+                        raise StoreError(
+                            str(
+                                ChunkProblem(
+                                    entry.path,
+                                    c.offset,
+                                    c.offset + c.length,
+                                    c.digest,
+                                    "is missing from the store index",
+                                )
+                            )
+                        )
+                    data = read_chunk(self.backend, location, c.digest)
+                    lo = max(t.start - c.offset, 0)
+                    hi = min(t.end - c.offset, c.length)
+                    parts.append(data[lo:hi])
+                blob = b"".join(parts)
+                shape = tuple(t.shape)
+                return (blob, t.dtype, shape) if raw else decode_tensor(blob, t.dtype, shape)
+        raise KeyError(f"no tensor {tensor!r} in {ref}" + (f" file {file}" if file else ""))
+
+    # -- aliases ---------------------------------------------------------------------------
+
+    def alias(self, ref: str | Ref, alias: str) -> ArtifactVersion:
+        """Point ``alias`` (e.g. ``production``) at a version, atomically and audited."""
+        check_label(alias)
+        target = self.get(ref)
+        with self.db.write() as session:
+            artifact = self._lock_artifact(session, target.name)
+            row = session.get(ArtifactAlias, (artifact.id, alias))
+            previous = row.version if row is not None else None
+            if previous != target.version:
+                if row is None:
+                    row = ArtifactAlias(
+                        artifact_id=artifact.id or 0,
+                        alias=alias,
+                        version=target.version,
+                        updated_by=self.actor,
+                    )
+                else:
+                    row.version, row.updated_at, row.updated_by = (
+                        target.version,
+                        utcnow(),
+                        self.actor,
+                    )
+                session.add(row)
+                record_event(
+                    session,
+                    actor=self.actor,
+                    action="artifact.alias.set",
+                    entity_type=_ENTITY,
+                    entity_key=target.name,
+                    before={"alias": alias, "version": previous},
+                    after={"alias": alias, "version": target.version},
+                )
+        return self.get(f"{target.name}@{target.version}")
+
+    # -- integrity -------------------------------------------------------------------------
+
+    def verify(self, ref: str | Ref | None = None, *, workers: int | None = None) -> VerifyReport:
+        """Re-read and re-hash every chunk of one version (or of all versions).
+
+        Each problem names the artifact version, file, byte range and chunk.
+        """
+        versions = [self.get(ref)] if ref is not None else self.ls()
+        report = VerifyReport()
+        checked: dict[str, str | None] = {}
+        lock = threading.Lock()
+        uses: list[tuple[ArtifactVersion, str, Any]] = []
+        for version in versions:
+            try:
+                manifest = self.manifest(version)
+            except StoreError as exc:
+                report.problems.append(
+                    {"artifact": version.ref, "file": None, "problem": exc.message}
+                )
+                continue
+            for entry in manifest.files:
+                for chunk in entry.chunks:
+                    uses.append((version, entry.path, chunk))
+        locations = self.index.locate({c.digest for _, _, c in uses})
+
+        def check(digest: str) -> None:
+            location = locations.get(digest)
+            problem: str | None = None
+            if location is None:
+                problem = "is missing from the store index"
+            else:
+                try:
+                    data = read_chunk(self.backend, location, digest)
+                    with lock:
+                        report.bytes_checked += len(data)
+                except ValueError as exc:
+                    problem = f"is corrupt ({exc})"
+                except StoreError as exc:
+                    problem = f"cannot be read ({exc.message})"
+            with lock:
+                checked[digest] = problem
+                report.chunks_checked += 1
+
+        with ThreadPoolExecutor(workers or default_workers()) as pool:
+            list(pool.map(check, sorted({c.digest for _, _, c in uses})))
+        for version, path, chunk in uses:
+            problem = checked.get(chunk.digest)
+            if problem is not None:
+                location = locations.get(chunk.digest)
+                found = ChunkProblem(
+                    path,
+                    chunk.offset,
+                    chunk.offset + chunk.length,
+                    chunk.digest,
+                    problem,
+                    location.pack_key if location else None,
+                )
+                report.problems.append(
+                    {
+                        "artifact": version.ref,
+                        "file": path,
+                        "start": found.start,
+                        "end": found.end,
+                        "chunk": chunk.digest,
+                        "pack": found.pack,
+                        "problem": f"{version.ref}: {found}",
+                    }
+                )
+        return report
+
+    def gc(self, *, grace: timedelta = timedelta(hours=1), dry_run: bool = False) -> GcReport:
+        """Delete data no version refers to and nothing has used within ``grace``.
+
+        The grace period protects pushes in flight: their packs are new, and the packs they
+        reuse are touched when reused. Packs are removed from the index (under the write lock,
+        re-checking their last use) before their objects are deleted.
+        """
+        report = GcReport(dry_run=dry_run)
+        cutoff = datetime.now(UTC) - grace
+        versions = [v for v in self.ls() if v.store == self.backend.url]
+        referenced: set[str] = set()
+        for version in versions:
+            manifest = self.manifest(version)
+            referenced.update(c.digest for f in manifest.files for c in f.chunks)
+        known_keys = self._gc_packs(referenced, cutoff, report)
+        self._gc_orphans(known_keys, {v.digest for v in versions}, cutoff.timestamp(), report)
+        return report
+
+    def _gc_packs(self, referenced: set[str], cutoff: datetime, report: GcReport) -> set[str]:
+        known_keys: set[str] = set()
+        for pack_id, key, size, created, last_used in self.index.packs():
+            known_keys.add(key)
+            unused = _utc(created) < cutoff and _utc(last_used) < cutoff
+            if not unused or any(d in referenced for d in self.index.chunks_of_pack(pack_id)):
+                continue
+            if report.dry_run or self.index.drop_pack(pack_id, unused_since=cutoff):
+                if not report.dry_run:
+                    self.backend.delete(key)
+                report.packs_deleted += 1
+                report.bytes_freed += size
+        return known_keys
+
+    def _gc_orphans(
+        self, known_keys: set[str], manifests: set[str], cutoff_ts: float, report: GcReport
+    ) -> None:
+        """Objects nothing indexes: packs of killed pushes, unused manifests, staging files."""
+        stale = [
+            (obj.key, obj.size)
+            for obj in self.backend.list("packs/")
+            if obj.key not in known_keys and obj.modified < cutoff_ts
+        ]
+        report.orphans_deleted += len(stale)
+        report.bytes_freed += sum(size for _, size in stale)
+        unused_manifests = [
+            obj.key
+            for obj in self.backend.list("manifests/")
+            if "blake3:" + obj.key.rsplit("/", 1)[-1].removesuffix(".json") not in manifests
+            and obj.modified < cutoff_ts
+        ]
+        report.manifests_deleted += len(unused_manifests)
+        leftovers = [
+            p
+            for p in self.backend.staging_dir().glob("*")
+            if p.is_file() and p.stat().st_mtime < cutoff_ts
+        ]
+        report.orphans_deleted += len(leftovers)
+        if report.dry_run:
+            return
+        for key in [k for k, _ in stale] + unused_manifests:
+            self.backend.delete(key)
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _version(row: ArtifactVersionRow, name: str, aliases: builtins.list[str]) -> ArtifactVersion:
+    return ArtifactVersion(
+        name=name,
+        version=row.version,
+        digest=row.digest,
+        kind=row.kind,
+        bytes_total=row.bytes_total,
+        file_count=row.file_count,
+        parents=list(row.parents),
+        meta=dict(row.meta),
+        message=row.message,
+        created_by=row.created_by,
+        created_at=_utc(row.created_at),
+        aliases=aliases,
+        store=row.store,
+    )

@@ -1,0 +1,502 @@
+"""Streaming push and pull between a folder and a store.
+
+Push: files are scanned and checked (no pickle weights, valid safetensors headers, no links or
+device files), cut into chunks (see :mod:`llmops.artifacts.chunking`), and worker threads read,
+hash and compress chunks in parallel (BLAKE3, zstd and ``os.pread`` all release the GIL) while the
+calling thread appends new chunks to a pack file; full packs (64 MiB) are stored and indexed in the
+background. Memory is bounded by the number of chunks in flight (two per worker, at most 16 MiB
+each), whatever the artifact's size.
+
+Pull: every manifest path is checked before anything is written; chunks are fetched, decompressed
+and verified in parallel and written in place into files under a staging folder inside the
+destination, which are renamed into place only when all of them are complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from llmops.artifacts._index import ChunkIndex, ChunkLocation, PackEntry
+from llmops.artifacts.backends import Backend, StoreError
+from llmops.artifacts.chunking import (
+    Span,
+    compress,
+    decompress,
+    hash_chunk,
+    plan_cdc,
+    plan_safetensors,
+)
+from llmops.artifacts.manifest import ChunkRef, FileEntry, Manifest, TensorEntry, file_digest
+from llmops.artifacts.tensors import SafetensorsHeader, UnsafeFileError, read_header
+
+__all__ = [
+    "PICKLE_SUFFIXES",
+    "ChunkProblem",
+    "Progress",
+    "PushStats",
+    "check_relpath",
+    "pull_files",
+    "push_tree",
+    "read_chunk",
+]
+
+PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
+"""Weight formats that unpickle (run code) when loaded; refused unless ``allow_pickle``."""
+
+PACK_TARGET = 64 * 1024 * 1024
+"""Packs are sealed at 64 MiB: object stores see few, large objects (one PUT per 64 MiB)."""
+
+Progress = Callable[[int], None]
+"""Called with a number of bytes just processed."""
+
+
+def default_workers() -> int:
+    """Worker threads: one per core (hashing and compression are CPU-bound), at most 8."""
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+@dataclass
+class PushStats:
+    """What a push did."""
+
+    bytes_total: int = 0
+    """Size of all files."""
+    bytes_new: int = 0
+    """Raw bytes of chunks the store did not have before."""
+    bytes_stored: int = 0
+    """Bytes written to the store for them (after compression)."""
+    chunks_total: int = 0
+    chunks_new: int = 0
+    packs_written: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _SourceFile:
+    rel: str
+    path: Path
+    size: int
+    mode: int
+    spans: list[Span]
+    header: SafetensorsHeader | None
+
+
+def check_relpath(path: str) -> str:
+    """Return ``path`` if it is a safe relative POSIX path inside an artifact, else raise.
+
+    Raises:
+        UnsafeFileError: Absolute, parent references, backslashes, empty or control characters.
+    """
+    parts = PurePosixPath(path).parts
+    bad = (
+        not path
+        or path.startswith("/")
+        or "\\" in path
+        or any(p in ("..", ".", "") for p in path.split("/"))
+        or any(ord(ch) < 32 for ch in path)
+        or (parts and parts[0].startswith(".llmops-pull-"))
+    )
+    if bad:
+        raise UnsafeFileError(
+            f"unsafe path {path!r} in artifact",
+            hint="artifact paths must be relative, without '..', '\\' or control characters",
+        )
+    return path
+
+
+def _scan(source: Path, *, allow_pickle: bool) -> list[tuple[str, Path, os.stat_result]]:
+    if source.is_symlink():
+        raise UnsafeFileError(f"{source} is a symbolic link", hint="push the real folder or file")
+    if source.is_file():
+        return [(source.name, source, source.stat())]
+    if not source.is_dir():
+        raise UnsafeFileError(f"{source} does not exist or is not a file or folder")
+    found = []
+    for root, dirs, files in os.walk(source):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = Path(root) / name
+            st = path.lstat()
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            rel = path.relative_to(source).as_posix()
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafeFileError(
+                    f"{path} is a symbolic link", hint="replace it with the file it points to"
+                )
+            if not stat.S_ISREG(st.st_mode):
+                raise UnsafeFileError(f"{path} is not a regular file (device, socket or fifo)")
+            found.append((check_relpath(rel), path, st))
+    found.sort(key=lambda item: item[0])
+    if not allow_pickle:
+        pickles = [rel for rel, _, _ in found if Path(rel).suffix.lower() in PICKLE_SUFFIXES]
+        if pickles:
+            raise UnsafeFileError(
+                f"refusing pickle-based weight file(s) {', '.join(pickles[:5])}: loading them can"
+                " run arbitrary code",
+                hint="convert to safetensors (transformers: save_pretrained(...,"
+                " safe_serialization=True)), or pass --allow-pickle if you trust the source",
+            )
+    return found
+
+
+def _plan(rel: str, path: Path, st: os.stat_result) -> _SourceFile:
+    mode = 0o755 if st.st_mode & 0o111 else 0o644
+    header = None
+    if rel.endswith(".safetensors"):
+        with path.open("rb") as fh:
+            header = read_header(fh, path=rel, file_size=st.st_size)
+        spans = plan_safetensors(header, st.st_size)
+    else:
+        spans = plan_cdc(path, st.st_size)
+    return _SourceFile(rel, path, st.st_size, mode, spans, header)
+
+
+class _PackWriter:
+    """Appends chunks to a staging pack file; seals full packs in the background."""
+
+    def __init__(self, backend: Backend, index: ChunkIndex, stats: PushStats) -> None:
+        self.backend = backend
+        self.index = index
+        self.stats = stats
+        self.sealer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="llmops-seal")
+        self.pending: list[Future[None]] = []
+        self._open()
+
+    def _open(self) -> None:
+        self.pack_id = uuid.uuid4().hex
+        fd, name = tempfile.mkstemp(dir=self.backend.staging_dir(), prefix="pack-")
+        self.path = Path(name)
+        self.fh = os.fdopen(fd, "wb")
+        self.entries: list[PackEntry] = []
+        self.size = 0
+
+    def add(self, digest: str, stored: bytes | memoryview, codec: str, raw_length: int) -> None:
+        self.fh.write(stored)
+        self.entries.append(PackEntry(digest, self.size, len(stored), raw_length, codec))
+        self.size += len(stored)
+        self.stats.bytes_stored += len(stored)
+        if self.size >= PACK_TARGET:
+            self.seal()
+
+    def seal(self) -> None:
+        self.fh.close()
+        if not self.entries:
+            self.path.unlink(missing_ok=True)
+            self._open()
+            return
+        key = f"packs/{self.pack_id[:2]}/{self.pack_id}.pack"
+        path, entries, size = self.path, self.entries, self.size
+        self.stats.packs_written += 1
+        # At most two seals in flight: bounds staging disk and memory.
+        while len([f for f in self.pending if not f.done()]) >= 2:
+            next(f for f in self.pending if not f.done()).result()
+        self.pending.append(self.sealer.submit(self._store, key, path, entries, size))
+        self._open()
+
+    def _store(self, key: str, path: Path, entries: list[PackEntry], size: int) -> None:
+        try:
+            self.backend.put_file(key, path)
+        finally:
+            path.unlink(missing_ok=True)
+        self.index.add_pack(key, size, entries)
+
+    def finish(self) -> None:
+        self.seal()
+        self.fh.close()
+        self.path.unlink(missing_ok=True)
+        try:
+            for future in self.pending:
+                future.result()
+        finally:
+            self.sealer.shutdown(wait=True)
+
+    def abort(self) -> None:
+        self.fh.close()
+        self.path.unlink(missing_ok=True)
+        self.sealer.shutdown(wait=True, cancel_futures=True)
+
+
+def push_tree(
+    source: Path,
+    *,
+    backend: Backend,
+    index: ChunkIndex,
+    allow_pickle: bool = False,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[Manifest, PushStats]:
+    """Store the file or folder ``source``; return its manifest and what was written.
+
+    Nothing here makes a version visible: the caller commits the manifest.
+
+    Raises:
+        UnsafeFileError: Pickle weights, a bad safetensors header, links or special files.
+        StoreError: The store failed (after retries).
+    """
+    scanned = _scan(source, allow_pickle=allow_pickle)
+    files = [_plan(rel, path, st) for rel, path, st in scanned]
+    stats = PushStats(bytes_total=sum(f.size for f in files))
+    digests: list[list[str]] = [[""] * len(f.spans) for f in files]
+    seen: set[str] = set()
+    seen_lock = threading.Lock()
+    reused_packs: set[int] = set()
+    n_workers = workers or default_workers()
+
+    def work(file_no: int, span: Span) -> tuple[str, bytes | memoryview | None, str, int]:
+        f = files[file_no]
+        fd = os.open(f.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, span.length, span.offset)
+        finally:
+            os.close(fd)
+        if len(data) != span.length:
+            raise StoreError(f"{f.rel} changed while it was being pushed (it got shorter)")
+        digest = hash_chunk(data)
+        with seen_lock:
+            duplicate = digest in seen
+            seen.add(digest)
+        if duplicate:
+            return digest, None, "", span.length
+        pack = index.pack_of(digest)
+        if pack is not None:
+            with seen_lock:
+                reused_packs.add(pack)
+            return digest, None, "", span.length
+        stored, codec = compress(data)
+        return digest, stored, codec, span.length
+
+    writer = _PackWriter(backend, index, stats)
+    jobs: Iterator[tuple[int, int, Span]] = (
+        (i, j, span) for i, f in enumerate(files) for j, span in enumerate(f.spans)
+    )
+    try:
+        with ThreadPoolExecutor(n_workers, thread_name_prefix="llmops-push") as pool:
+            window: list[tuple[int, int, Future[tuple[str, bytes | memoryview | None, str, int]]]]
+            window = []
+            limit = 2 * n_workers
+            for file_no, chunk_no, span in jobs:
+                window.append((file_no, chunk_no, pool.submit(work, file_no, span)))
+                if len(window) >= limit:
+                    _drain(window.pop(0), digests, writer, stats, progress)
+            while window:
+                _drain(window.pop(0), digests, writer, stats, progress)
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    index.touch(reused_packs)
+    entries = []
+    for f, chunk_digests in zip(files, digests, strict=True):
+        entries.append(
+            FileEntry(
+                path=f.rel,
+                size=f.size,
+                mode=f.mode,
+                digest=file_digest(f.size, chunk_digests),
+                chunks=[
+                    ChunkRef(digest=d, offset=s.offset, length=s.length)
+                    for d, s in zip(chunk_digests, f.spans, strict=True)
+                ],
+                tensors=None
+                if f.header is None
+                else [
+                    TensorEntry(
+                        name=t.name, dtype=t.dtype, shape=list(t.shape), start=t.start, end=t.end
+                    )
+                    for t in f.header.tensors
+                ],
+                safetensors_metadata=None if f.header is None else f.header.metadata,
+            )
+        )
+    return Manifest(files=entries), stats
+
+
+def _drain(
+    item: tuple[int, int, Future[tuple[str, bytes | memoryview | None, str, int]]],
+    digests: list[list[str]],
+    writer: _PackWriter,
+    stats: PushStats,
+    progress: Progress | None,
+) -> None:
+    file_no, chunk_no, future = item
+    digest, stored, codec, raw_length = future.result()
+    digests[file_no][chunk_no] = digest
+    stats.chunks_total += 1
+    if stored is not None:
+        writer.add(digest, stored, codec, raw_length)
+        stats.bytes_new += raw_length
+        stats.chunks_new += 1
+    if progress is not None:
+        progress(raw_length)
+
+
+def read_chunk(backend: Backend, location: ChunkLocation, expected_digest: str) -> bytes:
+    """Fetch, decompress and verify one chunk.
+
+    Raises:
+        StoreError: The pack is missing or truncated.
+        ValueError: The chunk is corrupt (does not decompress or does not match its digest).
+    """
+    stored = backend.get_range(location.pack_key, location.offset, location.stored_length)
+    raw = decompress(stored, location.codec, location.raw_length)
+    if hash_chunk(raw) != expected_digest:
+        raise ValueError("content does not match its BLAKE3 digest")
+    return raw
+
+
+@dataclass
+class ChunkProblem:
+    """A chunk that could not be read back intact."""
+
+    path: str
+    """The artifact file affected."""
+    start: int
+    """First byte of the file affected."""
+    end: int
+    """One past the last byte affected."""
+    chunk: str
+    """The chunk's digest."""
+    problem: str
+    """What is wrong."""
+    pack: str | None = None
+    """The pack object that should hold it."""
+
+    def __str__(self) -> str:
+        where = f" in {self.pack}" if self.pack else ""
+        return (
+            f"{self.path} bytes [{self.start}, {self.end}): chunk {self.chunk[:16]} {self.problem}"
+            f"{where}"
+        )
+
+
+@dataclass
+class _Target:
+    entry: FileEntry
+    tmp: Path
+    fd: int = -1
+    locations: dict[str, ChunkLocation] = field(default_factory=dict)
+
+
+def pull_files(
+    manifest: Manifest,
+    dest: Path,
+    *,
+    backend: Backend,
+    index: ChunkIndex,
+    workers: int | None = None,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Write the manifest's files under ``dest`` with their relative paths.
+
+    Files appear only once all of them are complete and verified; a failure leaves ``dest`` as
+    it was (apart from files it already had).
+
+    Raises:
+        UnsafeFileError: A manifest path would escape ``dest``.
+        StoreError: A chunk is missing or corrupt (the message names the file and byte range).
+    """
+    root = _checked_root(manifest, dest)
+    locations = index.locate(c.digest for e in manifest.files for c in e.chunks)
+    staging = root / f".llmops-pull-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    targets: list[_Target] = []
+    try:
+        for entry in manifest.files:
+            tmp = staging / entry.path
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            targets.append(_Target(entry, tmp, fd))
+            os.ftruncate(fd, entry.size)
+        _fetch_all(targets, locations, backend, workers or default_workers(), progress)
+        return [_place(target, root) for target in targets]
+    finally:
+        for target in targets:
+            if target.fd >= 0:
+                os.close(target.fd)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _checked_root(manifest: Manifest, dest: Path) -> Path:
+    for entry in manifest.files:
+        check_relpath(entry.path)
+    dest.mkdir(parents=True, exist_ok=True)
+    root = dest.resolve()
+    for entry in manifest.files:
+        if root not in (root / entry.path).resolve().parents:
+            raise UnsafeFileError(f"path {entry.path!r} would be written outside {dest}")
+    return root
+
+
+def _fetch_all(
+    targets: list[_Target],
+    locations: dict[str, ChunkLocation],
+    backend: Backend,
+    workers: int,
+    progress: Progress | None,
+) -> None:
+    def fetch(target: _Target, chunk: ChunkRef) -> int:
+        location = locations.get(chunk.digest)
+        problem = None
+        if location is None:
+            problem = "is missing from the store index"
+        else:
+            try:
+                raw = read_chunk(backend, location, chunk.digest)
+            except ValueError as exc:
+                problem = f"is corrupt ({exc})"
+            except StoreError as exc:
+                problem = f"cannot be read ({exc.message})"
+        if problem is not None:
+            found = ChunkProblem(
+                target.entry.path,
+                chunk.offset,
+                chunk.offset + chunk.length,
+                chunk.digest,
+                problem,
+                location.pack_key if location else None,
+            )
+            raise StoreError(str(found), hint="run `llmops artifacts verify` for the full list")
+        os.pwrite(target.fd, raw, chunk.offset)
+        return chunk.length
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="llmops-pull") as pool:
+        # A bounded window of chunks in flight keeps memory flat whatever the artifact's size.
+        jobs = iter([(t, c) for t in targets for c in t.entry.chunks])
+        window: list[Future[int]] = []
+        try:
+            for target, chunk in jobs:
+                window.append(pool.submit(fetch, target, chunk))
+                if len(window) >= 2 * workers:
+                    done = window.pop(0).result()
+                    if progress is not None:
+                        progress(done)
+            for future in window:
+                done = future.result()
+                if progress is not None:
+                    progress(done)
+        except BaseException:
+            for future in window:
+                future.cancel()
+            raise
+
+
+def _place(target: _Target, root: Path) -> Path:
+    os.fchmod(target.fd, target.entry.mode)
+    os.fsync(target.fd)
+    os.close(target.fd)
+    target.fd = -1
+    final = root / target.entry.path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.is_symlink() or final.is_dir():
+        raise UnsafeFileError(f"{final} exists and is a link or folder; not replacing it")
+    target.tmp.replace(final)
+    return final
