@@ -241,21 +241,34 @@ class S3Backend:
     """
 
     PART_SIZE = 16 * 1024 * 1024
-    RETRIES = 6
 
-    def __init__(self, bucket: str, prefix: str, *, endpoint_url: str | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        endpoint_url: str | None = None,
+        retries: int = 6,
+        backoff_s: float = 0.2,
+    ) -> None:
         try:
             import boto3
             from boto3.s3.transfer import TransferConfig
             from botocore.config import Config
         except ImportError:
             raise ConfigError("the S3 store needs boto3", hint="pip install 'llmops[s3]'") from None
+        if retries < 1 or backoff_s < 0:
+            raise ValueError("retries must be >= 1 and backoff_s >= 0")
+        self.retries = retries
+        self.backoff_s = backoff_s
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url or os.environ.get("LLMOPS_S3_ENDPOINT_URL") or None
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        # Retries happen in _retry (one policy for every call, short-read checks included), so
+        # botocore's own retries are off: stacked retry layers multiply waiting times.
         config = Config(
-            retries={"max_attempts": self.RETRIES, "mode": "standard"},
+            retries={"max_attempts": 1, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
             max_pool_connections=32,
@@ -281,10 +294,12 @@ class S3Backend:
         return self._staging
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
-        delay = 0.2
-        for attempt in range(self.RETRIES):
+        delay = self.backoff_s
+        last: Exception | None = None
+        for attempt in range(self.retries):
             try:
                 return fn()
             except ClientError as exc:
@@ -294,14 +309,14 @@ class S3Backend:
                     raise StoreError(f"object {what} is missing from store {self.url}") from None
                 if status < 500 and code not in ("SlowDown", "RequestTimeout", "Throttling"):
                     raise StoreError(f"store {self.url} refused {what}: {code} {exc}") from None
-                last: Exception = exc
-            except (BotoCoreError, OSError) as exc:
                 last = exc
-            if attempt < self.RETRIES - 1:
+            except (BotoCoreError, Boto3Error, OSError) as exc:
+                last = exc  # connection dropped, timeout, failed multipart upload ...
+            if attempt < self.retries - 1:
                 time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter, not crypto
                 delay = min(delay * 2, 5.0)
         raise StoreError(
-            f"store {self.url} kept failing on {what} after {self.RETRIES} attempts: {last}",
+            f"store {self.url} kept failing on {what} after {self.retries} attempts: {last}",
             hint="check the S3 endpoint and credentials, then retry; nothing partial is visible",
         )
 
@@ -344,13 +359,18 @@ class S3Backend:
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
-                return False
-            raise StoreError(f"store {self.url} failed on HEAD {key}: {exc}") from None
-        return True
+        full = self._key(key)
+
+        def head() -> bool:
+            try:
+                self.client.head_object(Bucket=self.bucket, Key=full)
+            except ClientError as exc:
+                if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                    return False
+                raise
+            return True
+
+        return self._retry(f"HEAD {key}", head)
 
     def delete(self, key: str) -> None:
         full = self._key(key)

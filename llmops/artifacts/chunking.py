@@ -11,9 +11,10 @@ Chunk sizes:
   shares every other tensor's chunks with its parent. Tensors larger than ``TENSOR_PIECE`` (16 MiB)
   are split into 16 MiB pieces: large enough that per-chunk costs (an index row, a hash call, a
   ranged GET) stay below 0.1% of transfer time, small enough that workers x piece bounds memory
-  (a 100 GB model is ~6,400 pieces). Runs of tensors under 1 MiB (norms, biases) are grouped up to
-  ``SMALL_GROUP`` (4 MiB) so that a model with thousands of tiny tensors does not become thousands
-  of tiny objects.
+  (a 100 GB model is ~6,400 pieces). Runs of tensors under 64 KiB (norms, biases) are grouped up
+  to ``SMALL_GROUP`` (1 MiB) so that thousands of tiny tensors do not become thousands of tiny
+  chunks; anything larger keeps a chunk of its own, so a changed weight matrix never drags its
+  neighbours into the new bytes.
 - Other files (tokenizers, JSON, datasets) use FastCDC with 256 KiB / 1 MiB / 4 MiB (min / average
   / max): content-defined boundaries survive insertions, and pyfastcdc cuts at ~2.2 GB/s.
 """
@@ -41,8 +42,8 @@ __all__ = [
 ]
 
 TENSOR_PIECE = 16 * 1024 * 1024
-SMALL_TENSOR = 1024 * 1024
-SMALL_GROUP = 4 * 1024 * 1024
+SMALL_TENSOR = 64 * 1024
+SMALL_GROUP = 1024 * 1024
 CDC_MIN, CDC_AVG, CDC_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
 _SAMPLE = 64 * 1024
 _WORTH_IT = 0.90

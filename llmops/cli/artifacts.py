@@ -28,8 +28,11 @@ KindOpt = Annotated[
 
 @contextmanager
 def _progress(label: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A bytes-per-second progress bar on stderr (nothing in --json mode)."""
-    if not enabled:
+    """A bytes-per-second progress bar on stderr (not in --json mode, not when stderr is not a
+    terminal: logs and pipes get the one-line summary only)."""
+    import sys
+
+    if not enabled or not sys.stderr.isatty():
         yield lambda _n: None
         return
     from rich.console import Console

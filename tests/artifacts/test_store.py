@@ -1,0 +1,216 @@
+"""The artifact store on local disk and on a real S3-compatible server (``store`` runs each test
+on both)."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from llmops.artifacts import ArtifactNotFoundError, ArtifactStore, StoreError, UnsafeFileError
+from llmops.artifacts.manifest import Manifest
+
+from .conftest import ModelMaker, files_equal
+
+
+def test_push_then_pull_gives_back_identical_files(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    model = make_model()
+    (model / "sub").mkdir()
+    (model / "sub" / "tokenizer.json").write_text('{"vocab": {}}' * 1000)
+    result = store.push(model, name="base", kind="base-model")
+    assert result.created and result.version.version == 1
+    assert result.stats.bytes_new == result.stats.bytes_total == result.version.bytes_total
+    files = store.pull("base@1", tmp_path / "out")
+    assert len(files) == 3
+    assert files_equal(model, tmp_path / "out")
+
+
+def test_identical_repush_adds_nothing(store: ArtifactStore, make_model: ModelMaker) -> None:
+    model = make_model()
+    first = store.push(model, name="base", kind="base-model")
+    again = store.push(model, name="base", kind="base-model")
+    assert not again.created and again.version.version == 1
+    assert again.stats.bytes_new == 0 and again.stats.bytes_stored == 0
+    other = store.push(model, name="copy", kind="base-model")
+    assert other.created and other.stats.bytes_new == 0
+    assert other.version.digest == first.version.digest
+
+
+def test_changed_tensors_store_only_their_bytes(
+    store: ArtifactStore, make_model: ModelMaker
+) -> None:
+    base = store.push(make_model("v1", layers=20), name="m", kind="checkpoint")
+    changed = store.push(
+        make_model("v2", layers=20, changed=(3, 11)), name="m", kind="checkpoint", parents=["m@1"]
+    )
+    weight = 256 * 256 * 4
+    assert changed.version.version == 2 and changed.version.parents == ["m@1"]
+    assert changed.stats.bytes_new == 2 * weight
+    assert changed.stats.bytes_new <= 0.11 * base.stats.bytes_total
+
+
+def test_open_tensor_reads_one_tensor(store: ArtifactStore, make_model: ModelMaker) -> None:
+    model = make_model()
+    store.push(model, name="m")
+    expected = load_file(str(model / "model.safetensors"))
+    got = store.open_tensor("m", "layers.4.weight")
+    assert np.array_equal(got, expected["layers.4.weight"])
+    blob, dtype, shape = store.open_tensor("m", "layers.4.bias", raw=True)
+    assert (dtype, shape) == ("F32", (256,)) and blob == expected["layers.4.bias"].tobytes()
+    with pytest.raises(KeyError, match="nope"):
+        store.open_tensor("m", "nope")
+
+
+def test_refs_aliases_and_listing(store: ArtifactStore, make_model: ModelMaker) -> None:
+    store.push(make_model("a"), name="m")
+    store.push(make_model("b", seed=1), name="m")
+    store.alias("m@1", "production")
+    assert store.get("m@production").version == 1
+    assert store.get("m").version == 2
+    assert store.get(store.get("m@2").digest).version == 2
+    assert [(v.ref, v.aliases) for v in store.ls()] == [("m@1", ["production"]), ("m@2", [])]
+    with pytest.raises(ArtifactNotFoundError, match="no artifact version matches m@7"):
+        store.get("m@7")
+
+
+def test_pickle_weights_are_refused_unless_allowed(
+    store: ArtifactStore, make_model: ModelMaker
+) -> None:
+    model = make_model()
+    (model / "pytorch_model.bin").write_bytes(b"\x80\x04K\x01.")
+    with pytest.raises(UnsafeFileError, match=r"refusing pickle-based weight file\(s\) pytorch"):
+        store.push(model, name="m")
+    assert store.ls() == []
+    assert store.push(model, name="m", allow_pickle=True).created
+
+
+def test_bad_safetensors_header_is_refused_before_anything_is_stored(
+    store: ArtifactStore, make_model: ModelMaker
+) -> None:
+    model = make_model()
+    blob = (model / "model.safetensors").read_bytes()
+    (model / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(UnsafeFileError, match=r"model\.safetensors: invalid safetensors header"):
+        store.push(model, name="m")
+    assert store.ls() == []
+
+
+def test_links_and_special_files_are_refused(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    model = make_model()
+    (model / "escape").symlink_to("/etc/passwd")
+    with pytest.raises(UnsafeFileError, match="is a symbolic link"):
+        store.push(model, name="m")
+    (model / "escape").unlink()
+    os.mkfifo(model / "fifo")
+    with pytest.raises(UnsafeFileError, match="not a regular file"):
+        store.push(model, name="m")
+
+
+@pytest.mark.parametrize("bad", ["../evil", "/etc/passwd", "a/../../b", "a\\b", ".llmops-pull-x/y"])
+def test_manifest_paths_cannot_escape_the_destination(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path, bad: str
+) -> None:
+    from llmops.artifacts.transfer import pull_files
+
+    store.push(make_model(), name="m")
+    manifest = store.manifest("m")
+    evil = Manifest(files=[manifest.files[0].model_copy(update={"path": bad})])
+    with pytest.raises(UnsafeFileError, match="unsafe path"):
+        pull_files(evil, tmp_path / "dest", backend=store.backend, index=store.index)
+    assert not (tmp_path / "evil").exists()
+
+
+def _first_pack(store: ArtifactStore) -> str:
+    return store.index.packs()[0][1]
+
+
+def _corrupt(store: ArtifactStore, key: str) -> None:
+    data = bytearray(store.backend.get_bytes(key))
+    data[len(data) // 2] ^= 0xFF
+    store.backend.put_bytes(key, bytes(data))
+
+
+def test_verify_and_pull_report_a_corrupted_pack(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    store.push(make_model(), name="m")
+    assert store.verify().ok
+    _corrupt(store, _first_pack(store))
+    report = store.verify("m@1")
+    assert not report.ok
+    problem = report.problems[0]
+    assert problem["file"] == "model.safetensors" and problem["end"] > problem["start"]
+    assert "is corrupt" in problem["problem"]
+    with pytest.raises(
+        StoreError, match=r"model\.safetensors bytes \[\d+, \d+\): chunk .* corrupt"
+    ):
+        store.pull("m@1", tmp_path / "out")
+    assert not (tmp_path / "out" / "model.safetensors").exists()  # nothing half-written
+
+
+def test_verify_reports_a_deleted_pack(store: ArtifactStore, make_model: ModelMaker) -> None:
+    store.push(make_model(), name="m")
+    store.backend.delete(_first_pack(store))
+    report = store.verify()
+    assert not report.ok
+    assert all("cannot be read" in p["problem"] for p in report.problems)
+    assert {p["file"] for p in report.problems} == {"config.json", "model.safetensors"}
+
+
+def test_gc_spares_referenced_and_recent_data(store: ArtifactStore, make_model: ModelMaker) -> None:
+    store.push(make_model(), name="m")
+    report = store.gc(grace=timedelta(0))
+    assert report.packs_deleted == 0 and report.orphans_deleted == 0
+    assert store.verify().ok
+
+
+def test_gc_removes_what_an_abandoned_push_left(
+    store: ArtifactStore, make_model: ModelMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops.artifacts import store as store_module
+
+    def die(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt("killed before commit")
+
+    monkeypatch.setattr(store_module.ArtifactStore, "_commit", die)
+    with pytest.raises(KeyboardInterrupt):
+        store.push(make_model(), name="m")
+    monkeypatch.undo()
+    assert store.ls() == []
+    assert store.gc(grace=timedelta(hours=1)).packs_deleted == 0  # still within grace
+    report = store.gc(grace=timedelta(0))
+    assert report.packs_deleted >= 1 and report.bytes_freed > 0
+    assert store.index.packs() == []
+
+
+def test_store_full_leaves_nothing_visible(
+    store: ArtifactStore, make_model: ModelMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from llmops.artifacts import StoreFullError
+
+    if store.backend.url.startswith("s3://"):
+        pytest.skip("disk-full is a local-disk condition")
+
+    original = Path.replace
+
+    def full(self: Path, target: Path) -> Path:  # type: ignore[override]
+        if "packs" in str(target):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, target)
+
+    monkeypatch.setattr(Path, "replace", full)
+    with pytest.raises(StoreFullError, match="is full"):
+        store.push(make_model(), name="m")
+    monkeypatch.undo()
+    assert store.ls() == []
+    assert store.push(make_model(), name="m").created
