@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import col
 
 from llmops.db import Database
@@ -77,44 +77,26 @@ class ChunkIndex:
             )
 
     def add_pack(self, key: str, size: int, entries: list[PackEntry]) -> None:
-        """Index a pack that is already durably stored, and its chunks (first index wins)."""
+        """Index a pack that is already durably stored, and its chunks.
+
+        When a concurrent push indexed the same chunk first, its row stands (``ON CONFLICT DO
+        NOTHING``): both copies are intact, and gc reclaims the unreferenced one.
+        """
         with self.db.write() as session:
             pack = StorePack(store=self.store, key=key, size=size)
             session.add(pack)
             session.flush()
             assert pack.id is not None
-            known = self._known(session, [e.digest for e in entries])
-            for entry in entries:
-                if entry.digest in known:
-                    continue  # a concurrent push indexed the same chunk first: theirs is used
-                known.add(entry.digest)
-                session.add(
-                    StoreChunk(
-                        store=self.store,
-                        digest=entry.digest,
-                        pack_id=pack.id,
-                        offset=entry.offset,
-                        stored_length=entry.stored_length,
-                        raw_length=entry.raw_length,
-                        codec=entry.codec,
-                    )
-                )
-            try:
-                session.flush()
-            except IntegrityError:
-                raise  # the caller's retry re-reads `known`
-
-    def _known(self, session: object, digests: list[str]) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(digests), _BATCH):
-            batch = digests[i : i + _BATCH]
-            rows = session.execute(  # type: ignore[attr-defined]
-                select(col(StoreChunk.digest))
-                .where(col(StoreChunk.store) == self.store)
-                .where(col(StoreChunk.digest).in_(batch))
-            )
-            found.update(r[0] for r in rows)
-        return found
+            rows = [
+                {
+                    "store": self.store, "digest": e.digest, "pack_id": pack.id,
+                    "offset": e.offset, "stored_length": e.stored_length,
+                    "raw_length": e.raw_length, "codec": e.codec,
+                }
+                for e in entries
+            ]  # fmt: skip
+            for i in range(0, len(rows), _BATCH):
+                session.execute(_insert_ignoring_duplicates(self.db.dialect), rows[i : i + _BATCH])
 
     def locate(self, digests: Iterable[str]) -> dict[str, ChunkLocation]:
         """Locations of the chunks the store has, by digest (missing ones are absent)."""
@@ -179,6 +161,18 @@ class ChunkIndex:
             session.execute(delete(StoreChunk).where(col(StoreChunk.pack_id) == pack_id))
             session.execute(delete(StorePack).where(col(StorePack.id) == pack_id))
         return True
+
+
+def _insert_ignoring_duplicates(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(StoreChunk).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(StoreChunk).on_conflict_do_nothing()
+    return insert(StoreChunk).prefix_with("IGNORE")  # MySQL/MariaDB
 
 
 def _utc(value: datetime) -> datetime:

@@ -12,6 +12,7 @@ import errno
 import os
 import random
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -61,6 +62,10 @@ class Backend(Protocol):
     url: str
     """Canonical URL of the store (recorded with every version and chunk)."""
 
+    compress_by_default: bool
+    """Whether compression pays here: off for local disks (CPU-bound), on for object stores
+    (network-bound). See :mod:`llmops.artifacts.chunking`."""
+
     def staging_dir(self) -> Path:
         """A local folder for assembling pack files before they are stored."""
         ...
@@ -103,6 +108,8 @@ def _check_key(key: str) -> str:
 
 class LocalBackend:
     """Objects as files under a root folder (the default: ``<workspace>/.llmops/store``)."""
+
+    compress_by_default = False
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -190,13 +197,21 @@ class LocalBackend:
         self._path(key).unlink(missing_ok=True)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        base = self.root
-        for path in sorted(base.rglob("*")):
-            if not path.is_file():
+        # Only walk the folder the prefix names (never tmp/), and tolerate files that a
+        # concurrent push or gc renames or deletes while we look.
+        top = prefix.split("/", 1)[0]
+        start = self.root / top if top else self.root
+        if not start.is_dir():
+            return
+        for path in sorted(start.rglob("*")):
+            key = path.relative_to(self.root).as_posix()
+            if not key.startswith(prefix) or key.startswith("tmp/"):
                 continue
-            key = path.relative_to(base).as_posix()
-            if key.startswith(prefix) and not key.startswith("tmp/"):
+            try:
                 st = path.stat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
                 yield ObjectInfo(key=key, size=st.st_size, modified=st.st_mtime)
 
 
@@ -241,6 +256,7 @@ class S3Backend:
     """
 
     PART_SIZE = 16 * 1024 * 1024
+    compress_by_default = True
 
     def __init__(
         self,

@@ -1,10 +1,16 @@
 """How files are cut into chunks, and how chunks are hashed and compressed.
 
 Measured on the project's 2-core machine (see benchmarks/README.md and shared/DESIGN.md):
-BLAKE3 hashes 4.5 GB/s per core against 1.3 GB/s for sha256, so BLAKE3 is the chunk hash (a
-strong 256-bit hash: dedup trusts it, and every read re-checks it). zstd level 1 runs at
-0.7-0.8 GB/s per core and saves ~22% on bf16 weights but only ~8% on fp32, so a chunk is
-compressed only when a 64 KiB sample shrinks by at least 10%.
+BLAKE3 hashes 3-4.5 GB/s per core against 1.3 GB/s for sha256, so BLAKE3 is the chunk hash (a
+strong 256-bit hash: dedup trusts it, and every read re-checks it).
+
+Compression pays only where bytes are dearer than CPU. zstd level 1 saves ~22% on bf16 weights
+and ~8% on fp32, but compresses them at 0.6 GB/s and decompresses them at only 0.55 GB/s per
+core (weights are literals: there is nothing to match, only entropy to code; negative levels skip
+the entropy coder and save nothing). A local disk writes 1.2 GB/s, so on local stores compression
+would halve push and pull throughput to save a fifth of the space: the ``auto`` policy leaves it
+off there and turns it on for object stores, where the network is the bottleneck. When on, a
+chunk is compressed only when a 64 KiB sample shrinks by at least 10%.
 
 Chunk sizes:
 - safetensors files are cut along tensor boundaries, so a version in which some tensors changed
@@ -24,6 +30,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import blake3
 import zstandard
@@ -33,6 +40,7 @@ from llmops.artifacts.tensors import SafetensorsHeader
 __all__ = [
     "CDC_AVG",
     "TENSOR_PIECE",
+    "Compression",
     "Span",
     "compress",
     "decompress",
@@ -47,6 +55,9 @@ SMALL_GROUP = 1024 * 1024
 CDC_MIN, CDC_AVG, CDC_MAX = 256 * 1024, 1024 * 1024, 4 * 1024 * 1024
 _SAMPLE = 64 * 1024
 _WORTH_IT = 0.90
+
+Compression = Literal["auto", "zstd", "none"]
+"""``auto``: the backend's default (off on local disk, on for object stores)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,7 +172,7 @@ def gguf_to_safetensors(gguf: Path, out_dir: Path) -> Path:
     config = AutoConfig.from_pretrained(folder, gguf_file=name)
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    fresh = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    fresh = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)  # type: ignore[no-untyped-call]
     fresh.load_state_dict(loaded.state_dict())
     out_dir.mkdir(parents=True, exist_ok=True)
     fresh.save_pretrained(out_dir, safe_serialization=True)

@@ -26,6 +26,7 @@ from sqlmodel import col
 
 from llmops.artifacts._index import ChunkIndex
 from llmops.artifacts.backends import Backend, StoreError
+from llmops.artifacts.chunking import Compression
 from llmops.artifacts.manifest import Kind, Manifest
 from llmops.artifacts.tensors import decode_tensor
 from llmops.artifacts.transfer import (
@@ -194,10 +195,13 @@ class ArtifactStore:
         actor: Name recorded for pushes and alias moves.
     """
 
-    def __init__(self, db: Database, backend: Backend, *, actor: str) -> None:
+    def __init__(
+        self, db: Database, backend: Backend, *, actor: str, compression: Compression = "auto"
+    ) -> None:
         self.db = db
         self.backend = backend
         self.actor = actor
+        self.compression = compression
         self.index = ChunkIndex(db, backend.url)
         self._manifests: dict[str, Manifest] = {}
 
@@ -236,11 +240,17 @@ class ArtifactStore:
             )
         lineage = [self.get(p).ref for p in parents]
         started = time.perf_counter()
+        compress_chunks = (
+            self.backend.compress_by_default
+            if self.compression == "auto"
+            else self.compression == "zstd"
+        )
         manifest, stats = push_tree(
             Path(path),
             backend=self.backend,
             index=self.index,
             allow_pickle=allow_pickle,
+            compress_chunks=compress_chunks,
             workers=workers,
             progress=progress,
         )

@@ -231,6 +231,7 @@ def push_tree(
     backend: Backend,
     index: ChunkIndex,
     allow_pickle: bool = False,
+    compress_chunks: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[Manifest, PushStats]:
@@ -271,6 +272,8 @@ def push_tree(
             with seen_lock:
                 reused_packs.add(pack)
             return digest, None, "", span.length
+        if not compress_chunks:
+            return digest, data, "raw", span.length
         stored, codec = compress(data)
         return digest, stored, codec, span.length
 
@@ -415,7 +418,6 @@ def pull_files(
             tmp.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             targets.append(_Target(entry, tmp, fd))
-            os.ftruncate(fd, entry.size)
         _fetch_all(targets, locations, backend, workers or default_workers(), progress)
         return [_place(target, root) for target in targets]
     finally:
@@ -443,48 +445,54 @@ def _fetch_all(
     workers: int,
     progress: Progress | None,
 ) -> None:
-    def fetch(target: _Target, chunk: ChunkRef) -> int:
+    """Workers fetch, decompress and verify chunks in parallel; this thread writes them in file
+    order with plain sequential writes (measured: concurrent ``pwrite`` into one file ran at
+    half the speed of sequential writes on this machine's ext4)."""
+
+    def fetch(target: _Target, chunk: ChunkRef) -> bytes:
         location = locations.get(chunk.digest)
         problem = None
         if location is None:
             problem = "is missing from the store index"
         else:
             try:
-                raw = read_chunk(backend, location, chunk.digest)
+                return read_chunk(backend, location, chunk.digest)
             except ValueError as exc:
                 problem = f"is corrupt ({exc})"
             except StoreError as exc:
                 problem = f"cannot be read ({exc.message})"
-        if problem is not None:
-            found = ChunkProblem(
-                target.entry.path,
-                chunk.offset,
-                chunk.offset + chunk.length,
-                chunk.digest,
-                problem,
-                location.pack_key if location else None,
-            )
-            raise StoreError(str(found), hint="run `llmops artifacts verify` for the full list")
-        os.pwrite(target.fd, raw, chunk.offset)
-        return chunk.length
+        found = ChunkProblem(
+            target.entry.path,
+            chunk.offset,
+            chunk.offset + chunk.length,
+            chunk.digest,
+            problem,
+            location.pack_key if location else None,
+        )
+        raise StoreError(str(found), hint="run `llmops artifacts verify` for the full list")
+
+    def write(item: tuple[_Target, Future[bytes]]) -> None:
+        target, future = item
+        data = future.result()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(target.fd, view) :]
+        if progress is not None:
+            progress(len(data))
 
     with ThreadPoolExecutor(workers, thread_name_prefix="llmops-pull") as pool:
         # A bounded window of chunks in flight keeps memory flat whatever the artifact's size.
-        jobs = iter([(t, c) for t in targets for c in t.entry.chunks])
-        window: list[Future[int]] = []
+        window: list[tuple[_Target, Future[bytes]]] = []
         try:
-            for target, chunk in jobs:
-                window.append(pool.submit(fetch, target, chunk))
-                if len(window) >= 2 * workers:
-                    done = window.pop(0).result()
-                    if progress is not None:
-                        progress(done)
-            for future in window:
-                done = future.result()
-                if progress is not None:
-                    progress(done)
+            for target in targets:
+                for chunk in target.entry.chunks:
+                    window.append((target, pool.submit(fetch, target, chunk)))
+                    if len(window) >= 2 * workers:
+                        write(window.pop(0))
+            while window:
+                write(window.pop(0))
         except BaseException:
-            for future in window:
+            for _, future in window:
                 future.cancel()
             raise
 
