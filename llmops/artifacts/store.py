@@ -667,11 +667,7 @@ class ArtifactStore:
             and obj.modified < cutoff_ts
         ]
         report.manifests_deleted += len(unused_manifests)
-        leftovers = [
-            p
-            for p in self.backend.staging_dir().glob("*")
-            if p.is_file() and p.stat().st_mtime < cutoff_ts
-        ]
+        leftovers = [p for p in self.backend.staging_dir().glob("*") if _older(p, cutoff_ts)]
         report.orphans_deleted += len(leftovers)
         if report.dry_run:
             return
@@ -679,6 +675,15 @@ class ArtifactStore:
             self.backend.delete(key)
         for path in leftovers:
             path.unlink(missing_ok=True)
+
+
+def _older(path: Path, cutoff_ts: float) -> bool:
+    """Whether ``path`` is a file last modified before ``cutoff_ts`` (False if it vanished)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    return path.is_file() and st.st_mtime < cutoff_ts
 
 
 def _utc(value: datetime) -> datetime:
