@@ -170,17 +170,30 @@ def gguf_to_safetensors(gguf: Path, out_dir: Path) -> Path:
         raise ConfigError(
             "GGUF import needs torch and transformers", hint="pip install 'llmops[train]'"
         ) from None
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     folder, name = str(gguf.parent), gguf.name
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, torch_dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     config = AutoConfig.from_pretrained(folder, gguf_file=name)
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    fresh = AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)  # type: ignore[no-untyped-call]
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
     fresh.load_state_dict(loaded.state_dict())
     out_dir.mkdir(parents=True, exist_ok=True)
     fresh.save_pretrained(out_dir, safe_serialization=True)
     AutoTokenizer.from_pretrained(folder, gguf_file=name).save_pretrained(out_dir)
     return out_dir
+
+
+def _file_digest(path: Path) -> str:
+    import blake3
+
+    h = blake3.blake3()
+    with path.open("rb") as fh:
+        while block := fh.read(8 * 1024 * 1024):
+            h.update(block)
+    return "blake3:" + h.hexdigest()
 
 
 def import_model(
@@ -195,9 +208,23 @@ def import_model(
     weights are refused) or a GGUF file (dequantized to safetensors)."""
     src = Path(source)
     if src.is_file() and src.suffix == ".gguf":
+        source_digest = _file_digest(src)
+        for version in store.ls(name):
+            if version.meta.get("source_digest") == source_digest:
+                # Converting takes half a minute; the same GGUF always gives the same weights.
+                from llmops.artifacts.store import PushResult
+                from llmops.artifacts.transfer import PushStats
+
+                stats = PushStats(bytes_total=version.bytes_total)
+                return PushResult(version=version, created=False, stats=stats, seconds=0.0)
         with tempfile.TemporaryDirectory(prefix="llmops-gguf-") as tmp:
             folder = gguf_to_safetensors(src, Path(tmp) / "model")
-            info = {"source": src.name, "converted_from": "gguf", **(meta or {})}
+            info = {
+                "source": src.name,
+                "source_digest": source_digest,
+                "converted_from": "gguf",
+                **(meta or {}),
+            }
             return store.push(
                 folder, name=name, kind=kind, meta=info, message=f"imported from {src.name}"
             )

@@ -48,7 +48,10 @@ def test_import_stores_float32_safetensors_with_tokenizer(
     weights = manifest.file("model.safetensors")
     assert weights.tensors and all(t.dtype == "F32" for t in weights.tensors)
     assert 130e6 < sum((t.end - t.start) / 4 for t in weights.tensors) < 140e6  # 135M params
-    assert ws.artifacts.get("smollm2").kind == "base-model"
+    version = ws.artifacts.get("smollm2")
+    assert version.kind == "base-model"
+    assert version.meta["converted_from"] == "gguf"
+    assert version.meta["source_digest"].startswith("blake3:")
 
 
 def test_reimport_adds_no_bytes(imported: tuple[Workspace, object]) -> None:
@@ -57,6 +60,7 @@ def test_reimport_adds_no_bytes(imported: tuple[Workspace, object]) -> None:
     ws, _ = imported
     again = import_model(ws.artifacts, smollm2_gguf(), name="smollm2")
     assert not again.created and again.stats.bytes_new == 0
+    assert again.seconds == 0.0  # recognised by the GGUF's digest: no second conversion
 
 
 def test_pulled_model_loads_and_answers(imported: tuple[Workspace, object], tmp_path: Path) -> None:
