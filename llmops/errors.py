@@ -12,14 +12,18 @@ exits with :attr:`LLMOpsError.exit_code`.
     │   ├── InvalidReferenceError       a reference such as ``name@3`` does not parse
     │   ├── InvalidNameError            a name has path separators, spaces or control characters
     │   ├── PromptFileError             a prompt file is malformed (file, line and column)
-    │   └── PromptRenderError           a render failed: missing/unknown/mistyped variable, template
-    │       ├── TemplateSecurityError   a template tried to leave the sandbox
-    │       └── TemplateLimitError      a template exceeded the output size or time limit
+    │   ├── PromptRenderError           a render failed: missing/unknown/mistyped variable, template
+    │   │   ├── TemplateSecurityError   a template tried to leave the sandbox
+    │   │   └── TemplateLimitError      a template exceeded the output size or time limit
+    │   └── UnsafeFileError             pickle weights, a bad safetensors header, an unsafe path
     ├── NotFoundError                   something named does not exist (exit code 2)
     │   ├── WorkspaceNotFoundError
-    │   └── PromptNotFoundError
-    └── DatabaseError                   the registry database failed (exit code 2)
-        └── DatabaseUnavailableError    it cannot be reached, or stayed locked too long
+    │   ├── PromptNotFoundError
+    │   └── ArtifactNotFoundError
+    ├── DatabaseError                   the registry database failed (exit code 2)
+    │   └── DatabaseUnavailableError    it cannot be reached, or stayed locked too long
+    └── StoreError                      the artifact store failed: missing/corrupt data, S3 errors
+        └── StoreFullError              the store ran out of space (nothing became visible)
 
 Builtin ``ValueError`` and ``TypeError`` are kept for plain programming mistakes in arguments.
 """
@@ -27,6 +31,7 @@ Builtin ``ValueError`` and ``TypeError`` are kept for plain programming mistakes
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactNotFoundError",
     "ConfigError",
     "DatabaseError",
     "DatabaseUnavailableError",
@@ -38,8 +43,11 @@ __all__ = [
     "PromptFileError",
     "PromptNotFoundError",
     "PromptRenderError",
+    "StoreError",
+    "StoreFullError",
     "TemplateLimitError",
     "TemplateSecurityError",
+    "UnsafeFileError",
     "WorkspaceNotFoundError",
 ]
 
@@ -140,3 +148,19 @@ class DatabaseError(LLMOpsError):
 
 class DatabaseUnavailableError(DatabaseError):
     """The registry database cannot be reached or stayed locked past the busy timeout."""
+
+
+class UnsafeFileError(InputError):
+    """A file is refused: pickle weights, a malformed safetensors header, or an unsafe path."""
+
+
+class ArtifactNotFoundError(NotFoundError):
+    """An artifact, version, alias or digest does not exist."""
+
+
+class StoreError(LLMOpsError):
+    """The artifact store failed (unreachable, missing or corrupt data, repeated server errors)."""
+
+
+class StoreFullError(StoreError):
+    """The store ran out of space; nothing was made visible."""

@@ -59,3 +59,36 @@ def test_import_llmops_loads_no_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+def test_artifacts_exports() -> None:
+    import llmops.artifacts
+
+    assert sorted(llmops.artifacts.__all__) == sorted(
+        [
+            "BACKENDS",
+            "KINDS",
+            "PICKLE_SUFFIXES",
+            "ArtifactNotFoundError",
+            "ArtifactStore",
+            "ArtifactVersion",
+            "Backend",
+            "ChunkRef",
+            "FileEntry",
+            "GcReport",
+            "Kind",
+            "LocalBackend",
+            "Manifest",
+            "PushResult",
+            "PushStats",
+            "S3Backend",
+            "StoreError",
+            "StoreFullError",
+            "TensorEntry",
+            "UnsafeFileError",
+            "VerifyReport",
+            "open_backend",
+        ]
+    )
+    for name in llmops.artifacts.__all__:
+        assert getattr(llmops.artifacts, name) is not None

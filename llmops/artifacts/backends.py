@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
-from llmops.errors import ConfigError, LLMOpsError
+from llmops.errors import ConfigError, StoreError, StoreFullError
 
 __all__ = [
     "BACKENDS",
@@ -36,14 +36,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class StoreError(LLMOpsError):
-    """The artifact store failed (unreachable, missing object, or repeated server errors)."""
-
-
-class StoreFullError(StoreError):
-    """The store ran out of space; nothing was made visible."""
 
 
 @dataclass(frozen=True, slots=True)

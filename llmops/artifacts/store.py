@@ -47,7 +47,7 @@ from llmops.db.models import (
     StoreChunk,
     utcnow,
 )
-from llmops.errors import InputError, NotFoundError
+from llmops.errors import ArtifactNotFoundError, InputError
 from llmops.refs import Ref, check_label, check_name, parse_ref
 
 __all__ = [
@@ -71,10 +71,6 @@ KINDS: tuple[Kind, ...] = (
 )
 _ENTITY = "artifact"
 _RETRIES = 8
-
-
-class ArtifactNotFoundError(NotFoundError):
-    """An artifact, version, alias or digest does not exist."""
 
 
 @dataclass(slots=True, kw_only=True)

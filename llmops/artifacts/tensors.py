@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import IO, Any
 
-from llmops.errors import InputError
+from llmops.errors import UnsafeFileError
 
 __all__ = [
     "DTYPE_SIZES",
@@ -36,10 +36,6 @@ DTYPE_SIZES: dict[str, int] = {
     "I32": 4, "U32": 4, "F32": 4,
     "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
-
-
-class UnsafeFileError(InputError):
-    """A file is refused: pickle weights, a malformed safetensors header, or an unsafe path."""
 
 
 @dataclass(frozen=True, slots=True)
