@@ -83,6 +83,8 @@ def bench_local(root: Path, gib: float, repeats: int) -> None:
 
     model = make_model(root / "model", gib)
     size = du(model)
+    sync()
+    time.sleep(5)  # let the disk settle after writing the model
     subprocess.run(["cat", *map(str, model.iterdir())], stdout=subprocess.DEVNULL, check=True)
     times: dict[str, list[float]] = {"cp": [], "push": [], "pull": []}
     # Nothing is deleted until the end: freeing blocks on this disk (mounted with `discard`)
@@ -144,15 +146,17 @@ def _fmt(values: list[float]) -> str:
     return "/".join(f"{v:.2f}" for v in values)
 
 
+# Peak RSS from VmHWM: ru_maxrss would carry over the forking parent's peak across exec.
 RSS_CHILD = """
-import resource, sys, time
+import sys
 from llmops import Workspace
 ws = Workspace.open(sys.argv[1])
 if sys.argv[2] == "push":
     ws.artifacts.push(sys.argv[3], name="m", kind="base-model")
 else:
     ws.artifacts.pull("m", sys.argv[3])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+with open("/proc/self/status") as fh:
+    print(next(line.split()[1] for line in fh if line.startswith("VmHWM:")))
 """
 
 

@@ -14,7 +14,7 @@ import tomllib
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -50,6 +50,8 @@ class StoreConfig(_Section):
 
     url: str = ""
     """``file://`` path or ``s3://bucket/prefix``; empty means ``<workspace>/.llmops/store``."""
+    compression: Literal["auto", "zstd", "none"] = "auto"
+    """Chunk compression: ``auto`` is off on local disk (CPU-bound), on for S3 (network-bound)."""
 
 
 class PromptsConfig(_Section):
@@ -86,6 +88,8 @@ busy_timeout_s = 30
 [store]
 # Empty: .llmops/store on local disk. At scale: "s3://bucket/prefix".
 url = ""
+# auto: off on local disk (CPU-bound), zstd for S3 (network-bound); or "zstd" / "none".
+compression = "auto"
 
 [prompts]
 dir = "prompts"
@@ -263,7 +267,13 @@ class Workspace:
         from llmops.artifacts import ArtifactStore, open_backend
 
         backend = open_backend(self.store_url, default_root=self.state_dir / "store")
-        return ArtifactStore(self.db, backend, actor=self.actor)
+        return ArtifactStore(
+            self.db,
+            backend,
+            actor=self.actor,
+            compression=self.config.store.compression,
+            hash_cache=self.state_dir / "hashcache.db",
+        )
 
     @cached_property
     def prompts(self) -> PromptRegistry:

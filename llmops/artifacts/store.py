@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from llmops.artifacts._hashcache import HashCache
 from llmops.artifacts._index import ChunkIndex
 from llmops.artifacts.backends import Backend, StoreError
 from llmops.artifacts.chunking import Compression
@@ -189,12 +190,22 @@ class ArtifactStore:
         db: The registry database (names, versions, aliases, chunk index).
         backend: Where bytes live.
         actor: Name recorded for pushes and alias moves.
+        compression: ``auto`` (the backend's default), ``zstd`` or ``none``.
+        hash_cache: A local file remembering the chunk digests of files already pushed, so
+            unchanged files are not read again (None: always read).
     """
 
     def __init__(
-        self, db: Database, backend: Backend, *, actor: str, compression: Compression = "auto"
+        self,
+        db: Database,
+        backend: Backend,
+        *,
+        actor: str,
+        compression: Compression = "auto",
+        hash_cache: Path | None = None,
     ) -> None:
         self.db = db
+        self.hash_cache = HashCache(hash_cache) if hash_cache is not None else None
         self.backend = backend
         self.actor = actor
         self.compression = compression
@@ -247,6 +258,7 @@ class ArtifactStore:
             index=self.index,
             allow_pickle=allow_pickle,
             compress_chunks=compress_chunks,
+            cache=self.hash_cache,
             workers=workers,
             progress=progress,
         )

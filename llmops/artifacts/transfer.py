@@ -25,6 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from llmops.artifacts._hashcache import HashCache
 from llmops.artifacts._index import ChunkIndex, ChunkLocation, PackEntry
 from llmops.artifacts.backends import Backend, StoreError
 from llmops.artifacts.chunking import (
@@ -148,16 +149,47 @@ def _scan(source: Path, *, allow_pickle: bool) -> list[tuple[str, Path, os.stat_
     return found
 
 
-def _plan(rel: str, path: Path, st: os.stat_result) -> _SourceFile:
+def _plan(
+    rel: str, path: Path, st: os.stat_result, *, known: list[tuple[str, int, int]] | None = None
+) -> _SourceFile:
     mode = 0o755 if st.st_mode & 0o111 else 0o644
     header = None
     if rel.endswith(".safetensors"):
-        with path.open("rb") as fh:
+        with path.open("rb") as fh:  # always validated, even when the chunks are known
             header = read_header(fh, path=rel, file_size=st.st_size)
+    if known is not None:
+        spans = [Span(offset, length) for _, offset, length in known]
+    elif header is not None:
         spans = plan_safetensors(header, st.st_size)
     else:
         spans = plan_cdc(path, st.st_size)
     return _SourceFile(rel, path, st.st_size, mode, spans, header)
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _cached_chunks(
+    scanned: list[tuple[str, Path, os.stat_result]], cache: HashCache | None, index: ChunkIndex
+) -> tuple[dict[str, list[tuple[str, int, int]]], set[int]]:
+    """Chunk lists of unchanged files whose chunks the store still has (by relative path), and
+    the packs holding them (which count as used now, so gc's grace period covers them)."""
+    if cache is None:
+        return {}, set()
+    hits = {}
+    for rel, path, st in scanned:
+        found = cache.lookup(path.resolve(), st)
+        if found is not None:
+            hits[rel] = found
+    if not hits:
+        return {}, set()
+    locations = index.locate(d for chunks in hits.values() for d, _, _ in chunks)
+    usable = {
+        rel: chunks for rel, chunks in hits.items() if all(d in locations for d, _, _ in chunks)
+    }
+    packs = {locations[d].pack_id for chunks in usable.values() for d, _, _ in chunks}
+    return usable, packs
 
 
 class _PackWriter:
@@ -232,59 +264,44 @@ def push_tree(
     index: ChunkIndex,
     allow_pickle: bool = False,
     compress_chunks: bool = False,
+    cache: HashCache | None = None,
     workers: int | None = None,
     progress: Progress | None = None,
 ) -> tuple[Manifest, PushStats]:
     """Store the file or folder ``source``; return its manifest and what was written.
 
-    Nothing here makes a version visible: the caller commits the manifest.
+    Nothing here makes a version visible: the caller commits the manifest. With a ``cache``,
+    files unchanged since an earlier push (same size, inode, mtime and ctime) whose chunks are
+    all still in the store are not read again.
 
     Raises:
         UnsafeFileError: Pickle weights, a bad safetensors header, links or special files.
         StoreError: The store failed (after retries).
     """
     scanned = _scan(source, allow_pickle=allow_pickle)
-    files = [_plan(rel, path, st) for rel, path, st in scanned]
+    cached, cached_packs = _cached_chunks(scanned, cache, index)
+    files = [_plan(rel, path, st, known=cached.get(rel)) for rel, path, st in scanned]
     stats = PushStats(bytes_total=sum(f.size for f in files))
-    digests: list[list[str]] = [[""] * len(f.spans) for f in files]
-    seen: set[str] = set()
-    seen_lock = threading.Lock()
-    reused_packs: set[int] = set()
+    digests: list[list[str]] = [
+        [d for d, _, _ in cached[f.rel]] if f.rel in cached else [""] * len(f.spans) for f in files
+    ]
+    work = _ChunkWorker(files, index, compress_chunks=compress_chunks, reused=cached_packs)
     n_workers = workers or default_workers()
-
-    def work(file_no: int, span: Span) -> tuple[str, bytes | memoryview | None, str, int]:
-        f = files[file_no]
-        fd = os.open(f.path, os.O_RDONLY)
-        try:
-            data = os.pread(fd, span.length, span.offset)
-        finally:
-            os.close(fd)
-        if len(data) != span.length:
-            raise StoreError(f"{f.rel} changed while it was being pushed (it got shorter)")
-        digest = hash_chunk(data)
-        with seen_lock:
-            duplicate = digest in seen
-            seen.add(digest)
-        if duplicate:
-            return digest, None, "", span.length
-        pack = index.pack_of(digest)
-        if pack is not None:
-            with seen_lock:
-                reused_packs.add(pack)
-            return digest, None, "", span.length
-        if not compress_chunks:
-            return digest, data, "raw", span.length
-        stored, codec = compress(data)
-        return digest, stored, codec, span.length
-
     writer = _PackWriter(backend, index, stats)
     jobs: Iterator[tuple[int, int, Span]] = (
-        (i, j, span) for i, f in enumerate(files) for j, span in enumerate(f.spans)
+        (i, j, span)
+        for i, f in enumerate(files)
+        if f.rel not in cached
+        for j, span in enumerate(f.spans)
     )
+    for f in files:
+        if f.rel in cached:  # known from the hash cache: nothing to read
+            stats.chunks_total += len(f.spans)
+            if progress is not None:
+                progress(f.size)
     try:
         with ThreadPoolExecutor(n_workers, thread_name_prefix="llmops-push") as pool:
-            window: list[tuple[int, int, Future[tuple[str, bytes | memoryview | None, str, int]]]]
-            window = []
+            window: list[tuple[int, int, Future[_ChunkResult]]] = []
             limit = 2 * n_workers
             for file_no, chunk_no, span in jobs:
                 window.append((file_no, chunk_no, pool.submit(work, file_no, span)))
@@ -296,7 +313,78 @@ def push_tree(
     except BaseException:
         writer.abort()
         raise
-    index.touch(reused_packs)
+    index.touch(work.reused_packs)
+    _remember(scanned, files, digests, cached, cache)
+    return _manifest(files, digests), stats
+
+
+_ChunkResult = tuple[str, bytes | memoryview | None, str, int]
+
+
+class _ChunkWorker:
+    """Reads, hashes and (when asked) compresses one chunk; called from worker threads.
+
+    Returns ``(digest, stored bytes or None when the store has it already, codec, raw length)``.
+    """
+
+    def __init__(
+        self, files: list[_SourceFile], index: ChunkIndex, *, compress_chunks: bool,
+        reused: set[int],
+    ) -> None:  # fmt: skip
+        self.files = files
+        self.index = index
+        self.compress_chunks = compress_chunks
+        self.seen: set[str] = set()
+        self.reused_packs = set(reused)
+        self.lock = threading.Lock()
+
+    def __call__(self, file_no: int, span: Span) -> _ChunkResult:
+        f = self.files[file_no]
+        fd = os.open(f.path, os.O_RDONLY)
+        try:
+            data = os.pread(fd, span.length, span.offset)
+        finally:
+            os.close(fd)
+        if len(data) != span.length:
+            raise StoreError(f"{f.rel} changed while it was being pushed (it got shorter)")
+        digest = hash_chunk(data)
+        with self.lock:
+            duplicate = digest in self.seen
+            self.seen.add(digest)
+        if duplicate:
+            return digest, None, "", span.length
+        pack = self.index.pack_of(digest)
+        if pack is not None:
+            with self.lock:
+                self.reused_packs.add(pack)
+            return digest, None, "", span.length
+        if not self.compress_chunks:
+            return digest, data, "raw", span.length
+        stored, codec = compress(data)
+        return digest, stored, codec, span.length
+
+
+def _remember(
+    scanned: list[tuple[str, Path, os.stat_result]],
+    files: list[_SourceFile],
+    digests: list[list[str]],
+    cached: dict[str, list[tuple[str, int, int]]],
+    cache: HashCache | None,
+) -> None:
+    """Check that no file changed while it was read, and record the digests in the cache."""
+    for (rel, path, st), chunk_digests, f in zip(scanned, digests, files, strict=True):
+        if rel in cached:
+            continue
+        if _stat_key(path.stat()) != _stat_key(st):
+            raise StoreError(
+                f"{rel} changed while it was being pushed", hint="push it again once it is written"
+            )
+        if cache is not None:
+            spans = [(d, s.offset, s.length) for d, s in zip(chunk_digests, f.spans, strict=True)]
+            cache.store(path.resolve(), st, spans)
+
+
+def _manifest(files: list[_SourceFile], digests: list[list[str]]) -> Manifest:
     entries = []
     for f, chunk_digests in zip(files, digests, strict=True):
         entries.append(
@@ -320,11 +408,11 @@ def push_tree(
                 safetensors_metadata=None if f.header is None else f.header.metadata,
             )
         )
-    return Manifest(files=entries), stats
+    return Manifest(files=entries)
 
 
 def _drain(
-    item: tuple[int, int, Future[tuple[str, bytes | memoryview | None, str, int]]],
+    item: tuple[int, int, Future[_ChunkResult]],
     digests: list[list[str]],
     writer: _PackWriter,
     stats: PushStats,
