@@ -123,12 +123,12 @@ class LocalBackend:
         with _disk_errors(self.url):
             target.parent.mkdir(parents=True, exist_ok=True)
             if path.parent.resolve() == self.staging_dir():
-                _fsync_file(path)
+                _fsync(path)
                 path.replace(target)
             else:
                 tmp = self._temp_copy(path)
                 tmp.replace(target)
-            _fsync_dir(target.parent)
+            _fsync(target.parent)
 
     def _temp_copy(self, source: Path) -> Path:
         fd, name = tempfile.mkstemp(dir=self.staging_dir(), prefix="put-")
@@ -158,7 +158,7 @@ class LocalBackend:
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
-            _fsync_dir(target.parent)
+            _fsync(target.parent)
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         try:
@@ -207,15 +207,8 @@ class LocalBackend:
                 yield ObjectInfo(key=key, size=st.st_size, modified=st.st_mtime)
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """fsync a file, or a folder (which makes a rename inside it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
