@@ -434,8 +434,17 @@ class ArtifactStore:
         ]
 
     def manifest(self, ref: str | Ref | ArtifactVersion) -> Manifest:
-        """The manifest of a version (cached: manifests are immutable)."""
+        """The manifest of a version (cached: manifests are immutable).
+
+        Raises:
+            StoreError: The version lives in another store than this one.
+        """
         version = ref if isinstance(ref, ArtifactVersion) else self.get(ref)
+        if version.store != self.backend.url:
+            raise StoreError(
+                f"{version.ref} is stored in {version.store}, not in {self.backend.url}",
+                hint=f"set LLMOPS_STORE_URL={version.store} (or [store] url) to read it",
+            )
         cached = self._manifests.get(version.digest)
         if cached is not None:
             return cached
@@ -562,7 +571,10 @@ class ArtifactStore:
 
         Each problem names the artifact version, file, byte range and chunk.
         """
-        versions = [self.get(ref)] if ref is not None else self.ls()
+        if ref is not None:
+            versions = [self.get(ref)]
+        else:
+            versions = [v for v in self.ls() if v.store == self.backend.url]
         report = VerifyReport()
         checked: dict[str, str | None] = {}
         lock = threading.Lock()

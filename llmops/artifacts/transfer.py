@@ -38,6 +38,7 @@ from llmops.artifacts.chunking import (
 )
 from llmops.artifacts.manifest import ChunkRef, FileEntry, Manifest, TensorEntry, file_digest
 from llmops.artifacts.tensors import SafetensorsHeader, UnsafeFileError, read_header
+from llmops.errors import InputError
 
 __all__ = [
     "PICKLE_SUFFIXES",
@@ -521,8 +522,18 @@ def _checked_root(manifest: Manifest, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     for entry in manifest.files:
-        if root not in (root / entry.path).resolve().parents:
+        final = root / entry.path
+        if root not in final.resolve().parents:
             raise UnsafeFileError(f"path {entry.path!r} would be written outside {dest}")
+        # Refuse before fetching anything, so a conflict never leaves a half-written pull.
+        for parent in reversed(final.relative_to(root).parents[:-1]):
+            if (root / parent).exists() and not (root / parent).is_dir():
+                raise InputError(
+                    f"cannot pull {entry.path!r} into {dest}: {parent} is a file there",
+                    hint="pull into an empty folder",
+                )
+        if final.is_symlink() or final.is_dir():
+            raise UnsafeFileError(f"{final} exists and is a link or folder; not replacing it")
     return root
 
 

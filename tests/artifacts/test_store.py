@@ -214,3 +214,38 @@ def test_store_full_leaves_nothing_visible(
     monkeypatch.undo()
     assert store.ls() == []
     assert store.push(make_model(), name="m").created
+
+
+def test_versions_of_another_store_say_where_they_live(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    from llmops.artifacts import open_backend
+
+    store.push(make_model(), name="m")
+    other = ArtifactStore(store.db, open_backend("", default_root=tmp_path / "other"), actor="t")
+    with pytest.raises(StoreError, match=r"m@1 is stored in .*, not in file://"):
+        other.pull("m@1", tmp_path / "out")
+    assert other.verify().ok  # nothing of this store to check
+    assert other.verify().chunks_checked == 0
+
+
+def test_pull_refuses_a_conflicting_destination_before_writing(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    from llmops.errors import InputError
+
+    model = make_model()
+    (model / "sub").mkdir()
+    (model / "sub" / "x.json").write_text("{}")
+    store.push(model, name="m")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "sub").write_text("a file where a folder must go")
+    with pytest.raises(InputError, match="sub is a file there"):
+        store.pull("m", dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["sub"]  # nothing else written
+    (dest / "sub").unlink()
+    (dest / "model.safetensors").symlink_to("/etc/hostname")  # a planted link out of dest
+    with pytest.raises(UnsafeFileError, match="would be written outside"):
+        store.pull("m", dest)
+    assert Path("/etc/hostname").read_text() != ""  # untouched
