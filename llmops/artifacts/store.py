@@ -355,11 +355,11 @@ class ArtifactStore:
             )
 
     def _lock_artifact(self, session: Any, name: str, *, create: bool = False) -> Artifact:
-        found = session.execute(
+        found: Artifact | None = session.execute(
             select(Artifact).where(col(Artifact.name) == name).with_for_update()
         ).scalar_one_or_none()
         if found is not None:
-            return found  # type: ignore[no-any-return]
+            return found
         if not create:
             raise ArtifactNotFoundError(
                 f"no artifact named {name!r}", hint="see `llmops artifacts ls`"

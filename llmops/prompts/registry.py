@@ -178,7 +178,7 @@ class PromptRegistry:
     def _not_found(self, conn: Any, ref: Ref) -> PromptNotFoundError:
         if ref.kind == "digest":
             return PromptNotFoundError(f"no prompt version has digest {ref.digest}")
-        exists = conn.execute(select(Prompt.id).where(col(Prompt.name) == ref.name)).first()  # type: ignore[call-overload]
+        exists = conn.execute(_queries.prompt_id(), {"name": ref.name}).first()
         if exists is None:
             return PromptNotFoundError(
                 f"no prompt named {ref.name!r}",
@@ -203,15 +203,18 @@ class PromptRegistry:
         """Every prompt with its latest version number and labels, by name."""
         with self.db.connect() as conn:
             prompts = conn.execute(
-                select(Prompt.id, Prompt.name, Prompt.latest_version, Prompt.created_at).order_by(  # type: ignore[call-overload]
-                    Prompt.name
-                )
+                select(
+                    col(Prompt.id),
+                    col(Prompt.name),
+                    col(Prompt.latest_version),
+                    col(Prompt.created_at),
+                ).order_by(col(Prompt.name))
             ).all()
             labels: dict[int, dict[str, int]] = {}
             for pid, label, version in conn.execute(
-                select(PromptLabel.prompt_id, PromptLabel.label, PromptLabel.version).order_by(  # type: ignore[call-overload]
-                    PromptLabel.label
-                )
+                select(
+                    col(PromptLabel.prompt_id), col(PromptLabel.label), col(PromptLabel.version)
+                ).order_by(col(PromptLabel.label))
             ):
                 labels.setdefault(pid, {})[label] = version
         return [
@@ -345,8 +348,8 @@ class PromptRegistry:
                 with self.db.write() as session:
                     prompt = self._lock_prompt(session, spec.name, create_as=author)
                     assert prompt.id is not None
-                    existing = session.exec(
-                        select(PromptVersionRow.version)  # type: ignore[call-overload]
+                    existing = session.execute(
+                        select(col(PromptVersionRow.version))
                         .where(col(PromptVersionRow.prompt_id) == prompt.id)
                         .where(col(PromptVersionRow.digest) == digest)
                     ).first()
@@ -392,11 +395,11 @@ class PromptRegistry:
 
     @staticmethod
     def _lock_prompt(session: Session, name: str, *, create_as: str | None = None) -> Prompt:
-        prompt = session.exec(
-            select(Prompt).where(col(Prompt.name) == name).with_for_update()  # type: ignore[call-overload]
-        ).first()
-        if prompt is not None:
-            return prompt[0] if not isinstance(prompt, Prompt) else prompt
+        found: Prompt | None = session.execute(
+            select(Prompt).where(col(Prompt.name) == name).with_for_update()
+        ).scalar_one_or_none()
+        if found is not None:
+            return found
         if create_as is None:
             raise PromptNotFoundError(
                 f"no prompt named {name!r}",
@@ -481,11 +484,11 @@ class PromptRegistry:
         with self.db.write() as session:
             prompt = self._lock_prompt(session, parsed.name)
             number = self._resolve_locked(session, prompt, parsed)
-            row = session.exec(
-                select(PromptVersionRow)  # type: ignore[call-overload]
+            row = session.execute(
+                select(PromptVersionRow)
                 .where(col(PromptVersionRow.prompt_id) == prompt.id)
                 .where(col(PromptVersionRow.version) == number)
-            ).one()[0]
+            ).scalar_one()
             if row.archived != archived:
                 row.archived = archived
                 session.add(row)
@@ -503,7 +506,7 @@ class PromptRegistry:
 
     def _resolve_locked(self, session: Session, prompt: Prompt, ref: Ref) -> int:
         pv = PromptVersionRow
-        query = select(func.max(pv.version)).where(col(pv.prompt_id) == prompt.id)
+        query = select(func.max(col(pv.version))).where(col(pv.prompt_id) == prompt.id)
         if ref.kind == "version":
             query = query.where(col(pv.version) == ref.version)
         elif ref.kind == "label":
@@ -513,8 +516,7 @@ class PromptRegistry:
             return row.version
         else:
             query = query.where(col(pv.archived).is_(False))
-        found = session.exec(query).first()  # type: ignore[call-overload]
-        number = found[0] if found is not None else None
+        number = session.execute(query).scalar()
         if number is None:
             raise PromptNotFoundError(
                 f"prompt {prompt.name!r} has no version {ref.version}"
