@@ -23,6 +23,7 @@ from llmops.db.models import AuditEvent, Prompt, PromptLabel, PromptVersionRow
 
 __all__ = [
     "as_utc",
+    "as_utc_column",
     "decode_json_column",
     "gc_paused",
     "history_rows",
@@ -62,6 +63,15 @@ def as_utc(value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"expected a timestamp, got {type(value).__name__}")
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def as_utc_column(values: Sequence[Any]) -> list[datetime]:
+    """:func:`as_utc` over a column, with the common case (SQLite text) inlined."""
+    parse = datetime.fromisoformat
+    try:
+        return [parse(v + "+00:00") for v in values]
+    except (TypeError, ValueError):  # driver datetimes (PostgreSQL) or an unusual format
+        return [as_utc(v) for v in values]
 
 
 def decode_json_column(values: Sequence[Any]) -> list[Any]:
@@ -129,14 +139,17 @@ def prompt_id() -> AnySelect:
 
 @functools.cache
 def version_rows(include_archived: bool) -> AnySelect:
-    """Every version of one prompt without content, oldest first; parameter ``prompt_id``."""
+    """Every version of one prompt without content, oldest first; parameter ``prompt_id``.
+
+    ``created_at`` comes back raw (text on SQLite); convert it with :func:`as_utc`.
+    """
     query = (
         select(
             col(_pv.version),
             col(_pv.digest),
             col(_pv.message),
             col(_pv.author),
-            col(_pv.created_at),
+            type_coerce(col(_pv.created_at), _RAW),
             col(_pv.archived),
         )
         .where(col(_pv.prompt_id) == bindparam("prompt_id"))

@@ -7,6 +7,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -240,7 +241,8 @@ class PromptRegistry:
             labels: dict[int, builtins.list[str]] = {}
             for label, version in conn.execute(_queries.labels_of_prompt(), {"prompt_id": pid}):
                 labels.setdefault(version, []).append(label)
-            rows = conn.execute(_queries.version_rows(include_archived), {"prompt_id": pid})
+            rows = conn.execute(_queries.version_rows(include_archived), {"prompt_id": pid}).all()
+            stamps = _queries.as_utc_column([row[4] for row in rows])
             return [
                 VersionInfo(
                     name=name,
@@ -248,11 +250,13 @@ class PromptRegistry:
                     digest=digest,
                     message=message,
                     author=author,
-                    created_at=as_utc(created_at),
+                    created_at=stamp,
                     archived=bool(archived),
                     labels=labels.get(version, []),
                 )
-                for version, digest, message, author, created_at, archived in rows
+                for (version, digest, message, author, _, archived), stamp in zip(
+                    rows, stamps, strict=True
+                )
             ]
 
     def history(self, name: str) -> builtins.list[HistoryEntry]:
@@ -265,11 +269,12 @@ class PromptRegistry:
         with _queries.gc_paused(), self.db.connect() as conn:
             self._prompt_id(conn, name)
             rows = conn.execute(_queries.history_rows(), {"name": name}).all()
+            stamps = _queries.as_utc_column([row[0] for row in rows])
             befores = _queries.decode_json_column([row[3] for row in rows])
             afters = _queries.decode_json_column([row[4] for row in rows])
             return [
-                _history_entry(row[0], row[1], row[2], before, after)
-                for row, before, after in zip(rows, befores, afters, strict=True)
+                _history_entry(stamp, row[1], row[2], before, after)
+                for row, stamp, before, after in zip(rows, stamps, befores, afters, strict=True)
             ]
 
     def diff(self, a: str | Ref, b: str | Ref) -> PromptDiff:
@@ -594,7 +599,7 @@ _ACTIONS: dict[str, HistoryAction] = {
 
 
 def _history_entry(
-    at: Any,
+    at: datetime,
     actor: str,
     action: str,
     before: dict[str, Any] | None,
@@ -603,7 +608,7 @@ def _history_entry(
     before, after = before or {}, after or {}
     kind = _ACTIONS[action]
     return HistoryEntry(
-        at=as_utc(at),
+        at=at,
         actor=actor,
         action=kind,
         version=after.get("version") if kind != "unlabel" else None,
