@@ -43,6 +43,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("prompt_id", "digest", name="uq_prompt_version_digest"),
     )
     op.create_index("ix_prompt_version_prompt_id", "prompt_version", ["prompt_id"])
+    op.create_index(
+        "ix_prompt_version_listing",
+        "prompt_version",
+        ["prompt_id", "version", "digest", "message", "author", "created_at", "archived"],
+    )
     op.create_table(
         "prompt_label",
         sa.Column("prompt_id", sa.Integer(), sa.ForeignKey("prompt.id"), primary_key=True),
