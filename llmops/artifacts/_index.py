@@ -16,7 +16,8 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlmodel import col
 
 from llmops.db import Database
-from llmops.db.models import StoreChunk, StorePack, utcnow
+from llmops.db.models import StoreChunk, StorePack
+from llmops.db.timestamps import as_utc, utcnow
 
 __all__ = ["ChunkIndex", "ChunkLocation", "PackEntry"]
 
@@ -155,7 +156,7 @@ class ChunkIndex:
             ).first()
             if row is None:
                 return False
-            last_used, created = (_utc(v) for v in row)
+            last_used, created = (as_utc(v) for v in row)
             if last_used >= unused_since or created >= unused_since:
                 return False
             session.execute(delete(StoreChunk).where(col(StoreChunk.pack_id) == pack_id))
@@ -173,9 +174,3 @@ def _insert_ignoring_duplicates(dialect: str) -> Any:
 
         return sqlite_insert(StoreChunk).on_conflict_do_nothing()
     return insert(StoreChunk).prefix_with("IGNORE")  # MySQL/MariaDB
-
-
-def _utc(value: datetime) -> datetime:
-    from datetime import UTC
-
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -46,8 +46,8 @@ from llmops.db.models import (
     ArtifactAlias,
     ArtifactVersionRow,
     StoreChunk,
-    utcnow,
 )
+from llmops.db.timestamps import as_utc, utcnow
 from llmops.errors import ArtifactNotFoundError, InputError
 from llmops.refs import Ref, check_label, check_name, parse_ref
 
@@ -659,7 +659,7 @@ class ArtifactStore:
         known_keys: set[str] = set()
         for pack_id, key, size, created, last_used in self.index.packs():
             known_keys.add(key)
-            unused = _utc(created) < cutoff and _utc(last_used) < cutoff
+            unused = as_utc(created) < cutoff and as_utc(last_used) < cutoff
             if not unused or any(d in referenced for d in self.index.chunks_of_pack(pack_id)):
                 continue
             if report.dry_run or self.index.drop_pack(pack_id, unused_since=cutoff):
@@ -706,10 +706,6 @@ def _older(path: Path, cutoff_ts: float) -> bool:
     return path.is_file() and st.st_mtime < cutoff_ts
 
 
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _version(row: ArtifactVersionRow, name: str, aliases: builtins.list[str]) -> ArtifactVersion:
     return ArtifactVersion(
         name=name,
@@ -722,7 +718,7 @@ def _version(row: ArtifactVersionRow, name: str, aliases: builtins.list[str]) ->
         meta=dict(row.meta),
         message=row.message,
         created_by=row.created_by,
-        created_at=_utc(row.created_at),
+        created_at=as_utc(row.created_at),
         aliases=aliases,
         store=row.store,
     )

@@ -14,11 +14,13 @@ only column that ever changes on ``prompt_version`` is ``archived``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from llmops.db.timestamps import utcnow
 
 __all__ = [
     "Artifact",
@@ -33,11 +35,6 @@ __all__ = [
     "StorePack",
     "utcnow",
 ]
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware in UTC."""
-    return datetime.now(UTC)
 
 
 def _ts() -> Any:

@@ -12,7 +12,6 @@ import gc
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, Literal, TypeAlias
 
 from sqlalchemy import Select, bindparam, select, type_coerce
@@ -22,8 +21,6 @@ from sqlmodel import col
 from llmops.db.models import AuditEvent, Prompt, PromptLabel, PromptVersionRow
 
 __all__ = [
-    "as_utc",
-    "as_utc_column",
     "decode_json_column",
     "gc_paused",
     "history_rows",
@@ -49,29 +46,6 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def as_utc(value: Any) -> datetime:
-    """A raw timestamp (SQLite text or a driver datetime) as an aware UTC datetime."""
-    if isinstance(value, str):
-        # Stored as naive UTC text on SQLite. Parsing with an explicit offset is five times
-        # faster than parsing and then calling .replace(tzinfo=UTC).
-        try:
-            return datetime.fromisoformat(value + "+00:00")
-        except ValueError:
-            value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        raise TypeError(f"expected a timestamp, got {type(value).__name__}")
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def as_utc_column(values: Sequence[Any]) -> list[datetime]:
-    """:func:`as_utc` over a column, with the common case (SQLite text) inlined."""
-    parse = datetime.fromisoformat
-    try:
-        return [parse(v + "+00:00") for v in values]
-    except (TypeError, ValueError):  # driver datetimes (PostgreSQL) or an unusual format
-        return [as_utc(v) for v in values]
 
 
 def decode_json_column(values: Sequence[Any]) -> list[Any]:
@@ -141,7 +115,8 @@ def prompt_id() -> AnySelect:
 def version_rows(include_archived: bool) -> AnySelect:
     """Every version of one prompt without content, oldest first; parameter ``prompt_id``.
 
-    ``created_at`` comes back raw (text on SQLite); convert it with :func:`as_utc`.
+    ``created_at`` comes back raw (text on SQLite); convert it with
+    :func:`~llmops.db.timestamps.as_utc_column`.
     """
     query = (
         select(
@@ -164,7 +139,7 @@ def history_rows() -> AnySelect:
 
     Timestamps and JSON come back raw (text on SQLite): decoding them one value at a time through
     SQLAlchemy's type processors costs more than the query, so the caller decodes in bulk
-    (:func:`decode_json_column`, :func:`as_utc`).
+    (:func:`decode_json_column`, :func:`~llmops.db.timestamps.as_utc`).
     """
     a = AuditEvent
     return (

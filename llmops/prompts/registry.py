@@ -17,10 +17,10 @@ from sqlmodel import Session, col
 
 from llmops.db import Database
 from llmops.db.audit import record_event
-from llmops.db.models import Prompt, PromptLabel, PromptVersionRow, utcnow
+from llmops.db.models import Prompt, PromptLabel, PromptVersionRow
+from llmops.db.timestamps import as_utc, as_utc_column, utcnow
 from llmops.errors import DatabaseUnavailableError, InputError, PromptFileError, PromptNotFoundError
 from llmops.prompts import _queries
-from llmops.prompts._queries import as_utc
 from llmops.prompts.diff import PromptDiff, diff_specs
 from llmops.prompts.files import find_prompt_files, load_prompt_file, write_prompt_file
 from llmops.prompts.records import (
@@ -242,7 +242,7 @@ class PromptRegistry:
             for label, version in conn.execute(_queries.labels_of_prompt(), {"prompt_id": pid}):
                 labels.setdefault(version, []).append(label)
             rows = conn.execute(_queries.version_rows(include_archived), {"prompt_id": pid}).all()
-            stamps = _queries.as_utc_column([row[4] for row in rows])
+            stamps = as_utc_column([row[4] for row in rows])
             return [
                 VersionInfo(
                     name=name,
@@ -269,7 +269,7 @@ class PromptRegistry:
         with _queries.gc_paused(), self.db.connect() as conn:
             self._prompt_id(conn, name)
             rows = conn.execute(_queries.history_rows(), {"name": name}).all()
-            stamps = _queries.as_utc_column([row[0] for row in rows])
+            stamps = as_utc_column([row[0] for row in rows])
             befores = _queries.decode_json_column([row[3] for row in rows])
             afters = _queries.decode_json_column([row[4] for row in rows])
             return [
