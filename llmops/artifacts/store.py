@@ -47,7 +47,8 @@ from llmops.db.models import (
     ArtifactVersionRow,
     StoreChunk,
 )
-from llmops.db.timestamps import as_utc, utcnow
+from llmops.db.pointers import move_pointer
+from llmops.db.timestamps import as_utc
 from llmops.errors import ArtifactNotFoundError, InputError
 from llmops.refs import Ref, check_label, check_name, parse_ref
 
@@ -536,32 +537,16 @@ class ArtifactStore:
         target = self.get(ref)
         with self.db.write() as session:
             artifact = self._lock_artifact(session, target.name)
-            row = session.get(ArtifactAlias, (artifact.id, alias))
-            previous = row.version if row is not None else None
-            if previous != target.version:
-                if row is None:
-                    row = ArtifactAlias(
-                        artifact_id=artifact.id or 0,
-                        alias=alias,
-                        version=target.version,
-                        updated_by=self.actor,
-                    )
-                else:
-                    row.version, row.updated_at, row.updated_by = (
-                        target.version,
-                        utcnow(),
-                        self.actor,
-                    )
-                session.add(row)
-                record_event(
-                    session,
-                    actor=self.actor,
-                    action="artifact.alias.set",
-                    entity_type=_ENTITY,
-                    entity_key=target.name,
-                    before={"alias": alias, "version": previous},
-                    after={"alias": alias, "version": target.version},
-                )
+            move_pointer(
+                session,
+                ArtifactAlias,
+                owner_id=artifact.id or 0,
+                name=alias,
+                version=target.version,
+                actor=self.actor,
+                entity_type=_ENTITY,
+                entity_key=target.name,
+            )
         return self.get(f"{target.name}@{target.version}")
 
     # -- integrity -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ only column that ever changes on ``prompt_version`` is ``archived``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
@@ -90,12 +90,18 @@ class PromptLabel(SQLModel, table=True):
     """A movable pointer from a label name to one version of a prompt."""
 
     __tablename__ = "prompt_label"
+    pointer_kind: ClassVar[str] = "label"
 
     prompt_id: int = Field(foreign_key="prompt.id", primary_key=True)
     label: str = Field(max_length=128, primary_key=True)
     version: int
     updated_at: datetime = _ts()
     updated_by: str = Field(max_length=256)
+
+    @classmethod
+    def create(cls, owner_id: int, name: str, version: int, actor: str) -> PromptLabel:
+        """A new label row."""
+        return cls(prompt_id=owner_id, label=name, version=version, updated_by=actor)
 
 
 class AuditEvent(SQLModel, table=True):
@@ -156,12 +162,18 @@ class ArtifactAlias(SQLModel, table=True):
     """A movable pointer from an alias (``production``, ``candidate`` ...) to a version."""
 
     __tablename__ = "artifact_alias"
+    pointer_kind: ClassVar[str] = "alias"
 
     artifact_id: int = Field(foreign_key="artifact.id", primary_key=True)
     alias: str = Field(max_length=128, primary_key=True)
     version: int
     updated_at: datetime = _ts()
     updated_by: str = Field(max_length=256)
+
+    @classmethod
+    def create(cls, owner_id: int, name: str, version: int, actor: str) -> ArtifactAlias:
+        """A new alias row."""
+        return cls(artifact_id=owner_id, alias=name, version=version, updated_by=actor)
 
 
 class StorePack(SQLModel, table=True):

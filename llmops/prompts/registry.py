@@ -18,7 +18,8 @@ from sqlmodel import Session, col
 from llmops.db import Database
 from llmops.db.audit import record_event
 from llmops.db.models import Prompt, PromptLabel, PromptVersionRow
-from llmops.db.timestamps import as_utc, as_utc_column, utcnow
+from llmops.db.pointers import move_pointer
+from llmops.db.timestamps import as_utc, as_utc_column
 from llmops.errors import DatabaseUnavailableError, InputError, PromptFileError, PromptNotFoundError
 from llmops.prompts import _queries
 from llmops.prompts.diff import PromptDiff, diff_specs
@@ -430,28 +431,16 @@ class PromptRegistry:
         with self.db.write() as session:
             prompt = self._lock_prompt(session, parsed.name)
             target = self._resolve_locked(session, prompt, parsed)
-            row = session.get(PromptLabel, (prompt.id, label))
-            previous = row.version if row is not None else None
-            if previous != target:
-                if row is None:
-                    row = PromptLabel(
-                        prompt_id=prompt.id or 0,
-                        label=label,
-                        version=target,
-                        updated_by=self.actor,
-                    )
-                else:
-                    row.version, row.updated_at, row.updated_by = target, utcnow(), self.actor
-                session.add(row)
-                record_event(
-                    session,
-                    actor=self.actor,
-                    action="prompt.label.set",
-                    entity_type=_ENTITY,
-                    entity_key=parsed.name,
-                    before={"label": label, "version": previous},
-                    after={"label": label, "version": target},
-                )
+            previous = move_pointer(
+                session,
+                PromptLabel,
+                owner_id=prompt.id or 0,
+                name=label,
+                version=target,
+                actor=self.actor,
+                entity_type=_ENTITY,
+                entity_key=parsed.name,
+            )
         self._forget(parsed.name)
         return LabelMove(name=parsed.name, label=label, previous_version=previous, version=target)
 
