@@ -42,6 +42,13 @@ _ENTITY = "prompt"
 _PUSH_RETRIES = 8
 
 
+def _no_such_prompt(name: str | None) -> PromptNotFoundError:
+    return PromptNotFoundError(
+        f"no prompt named {name!r}",
+        hint="see `llmops prompts list`, or push it with `llmops prompts push`",
+    )
+
+
 class StalePromptWarning(UserWarning):
     """``get()`` served a cached version because the registry database could not be reached."""
 
@@ -182,10 +189,7 @@ class PromptRegistry:
             return PromptNotFoundError(f"no prompt version has digest {ref.digest}")
         exists = conn.execute(_queries.prompt_id(), {"name": ref.name}).first()
         if exists is None:
-            return PromptNotFoundError(
-                f"no prompt named {ref.name!r}",
-                hint="see `llmops prompts list`, or push it with `llmops prompts push`",
-            )
+            return _no_such_prompt(ref.name)
         if ref.kind == "label":
             return PromptNotFoundError(
                 f"prompt {ref.name!r} has no label {ref.label!r}",
@@ -287,10 +291,7 @@ class PromptRegistry:
     def _prompt_id(conn: Any, name: str) -> int:
         row = conn.execute(_queries.prompt_id(), {"name": name}).first()
         if row is None:
-            raise PromptNotFoundError(
-                f"no prompt named {name!r}",
-                hint="see `llmops prompts list`, or push it with `llmops prompts push`",
-            )
+            raise _no_such_prompt(name)
         return int(row[0])
 
     # -- writing ---------------------------------------------------------------------------
@@ -407,10 +408,7 @@ class PromptRegistry:
         if found is not None:
             return found
         if create_as is None:
-            raise PromptNotFoundError(
-                f"no prompt named {name!r}",
-                hint="see `llmops prompts list`, or push it with `llmops prompts push`",
-            )
+            raise _no_such_prompt(name)
         prompt = Prompt(name=name, created_by=create_as, latest_version=0)
         session.add(prompt)
         session.flush()
