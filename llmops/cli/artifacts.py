@@ -27,7 +27,9 @@ KindOpt = Annotated[
 
 
 @contextmanager
-def _progress(label: str, total: int | None, enabled: bool) -> Iterator[Callable[[int], None]]:
+def _progress(
+    label: str, total: Callable[[], int | None], enabled: bool
+) -> Iterator[Callable[[int], None]]:
     """A bytes-per-second progress bar on stderr (not in --json mode, not when stderr is not a
     terminal: logs and pipes get the one-line summary only)."""
     import sys
@@ -54,11 +56,13 @@ def _progress(label: str, total: int | None, enabled: bool) -> Iterator[Callable
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=total)
+        task = bar.add_task(label, total=total())  # sized only when a bar is shown
         yield lambda n: bar.advance(task, n)
 
 
-def _size_of(path: Path) -> int:
+def _size_of(path: Path) -> int | None:
+    if not path.exists():
+        return None
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
@@ -82,7 +86,7 @@ def push(
 ) -> None:
     """Store a file or folder as a new immutable version; only new bytes are written."""
     store = workspace().artifacts
-    with _progress(f"push {name}", _size_of(path) if path.exists() else None, not json_out) as tick:
+    with _progress(f"push {name}", lambda: _size_of(path), not json_out) as tick:
         result = store.push(
             path,
             name=name,
@@ -113,7 +117,7 @@ def pull(
     """Write a version's files under DEST (loadable with from_pretrained(DEST))."""
     store = workspace().artifacts
     version = store.get(ref)
-    with _progress(f"pull {version.ref}", version.bytes_total, not json_out) as tick:
+    with _progress(f"pull {version.ref}", lambda: version.bytes_total, not json_out) as tick:
         files = store.pull(version.ref, dest, progress=tick)
     if json_out:
         emit_json({**version.to_json(), "dest": str(dest), "files": [str(f) for f in files]})
