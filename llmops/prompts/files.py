@@ -6,7 +6,6 @@ problem of a file at once.
 
 from __future__ import annotations
 
-import difflib
 import os
 import tempfile
 from collections.abc import Iterable
@@ -16,8 +15,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from llmops._yamldoc import YamlSyntaxError, node_at, parse_yaml, problems, summarize
 from llmops.errors import InputError, PromptFileError
-from llmops.prompts.spec import FORMAT_VERSION, Message, ModelParams, PromptSpec, Variable
+from llmops.prompts.spec import FORMAT_VERSION, ModelParams, PromptSpec
 
 __all__ = [
     "MAX_PROMPT_FILE_BYTES",
@@ -32,87 +32,10 @@ MAX_PROMPT_FILE_BYTES = 1_000_000
 _SUFFIXES = (".yaml", ".yml")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def _node_at(root: yaml.Node | None, loc: tuple[int | str, ...], *, key: bool) -> yaml.Node | None:
-    """The YAML node at a pydantic error location: the key node of the last part when ``key``
-    (unknown fields), else the value node; the deepest node present when the path stops early."""
-    node = root
-    for i, part in enumerate(loc):
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.value == part:
-                    if key and i == len(loc) - 1:
-                        return key_node  # type: ignore[no-any-return]
-                    node = value_node
-                    break
-            else:
-                return node
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return node
-            node = node.value[part]
-        else:
-            return node
-    return node
-
-
-_MODELS_BY_FIELD: dict[str, type[BaseModel]] = {
-    "variables": Variable,
-    "messages": Message,
-    "model": ModelParams,
-}
-
-
-def _suggest(loc: tuple[int | str, ...], unknown: str) -> str | None:
-    model: type[BaseModel] = PromptSpec
-    if loc and loc[0] in _MODELS_BY_FIELD:
-        model = _MODELS_BY_FIELD[str(loc[0])]
-    options = [*model.model_fields]
-    if model is PromptSpec:
-        options.append("format_version")
-    match = difflib.get_close_matches(unknown, options, n=1, cutoff=0.6)
-    if match:
-        return f"did you mean {match[0]!r}?"
-    if model is ModelParams:
+def _hint_for_unknown(owner: type[BaseModel], unknown: str) -> str | None:
+    if owner is ModelParams:
         return "put provider-specific parameters under 'model.extra'"
-    return f"allowed fields: {', '.join(options)}"
-
-
-def _problems(
-    exc: ValidationError, root: yaml.Node | None
-) -> list[tuple[int | None, int | None, str]]:
-    found: list[tuple[int | None, int | None, str]] = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        # pydantic nests union/dict members in the location; keep the parts present in the YAML
-        node = _node_at(root, loc, key=err["type"] == "extra_forbidden")
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            message = f"unknown field {field!r}"
-            hint = _suggest(loc[:-1] if len(loc) > 1 else (), str(loc[-1]))
-            if hint:
-                message += f" ({hint})"
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            message = f"{field}: {msg}" if loc else msg
-        line = node.start_mark.line + 1 if node is not None else None
-        column = node.start_mark.column + 1 if node is not None else None
-        found.append((line, column, message))
-    return found
+    return None
 
 
 def parse_prompt_yaml(text: str, *, path: str = "<prompt>") -> PromptSpec:
@@ -123,19 +46,12 @@ def parse_prompt_yaml(text: str, *, path: str = "<prompt>") -> PromptSpec:
             the first with its line and column.
     """
     try:
-        root = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        data, root = parse_yaml(text)
+    except YamlSyntaxError as exc:
+        p = exc.problem
         raise PromptFileError(
-            f"malformed YAML: {exc.problem or exc.context}",
-            path=path,
-            line=mark.line + 1 if mark else None,
-            column=mark.column + 1 if mark else None,
-            hint="fix the YAML syntax",
+            p.message, path=path, line=p.line, column=p.column, hint="fix the YAML syntax"
         ) from None
-    except yaml.YAMLError as exc:
-        raise PromptFileError(f"malformed YAML: {exc}", path=path) from None
     if not isinstance(data, dict):
         raise PromptFileError(
             f"expected a mapping with at least 'name' and 'messages' or 'template', got "
@@ -154,14 +70,18 @@ def parse_prompt_yaml(text: str, *, path: str = "<prompt>") -> PromptSpec:
     try:
         return PromptSpec.model_validate(data)
     except ValidationError as exc:
-        problems = sorted(_problems(exc, root), key=lambda p: (p[0] or 0, p[1] or 0))
-        line, column, first = problems[0]
-        rest = [f"line {ln}: {msg}" if ln is not None else msg for ln, _, msg in problems[1:]]
-        message = first if not rest else f"{first}; also {'; '.join(rest)}"
-        raise PromptFileError(message, path=path, line=line, column=column) from None
+        found = problems(
+            exc,
+            root,
+            PromptSpec,
+            hint_for_unknown=_hint_for_unknown,
+            top_level_extra=("format_version",),
+        )
+        first, message = summarize(found)
+        raise PromptFileError(message, path=path, line=first.line, column=first.column) from None
     except InputError as exc:
         # Template syntax errors and bad names surface from validators as llmops errors.
-        node = _node_at(root, ("name",), key=False) if "name" in exc.message else None
+        node = node_at(root, ("name",), key=False) if "name" in exc.message else None
         raise PromptFileError(
             exc.message,
             path=path,

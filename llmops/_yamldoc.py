@@ -1,0 +1,171 @@
+"""YAML documents validated against pydantic models, with line numbers in every problem.
+
+Prompt files, recipes and eval suites share this: parse safely (duplicate keys refused), validate,
+and report *all* problems at once, each at the line and column of the YAML node it concerns, with
+"did you mean" suggestions for unknown keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["Problem", "YamlSyntaxError", "node_at", "parse_yaml", "problems", "summarize"]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem of a document, where it is."""
+
+    line: int | None
+    column: int | None
+    message: str
+
+
+class YamlSyntaxError(Exception):
+    """The text is not valid YAML (carries the position of the first problem)."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(problem.message)
+
+
+def parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
+    """The data and the node tree of a YAML document (safe loader, duplicate keys refused).
+
+    Raises:
+        YamlSyntaxError: The YAML is malformed.
+    """
+    try:
+        root = yaml.compose(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise YamlSyntaxError(
+            Problem(
+                mark.line + 1 if mark else None,
+                mark.column + 1 if mark else None,
+                f"malformed YAML: {exc.problem or exc.context}",
+            )
+        ) from None
+    except yaml.YAMLError as exc:
+        raise YamlSyntaxError(Problem(None, None, f"malformed YAML: {exc}")) from None
+    return data, root
+
+
+def node_at(root: yaml.Node | None, loc: tuple[int | str, ...], *, key: bool) -> yaml.Node | None:
+    """The YAML node at a pydantic error location: the key node of the last part when ``key``
+    (unknown fields), else the value node; the deepest node present when the path stops early."""
+    node = root
+    for i, part in enumerate(loc):
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == part:
+                    if key and i == len(loc) - 1:
+                        return key_node  # type: ignore[no-any-return]
+                    node = value_node
+                    break
+            else:
+                return node
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return node
+            node = node.value[part]
+        else:
+            return node
+    return node
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model in an annotation: ``X``, ``X | None``, ``list[X]``, ``dict[str, X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None:
+        for arg in typing.get_args(annotation):
+            found = _submodel(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model that owns the fields at ``loc`` (list indexes and dict keys are skipped)."""
+    current = model
+    for part in loc:
+        field = current.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            continue
+        inner = _submodel(field.annotation)
+        if inner is None:
+            break
+        current = inner
+    return current
+
+
+def _suggest(model: type[BaseModel], unknown: str, extra_options: tuple[str, ...]) -> str:
+    options = [*model.model_fields, *extra_options]
+    match = difflib.get_close_matches(unknown, options, n=1, cutoff=0.6)
+    if match:
+        return f"did you mean {match[0]!r}?"
+    return f"allowed fields: {', '.join(options)}"
+
+
+def problems(
+    exc: ValidationError,
+    root: yaml.Node | None,
+    model: type[BaseModel],
+    *,
+    hint_for_unknown: Callable[[type[BaseModel], str], str | None] | None = None,
+    top_level_extra: tuple[str, ...] = (),
+) -> list[Problem]:
+    """Every validation error as a :class:`Problem` at its YAML position, sorted by line."""
+    found: list[Problem] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        unknown = err["type"] == "extra_forbidden"
+        node = node_at(root, loc, key=unknown)
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        if unknown:
+            owner = model_at(model, loc[:-1])
+            extra = top_level_extra if owner is model else ()
+            hint = _suggest(owner, str(loc[-1]), extra)
+            if hint.startswith("allowed") and hint_for_unknown is not None:
+                hint = hint_for_unknown(owner, str(loc[-1])) or hint
+            message = f"unknown field {field!r} ({hint})"
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            message = f"{field}: {msg}" if loc else msg
+        line = node.start_mark.line + 1 if node is not None else None
+        column = node.start_mark.column + 1 if node is not None else None
+        found.append(Problem(line, column, message))
+    return sorted(found, key=lambda p: (p.line or 0, p.column or 0))
+
+
+def summarize(found: list[Problem]) -> tuple[Problem, str]:
+    """The first problem and one message listing all of them (the rest with their lines)."""
+    first = found[0]
+    rest = [f"line {p.line}: {p.message}" if p.line is not None else p.message for p in found[1:]]
+    message = first.message if not rest else f"{first.message}; also {'; '.join(rest)}"
+    return first, message
