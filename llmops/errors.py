@@ -11,7 +11,10 @@ exits with :attr:`LLMOpsError.exit_code`.
     │   ├── ConfigError                 llmops.toml or an environment override is wrong
     │   ├── InvalidReferenceError       a reference such as ``name@3`` does not parse
     │   ├── InvalidNameError            a name has path separators, spaces or control characters
-    │   ├── PromptFileError             a prompt file is malformed (file, line and column)
+    │   ├── DocumentError               a YAML document is malformed (file, line and column)
+    │   │   ├── PromptFileError         ... a prompt file
+    │   │   └── RecipeError             ... a fine-tuning recipe
+    │   ├── DatasetError                a dataset cannot be read or has the wrong schema
     │   ├── PromptRenderError           a render failed: missing/unknown/mistyped variable, template
     │   │   ├── TemplateSecurityError   a template tried to leave the sandbox
     │   │   └── TemplateLimitError      a template exceeded the output size or time limit
@@ -19,7 +22,12 @@ exits with :attr:`LLMOpsError.exit_code`.
     ├── NotFoundError                   something named does not exist (exit code 2)
     │   ├── WorkspaceNotFoundError
     │   ├── PromptNotFoundError
-    │   └── ArtifactNotFoundError
+    │   ├── ArtifactNotFoundError
+    │   └── RunNotFoundError
+    ├── CheckFailedError                a check or gate failed (exit code 1)
+    │   └── DataGateError               the data gate refused a dataset
+    ├── TrainingError                   training could not start or stopped (exit code 1)
+    │   └── BackendUnavailableError     a required backend (bitsandbytes, CUDA) is not usable
     ├── DatabaseError                   the registry database failed (exit code 2)
     │   └── DatabaseUnavailableError    it cannot be reached, or stayed locked too long
     └── StoreError                      the artifact store failed: missing/corrupt data, S3 errors
@@ -32,7 +40,12 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactNotFoundError",
+    "BackendUnavailableError",
+    "CheckFailedError",
     "ConfigError",
+    "DataGateError",
+    "DatasetError",
+    "DocumentError",
     "DatabaseError",
     "DatabaseUnavailableError",
     "InputError",
@@ -43,10 +56,13 @@ __all__ = [
     "PromptFileError",
     "PromptNotFoundError",
     "PromptRenderError",
+    "RecipeError",
+    "RunNotFoundError",
     "StoreError",
     "StoreFullError",
     "TemplateLimitError",
     "TemplateSecurityError",
+    "TrainingError",
     "UnsafeFileError",
     "WorkspaceNotFoundError",
 ]
@@ -89,14 +105,16 @@ class InvalidNameError(InputError):
     """A prompt, label or artifact name is not allowed."""
 
 
-class PromptFileError(InputError):
-    """A prompt file could not be parsed or validated.
+class DocumentError(InputError):
+    """A YAML document (prompt file, recipe, suite) could not be parsed or validated.
 
     Attributes:
         path: The file, when the content came from one.
         line: 1-based line of the problem, when known.
         column: 1-based column of the problem, when known.
     """
+
+    default_where = "<document>"
 
     def __init__(
         self,
@@ -110,12 +128,28 @@ class PromptFileError(InputError):
         self.path = path
         self.line = line
         self.column = column
-        where = path or "<prompt>"
+        where = path or self.default_where
         if line is not None:
             where += f":{line}"
             if column is not None:
                 where += f":{column}"
         super().__init__(f"{where}: {message}", hint=hint)
+
+
+class PromptFileError(DocumentError):
+    """A prompt file could not be parsed or validated."""
+
+    default_where = "<prompt>"
+
+
+class RecipeError(DocumentError):
+    """A fine-tuning recipe could not be parsed or validated."""
+
+    default_where = "<recipe>"
+
+
+class DatasetError(InputError):
+    """A dataset cannot be read, or its rows do not have the schema its format needs."""
 
 
 class PromptRenderError(InputError):
@@ -140,6 +174,30 @@ class WorkspaceNotFoundError(NotFoundError):
 
 class PromptNotFoundError(NotFoundError):
     """A prompt, version or label does not exist."""
+
+
+class RunNotFoundError(NotFoundError):
+    """A training run does not exist."""
+
+
+class CheckFailedError(LLMOpsError):
+    """A check or gate ran and failed."""
+
+    exit_code = 1
+
+
+class DataGateError(CheckFailedError):
+    """The data gate refused a dataset (the report has the findings and row numbers)."""
+
+
+class TrainingError(LLMOpsError):
+    """Training could not start, or stopped (disk full, a crash); checkpoints stay intact."""
+
+    exit_code = 1
+
+
+class BackendUnavailableError(TrainingError):
+    """A backend the recipe needs (bitsandbytes 4-bit, CUDA, a device) is not usable here."""
 
 
 class DatabaseError(LLMOpsError):

@@ -5,7 +5,7 @@ built so far; later stages add theirs here and through a new migration:
 
 - prompts: ``prompt``, ``prompt_version``, ``prompt_label`` (this module);
 - artifacts: ``artifact``, ``artifact_version``, ``artifact_alias`` (the artifact store);
-- training: ``run``, ``run_metric``; evaluation: ``eval_run``, ``eval_case_result``;
+- training: ``training_run``, ``run_metric`` (this module); evaluation: ``eval_run``, ``eval_case_result``;
 - registry and serving: ``model_version``, ``promotion``, ``deployment``.
 
 Every state change of any of them appends a row to ``audit_event``. Versions are immutable: the
@@ -32,6 +32,8 @@ __all__ = [
     "PromptVersionRow",
     "SQLModel",
     "StoreChunk",
+    "TrainingRun",
+    "RunMetric",
     "StorePack",
     "utcnow",
 ]
@@ -202,3 +204,56 @@ class StoreChunk(SQLModel, table=True):
     stored_length: int = Field(sa_column=Column(BigInteger, nullable=False))
     raw_length: int = Field(sa_column=Column(BigInteger, nullable=False))
     codec: str = Field(max_length=16)
+
+
+class TrainingRun(SQLModel, table=True):
+    """One fine-tuning run: what went in (recipe, data, base model, code), how it went, what came
+    out. Written when the run starts, updated as it goes; the resolved recipe never changes."""
+
+    __tablename__ = "training_run"
+
+    id: str = Field(primary_key=True, max_length=32)
+    """``run-`` and 12 hex digits."""
+    status: str = Field(max_length=16, index=True)
+    """``running``, ``completed`` or ``failed`` (a killed run stays ``running`` until resumed)."""
+    recipe_name: str = Field(max_length=256)
+    recipe: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    recipe_hash: str = Field(max_length=80)
+    dataset_fingerprint: str = Field(max_length=80)
+    dataset_ref: str = Field(default="", max_length=300)
+    base_model: str = Field(max_length=1024)
+    base_model_digest: str = Field(max_length=80)
+    seed: int
+    environment: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    """Library versions, git commit of the workspace, hardware, world size."""
+    output_dir: str = Field(max_length=1024)
+    created_by: str = Field(max_length=256)
+    started_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    """Last heartbeat (a metric, a checkpoint, a status change)."""
+    ended_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    step: int = Field(default=0)
+    max_steps: int = Field(default=0)
+    last_checkpoint_step: int | None = Field(default=None)
+    final_loss: float | None = Field(default=None)
+    adapter_ref: str | None = Field(default=None, max_length=300)
+    merged_ref: str | None = Field(default=None, max_length=300)
+    error: str | None = Field(default=None)
+    attempts: int = Field(default=1)
+    """1 for a run that was never resumed; +1 per resume."""
+
+
+class RunMetric(SQLModel, table=True):
+    """Metrics of one logging step of a training run (train or eval)."""
+
+    __tablename__ = "run_metric"
+
+    run_id: str = Field(foreign_key="training_run.id", primary_key=True, max_length=32)
+    step: int = Field(primary_key=True)
+    split: str = Field(primary_key=True, max_length=8)
+    """``train`` or ``eval``."""
+    values: dict[str, float] = Field(sa_column=Column(JSON, nullable=False))
+    """loss, learning_rate, grad_norm, tokens_per_s, eval_loss, ..."""
+    at: datetime = _ts()
