@@ -141,7 +141,7 @@ def _csv_rows(path: Path) -> Iterator[Row | BadRow]:
 
 def _parquet_rows(path: Path) -> Iterator[Row | BadRow]:
     try:
-        import pyarrow.parquet as pq  # type: ignore[import-untyped]
+        import pyarrow.parquet as pq
     except ImportError:
         raise DatasetError(
             f"{path}: reading Parquet needs pyarrow", hint="pip install 'llmops[train]'"

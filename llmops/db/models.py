@@ -5,7 +5,8 @@ built so far; later stages add theirs here and through a new migration:
 
 - prompts: ``prompt``, ``prompt_version``, ``prompt_label`` (this module);
 - artifacts: ``artifact``, ``artifact_version``, ``artifact_alias`` (the artifact store);
-- training: ``training_run``, ``run_metric`` (this module); evaluation: ``eval_run``, ``eval_case_result``;
+- training: ``training_run``, ``run_metric`` (this module);
+- evaluation: ``eval_run``, ``eval_case_result``;
 - registry and serving: ``model_version``, ``promotion``, ``deployment``.
 
 Every state change of any of them appends a row to ``audit_event``. Versions are immutable: the
@@ -30,11 +31,11 @@ __all__ = [
     "Prompt",
     "PromptLabel",
     "PromptVersionRow",
+    "RunMetric",
     "SQLModel",
     "StoreChunk",
-    "TrainingRun",
-    "RunMetric",
     "StorePack",
+    "TrainingRun",
     "utcnow",
 ]
 
