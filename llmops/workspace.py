@@ -14,7 +14,7 @@ import tomllib
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from llmops.artifacts import ArtifactStore
     from llmops.db import Database
     from llmops.prompts import PromptRegistry
+    from llmops.train.recipe import Recipe
+    from llmops.train.runner import TrainResult
+    from llmops.train.runs import Runs
 
 __all__ = ["CONFIG_FILE", "Workspace", "WorkspaceConfig"]
 
@@ -286,6 +289,30 @@ class Workspace:
             cache_ttl_s=self.config.prompts.cache_ttl_s,
             prompts_dir=self.prompts_dir,
         )
+
+    @cached_property
+    def runs(self) -> Runs:
+        """Training runs: ``get``, ``list``, ``metrics``."""
+        from llmops.train.runs import Runs
+
+        return Runs(self.db, actor=self.actor)
+
+    def train(
+        self,
+        recipe: str | os.PathLike[str] | Recipe | None = None,
+        *,
+        overrides: dict[str, Any] | None = None,
+        resume: str | None = None,
+        live: bool = False,
+    ) -> TrainResult:
+        """Run a fine-tuning recipe (or resume run ``resume``); see :func:`llmops.train.train`.
+
+        Example:
+            >>> run = ws.train("recipes/sft-lora.yaml")  # doctest: +SKIP
+        """
+        from llmops.train.runner import train
+
+        return train(self, recipe, overrides=overrides, resume=resume, live=live)
 
     def close(self) -> None:
         """Release database connections."""

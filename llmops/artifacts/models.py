@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INDEX_FILE",
+    "folder_digest",
     "import_model",
     "shard_folder",
     "shard_state_dict",
@@ -193,6 +194,17 @@ def _file_digest(path: Path) -> str:
     with path.open("rb") as fh:
         while block := fh.read(8 * 1024 * 1024):
             h.update(block)
+    return "blake3:" + h.hexdigest()
+
+
+def folder_digest(folder: Path) -> str:
+    """``blake3:`` over every file's relative path and content digest: a local model folder's
+    identity for lineage (same files, same digest), without storing it."""
+    import blake3
+
+    h = blake3.blake3()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f"{path.relative_to(folder).as_posix()}\0{_file_digest(path)}\n".encode())
     return "blake3:" + h.hexdigest()
 
 

@@ -1,0 +1,562 @@
+"""The recipe runner: one fine-tuning run, top to bottom.
+
+    setup    read the recipe, resolve the base model and dataset, check the backend
+    gate     validate the data with the model's tokenizer; refuse bad data with row numbers
+    record   create (or resume) the run record with everything that went in
+    train    load the model (4-bit for QLoRA), attach LoRA/DoRA, run trl's SFT or DPO trainer
+    save     store the adapter (and the optional merged model) as artifact versions with lineage
+    finish   mark the run completed, or failed with its one-line error
+
+Training itself is trl + peft; this module only decides what goes in and records what comes out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+from llmops.data.formats import FORMATS, Row
+from llmops.data.gate import DataReport, load_split, split_indices, validate_dataset
+from llmops.errors import (
+    ArtifactNotFoundError,
+    InputError,
+    LLMOpsError,
+    RecipeError,
+    TrainingError,
+)
+from llmops.train.environment import capture_environment, world_size
+from llmops.train.recipe import Recipe, load_recipe
+from llmops.train.runs import RunRecord, new_run_id
+
+if TYPE_CHECKING:
+    from llmops.artifacts import ArtifactVersion
+    from llmops.workspace import Workspace
+
+__all__ = ["TrainResult", "train"]
+
+
+@dataclass(slots=True, kw_only=True)
+class TrainResult:
+    """What a run produced."""
+
+    run: RunRecord
+    adapter: ArtifactVersion | None
+    merged: ArtifactVersion | None
+    report: DataReport
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``llmops train --json`` contract: run_id, status, final_loss, adapter, ..."""
+
+        def art(v: ArtifactVersion | None) -> dict[str, Any] | None:
+            if v is None:
+                return None
+            return {"name": v.name, "version": v.version, "digest": v.digest, "ref": v.ref}
+
+        return {
+            "run_id": self.run.run_id,
+            "status": self.run.status,
+            "final_loss": self.run.final_loss,
+            "steps": self.run.step,
+            "adapter": art(self.adapter),
+            "merged": art(self.merged),
+            "recipe_hash": self.run.recipe_hash,
+            "dataset_fingerprint": self.run.dataset_fingerprint,
+            "base_model_digest": self.run.base_model_digest,
+            "attempts": self.run.attempts,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+@dataclass(slots=True)
+class _Inputs:
+    base_dir: Path
+    base_ref: str | None
+    base_digest: str
+    data_path: Path
+    eval_path: Path | None
+    dataset_ref: str | None
+
+
+def train(
+    ws: Workspace,
+    recipe: str | os.PathLike[str] | Recipe | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    resume: str | None = None,
+    live: bool = False,
+) -> TrainResult:
+    """Run a recipe (or resume run ``resume``) and store the adapter it trains.
+
+    Raises:
+        RecipeError: The recipe is invalid.
+        DataGateError: The dataset failed the data gate (nothing was trained).
+        BackendUnavailableError: QLoRA without a usable bitsandbytes.
+        TrainingError: Training stopped (disk full, ...); the last checkpoint stays intact.
+    """
+    started = time.perf_counter()
+    # -- setup ------------------------------------------------------------------------------
+    spec, name, previous = _load_spec(ws, recipe, overrides=overrides, resume=resume)
+    device = _device()
+    if spec.method == "qlora":
+        from llmops.train.qlora import check_backend
+
+        check_backend(device)
+    inputs = _resolve_inputs(ws, spec)
+    tokenizer = _tokenizer(inputs.base_dir, spec)
+
+    # -- gate -------------------------------------------------------------------------------
+    report = validate_dataset(
+        inputs.data_path,
+        spec.dataset.format,
+        tokenizer=tokenizer,
+        chat_template=spec.chat_template,
+        max_length=spec.training.max_length,
+        eval_path=inputs.eval_path,
+        eval_fraction=spec.dataset.eval_fraction,
+        seed=spec.training.seed,
+        thresholds=spec.gate,
+    )
+    report.raise_if_failed()
+
+    # -- record -----------------------------------------------------------------------------
+    main = int(os.environ.get("RANK", "0")) == 0
+    if previous is None:
+        run_id = _run_id(spec)
+        run_dir = ws.state_dir / "runs" / run_id
+        if main:
+            _start_record(ws, spec, name, run_id, run_dir, inputs, report)
+        checkpoint = None
+    else:
+        run_id, run_dir = previous.run_id, Path(previous.output_dir)
+        checkpoint = _resume_point(run_dir / "checkpoints")
+        if main:
+            ws.runs.update(
+                run_id, event="run.resume", status="running", error=None,
+                attempts=previous.attempts + 1,
+            )  # fmt: skip
+            ws.runs.forget_after(run_id, checkpoint[0] if checkpoint else 0)
+
+    # -- train and save ---------------------------------------------------------------------
+    try:
+        trainer, tracking = _trainer(ws if main else None, spec, inputs, tokenizer, run_id,
+                                     run_dir, device=device, live=live)  # fmt: skip
+        _fit(trainer, run_dir / "checkpoints", checkpoint[1] if checkpoint else None)
+        if not main:
+            return TrainResult(run=ws.runs.get(run_id), adapter=None, merged=None,
+                               report=report, seconds=time.perf_counter() - started)  # fmt: skip
+        adapter, merged = _save(ws, spec, inputs, trainer.model, tokenizer, run_id, run_dir, report)
+    except BaseException as exc:
+        if main:
+            _fail(ws, run_id, exc)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise _disk_full(run_id, run_dir / "checkpoints", exc) from None
+        raise
+
+    # -- finish -----------------------------------------------------------------------------
+    done = ws.runs.update(
+        run_id, event="run.complete", status="completed", ended_at=_now(),
+        final_loss=tracking.last_loss, adapter_ref=adapter.ref,
+        merged_ref=merged.ref if merged else None,
+    )  # fmt: skip
+    return TrainResult(
+        run=done, adapter=adapter, merged=merged, report=report,
+        seconds=time.perf_counter() - started,
+    )  # fmt: skip
+
+
+def _load_spec(
+    ws: Workspace,
+    recipe: str | os.PathLike[str] | Recipe | None,
+    *,
+    overrides: dict[str, Any] | None,
+    resume: str | None,
+) -> tuple[Recipe, str, RunRecord | None]:
+    """The recipe to run, its name, and the run being resumed (if any)."""
+    if resume:
+        previous = ws.runs.get(resume)
+        if previous.status == "completed":
+            raise InputError(
+                f"run {previous.run_id} already completed", hint="start a new run instead"
+            )
+        if overrides:
+            raise InputError("--set cannot change a resumed run", hint="resume without --set")
+        resolved = {k: v for k, v in previous.recipe.items() if k != "format_version"}
+        return Recipe.model_validate(resolved), previous.recipe_name, previous
+    if isinstance(recipe, Recipe):
+        return recipe, "<python>", None
+    if recipe is None:
+        raise TypeError("give a recipe or a run id to resume")
+    return load_recipe(recipe, overrides=overrides), str(recipe), None
+
+
+def _now() -> Any:
+    from llmops.db.timestamps import utcnow
+
+    return utcnow()
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _run_id(spec: Recipe) -> str:
+    """A new id; under ``accelerate launch`` every process derives the same one."""
+    if world_size() > 1:
+        launch = "|".join(
+            os.environ.get(k, "")
+            for k in ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "LLMOPS_RUN_ID")
+        )
+        return f"run-{blake3.blake3((launch + spec.digest()).encode()).hexdigest()[:12]}"
+    return os.environ.get("LLMOPS_RUN_ID") or new_run_id()
+
+
+# -- setup ----------------------------------------------------------------------------------
+
+
+def _resolve_inputs(ws: Workspace, spec: Recipe) -> _Inputs:
+    from llmops.artifacts.models import folder_digest
+
+    base = spec.base_model
+    local = Path(base) if Path(base).is_absolute() else ws.root / base
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise RecipeError(
+                f"base_model {base!r} is a folder without config.json",
+                hint="point at a Hugging Face model folder or an artifact reference",
+            )
+        base_dir, base_ref, base_digest = local, None, folder_digest(local)
+    else:
+        version = _artifact(ws, base, what="base_model")
+        base_dir = _cached_pull(ws, version)
+        base_ref, base_digest = version.ref, version.digest
+    data_path, dataset_ref = _dataset(ws, spec)
+    eval_path = None
+    if spec.dataset.eval_path:
+        eval_path = _workspace_file(ws, spec.dataset.eval_path, what="dataset.eval_path")
+    return _Inputs(base_dir, base_ref, base_digest, data_path, eval_path, dataset_ref)
+
+
+def _artifact(ws: Workspace, ref: str, *, what: str) -> ArtifactVersion:
+    try:
+        return ws.artifacts.get(ref)
+    except (ArtifactNotFoundError, InputError) as exc:
+        raise RecipeError(
+            f"{what} {ref!r} is neither a folder in the workspace nor a stored artifact "
+            f"({exc.message})",
+            hint="import it with `llmops models import-smollm2` / `llmops artifacts push`, "
+            "or give a local Hugging Face folder",
+        ) from None
+
+
+def _cached_pull(ws: Workspace, version: ArtifactVersion) -> Path:
+    """The version's files in the workspace cache (pulled once, atomically)."""
+    folder = ws.state_dir / "cache" / "artifacts" / version.digest.partition(":")[2][:24]
+    if (folder / ".complete").is_file():
+        return folder
+    staging = folder.with_name(folder.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    ws.artifacts.pull(version.ref, staging)
+    (staging / ".complete").write_text(version.ref, encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return folder
+
+
+def _workspace_file(ws: Workspace, path: str, *, what: str) -> Path:
+    p = Path(path) if Path(path).is_absolute() else ws.root / path
+    if not p.is_file():
+        raise RecipeError(f"{what} {path!r}: no such file under {ws.root}", hint="check the path")
+    return p
+
+
+def _dataset(ws: Workspace, spec: Recipe) -> tuple[Path, str | None]:
+    """The data file, and the dataset artifact that records it for lineage."""
+    if spec.dataset.artifact:
+        version = _artifact(ws, spec.dataset.artifact, what="dataset.artifact")
+        folder = _cached_pull(ws, version)
+        files = [p for p in folder.rglob("*") if p.suffix in (".jsonl", ".csv", ".parquet")]
+        if len(files) != 1:
+            raise RecipeError(
+                f"dataset.artifact {version.ref} holds {len(files)} data files, expected one",
+                hint="store one .jsonl, .csv or .parquet file per dataset artifact",
+            )
+        return files[0], version.ref
+    assert spec.dataset.path is not None  # the schema requires path or artifact
+    path = _workspace_file(ws, spec.dataset.path, what="dataset.path")
+    name = "".join(c if c.isalnum() or c in "-_." else "-" for c in path.stem)[:100] or "dataset"
+    pushed = ws.artifacts.push(path, name=name, kind="dataset", message="training data")
+    return path, pushed.version.ref
+
+
+def _tokenizer(base_dir: Path, spec: Recipe) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if spec.chat_template:
+        tokenizer.chat_template = spec.chat_template
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+# -- record ---------------------------------------------------------------------------------
+
+
+def _start_record(
+    ws: Workspace,
+    spec: Recipe,
+    name: str,
+    run_id: str,
+    run_dir: Path,
+    inputs: _Inputs,
+    report: DataReport,
+) -> RunRecord:
+    return ws.runs.create(
+        id=run_id, recipe_name=name, recipe=spec.resolved(), recipe_hash=spec.digest(),
+        dataset_fingerprint=report.fingerprint, dataset_ref=inputs.dataset_ref or "",
+        base_model=inputs.base_ref or str(inputs.base_dir), base_model_digest=inputs.base_digest,
+        seed=spec.training.seed, environment=capture_environment(ws.root),
+        output_dir=str(run_dir), max_steps=spec.training.max_steps,
+    )  # fmt: skip
+
+
+def _resume_point(checkpoints: Path) -> tuple[int, Path] | None:
+    """The newest complete checkpoint; incomplete newer ones (a kill mid-save) are removed."""
+    from llmops.train.callbacks import complete_checkpoints
+
+    done = complete_checkpoints(checkpoints)
+    newest = done[-1] if done else None
+    for path in checkpoints.glob("checkpoint-*"):
+        if newest is None or (path != newest[1] and path not in {p for _, p in done}):
+            shutil.rmtree(path, ignore_errors=True)
+    return newest
+
+
+def _lineage_meta(
+    ws: Workspace, spec: Recipe, run_id: str, inputs: _Inputs, report: DataReport
+) -> dict[str, Any]:
+    from llmops.train.environment import git_state
+
+    return {
+        "run_id": run_id,
+        "recipe_hash": spec.digest(),
+        "recipe": spec.resolved(),
+        "method": spec.method,
+        "trainer": spec.trainer,
+        "base_model": inputs.base_ref or str(inputs.base_dir),
+        "base_model_digest": inputs.base_digest,
+        "dataset": inputs.dataset_ref,
+        "dataset_fingerprint": report.fingerprint,
+        "code": {"llmops": _llmops_version(), "git": git_state(ws.root)},
+    }
+
+
+def _llmops_version() -> str:
+    from llmops._version import __version__
+
+    return __version__
+
+
+# -- train ----------------------------------------------------------------------------------
+
+
+def _rows(rows: list[Row], fmt: str) -> Any:
+    from datasets import Dataset
+
+    fields = FORMATS[fmt]
+    return Dataset.from_list([{f: r.data[f] for f in fields} for r in rows])
+
+
+def _trainer(
+    ws: Workspace | None,
+    spec: Recipe,
+    inputs: _Inputs,
+    tokenizer: Any,
+    run_id: str,
+    run_dir: Path,
+    *,
+    device: str,
+    live: bool,
+) -> tuple[Any, Any]:
+    import torch
+    from datasets.utils.logging import disable_progress_bar
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.utils import logging as hf_logging
+
+    from llmops.train.callbacks import QLoRAGuard, TrackingCallback
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bar()
+    t = spec.training
+    rows = load_split(inputs.data_path, spec.dataset.format)
+    if inputs.eval_path is not None:
+        train_rows, eval_rows = rows, load_split(inputs.eval_path, spec.dataset.format)
+    else:
+        train_idx, eval_idx = split_indices(len(rows), spec.dataset.eval_fraction, t.seed)
+        train_rows, eval_rows = [rows[i] for i in train_idx], [rows[i] for i in eval_idx]
+    load: dict[str, Any] = {"dtype": torch.float32}
+    if spec.method == "qlora":
+        from llmops.train.qlora import quantization_config
+
+        q = spec.quantization
+        load["quantization_config"] = quantization_config(
+            quant_type=q.quant_type, double_quant=q.double_quant, compute_dtype=q.compute_dtype
+        )
+        load["device_map"] = {"": device}
+    torch.manual_seed(t.seed)
+    model = AutoModelForCausalLM.from_pretrained(inputs.base_dir, **load)
+    if spec.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=t.gradient_checkpointing
+        )
+    peft_config = LoraConfig(
+        r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
+        target_modules=spec.lora.target_modules, use_dora=spec.method == "dora",
+        task_type="CAUSAL_LM",
+    )  # fmt: skip
+    has_eval = bool(eval_rows)
+    common: dict[str, Any] = {
+        "output_dir": str(run_dir / "checkpoints"), "max_steps": t.max_steps,
+        "per_device_train_batch_size": t.batch_size, "per_device_eval_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "learning_rate": t.learning_rate, "lr_scheduler_type": t.lr_scheduler,
+        "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
+        "max_grad_norm": t.max_grad_norm, "logging_steps": t.logging_steps,
+        "save_steps": t.save_steps, "save_total_limit": t.save_total_limit, "seed": t.seed,
+        "data_seed": t.seed, "report_to": [], "disable_tqdm": True, "use_cpu": device == "cpu",
+        "max_length": t.max_length, "bf16": t.precision == "bf16", "fp16": t.precision == "fp16",
+        "gradient_checkpointing": t.gradient_checkpointing, "dataloader_num_workers": 0,
+        "eval_strategy": "steps" if has_eval else "no",
+        "eval_steps": (t.eval_steps or t.save_steps) if has_eval else None,
+    }  # fmt: skip
+    tracking = TrackingCallback(
+        ws.runs if ws is not None else None, run_id, max_steps=t.max_steps, live=live
+    )
+    callbacks: list[Any] = [tracking]
+    if spec.method == "qlora":
+        callbacks.append(QLoRAGuard())
+    datasets = {
+        "train_dataset": _rows(train_rows, spec.dataset.format),
+        "eval_dataset": _rows(eval_rows, spec.dataset.format) if has_eval else None,
+    }
+    if spec.trainer == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, beta=spec.dpo.beta, loss_type=[spec.dpo.loss_type])
+        trainer = DPOTrainer(
+            model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+            callbacks=callbacks, **datasets,
+        )  # fmt: skip
+    else:
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**common)
+        trainer = SFTTrainer(
+            model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
+            callbacks=callbacks, **datasets,
+        )  # fmt: skip
+    # Trainer prints its logs to stdout; ours go to the registry and the live display.
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return trainer, tracking
+
+
+def _fit(trainer: Any, checkpoints: Path, resume_from: Path | None) -> None:
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+
+
+# -- save -----------------------------------------------------------------------------------
+
+
+def _save(
+    ws: Workspace,
+    spec: Recipe,
+    inputs: _Inputs,
+    model: Any,
+    tokenizer: Any,
+    run_id: str,
+    run_dir: Path,
+    report: DataReport,
+) -> tuple[ArtifactVersion, ArtifactVersion | None]:
+    """Store the adapter (weights, config, tokenizer, chat template) with its lineage."""
+    adapter_dir = run_dir / "adapter"
+    shutil.rmtree(adapter_dir, ignore_errors=True)
+    model.save_pretrained(adapter_dir)
+    tokenizer.save_pretrained(adapter_dir)
+    lineage = [r for r in (inputs.base_ref, inputs.dataset_ref) if r]
+    meta = _lineage_meta(ws, spec, run_id, inputs, report)
+    adapter = ws.artifacts.push(
+        adapter_dir, name=spec.output.name, kind="adapter", parents=lineage, meta=meta,
+        message=f"trained by {run_id}",
+    ).version  # fmt: skip
+    merged = None
+    if spec.output.merged:
+        merged = _merge(ws, spec, inputs, adapter_dir, run_dir / "merged", adapter, meta)
+    return adapter, merged
+
+
+def _merge(
+    ws: Workspace,
+    spec: Recipe,
+    inputs: _Inputs,
+    adapter_dir: Path,
+    out: Path,
+    adapter: ArtifactVersion,
+    meta: dict[str, Any],
+) -> ArtifactVersion:
+    """Merge the adapter into the full-precision base (never into 4-bit weights) and store it."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(inputs.base_dir, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+    shutil.rmtree(out, ignore_errors=True)
+    merged.save_pretrained(out)
+    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(out)
+    parents = [adapter.ref, *([inputs.base_ref] if inputs.base_ref else [])]
+    return ws.artifacts.push(
+        out, name=spec.merged_name, kind="merged-model", parents=parents,
+        meta={**meta, "merged_from": adapter.ref}, message=f"{adapter.ref} merged into its base",
+    ).version  # fmt: skip
+
+
+# -- finish ---------------------------------------------------------------------------------
+
+
+def _fail(ws: Workspace, run_id: str, exc: BaseException) -> None:
+    if isinstance(exc, KeyboardInterrupt):
+        message = "interrupted"
+    elif isinstance(exc, LLMOpsError):
+        message = exc.one_line()
+    else:
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+    # If the registry itself is down, the original error matters more than recording it.
+    with contextlib.suppress(LLMOpsError):
+        ws.runs.update(run_id, event="run.fail", status="failed", error=message, ended_at=_now())
+
+
+def _disk_full(run_id: str, checkpoints: Path, exc: OSError) -> TrainingError:
+    point = _resume_point(checkpoints)  # also removes the half-written checkpoint
+    kept = f"checkpoint-{point[0]} is intact" if point else "no checkpoint was complete yet"
+    return TrainingError(
+        f"run {run_id}: disk full while writing ({exc.filename or checkpoints}); {kept}",
+        hint=f"free space, then `llmops train --resume {run_id}`",
+    )
