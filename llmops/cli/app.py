@@ -8,9 +8,11 @@ import typer
 
 from llmops._version import __version__
 from llmops.cli import artifacts as artifacts_cmd
+from llmops.cli import data as data_cmd
 from llmops.cli import init as init_cmd
 from llmops.cli import models as models_cmd
 from llmops.cli import prompts as prompts_cmd
+from llmops.cli import train as train_cmd
 from llmops.cli._common import state
 
 app = typer.Typer(
@@ -53,3 +55,7 @@ app.command("init")(init_cmd.init)
 app.add_typer(prompts_cmd.app, name="prompts")
 app.add_typer(artifacts_cmd.app, name="artifacts")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(data_cmd.app, name="data")
+app.command("train")(train_cmd.train)
+app.add_typer(train_cmd.recipes_app, name="recipes")
+app.add_typer(train_cmd.runs_app, name="runs")

@@ -17,6 +17,8 @@ import errno
 import os
 import shutil
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,18 +149,24 @@ def train(
 
     # -- train and save ---------------------------------------------------------------------
     try:
-        trainer, tracking = _trainer(ws if main else None, spec, inputs, tokenizer, run_id,
-                                     run_dir, device=device, live=live)  # fmt: skip
-        _fit(trainer, run_dir / "checkpoints", checkpoint[1] if checkpoint else None)
-        if not main:
-            return TrainResult(run=ws.runs.get(run_id), adapter=None, merged=None,
-                               report=report, seconds=time.perf_counter() - started)  # fmt: skip
-        adapter, merged = _save(ws, spec, inputs, trainer.model, tokenizer, run_id, run_dir, report)
+        with _third_party_quiet():
+            trainer, tracking = _trainer(ws if main else None, spec, inputs, tokenizer, run_id,
+                                         run_dir, device=device, live=live)  # fmt: skip
+            _fit(trainer, run_dir / "checkpoints", checkpoint[1] if checkpoint else None)
+            if not main:
+                seconds = time.perf_counter() - started
+                return TrainResult(run=ws.runs.get(run_id), adapter=None, merged=None,
+                                   report=report, seconds=seconds)  # fmt: skip
+            adapter, merged = _save(
+                ws, spec, inputs, trainer.model, tokenizer, run_id, run_dir, report
+            )
     except BaseException as exc:
+        full = exc.errno == errno.ENOSPC if isinstance(exc, OSError) else False
+        error = _disk_full(run_id, run_dir / "checkpoints", exc) if full else exc
         if main:
-            _fail(ws, run_id, exc)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise _disk_full(run_id, run_dir / "checkpoints", exc) from None
+            _fail(ws, run_id, error)
+        if error is not exc:
+            raise error from None
         raise
 
     # -- finish -----------------------------------------------------------------------------
@@ -196,6 +204,19 @@ def _load_spec(
     if recipe is None:
         raise TypeError("give a recipe or a run id to resume")
     return load_recipe(recipe, overrides=overrides), str(recipe), None
+
+
+# Deprecations raised by one training library against another (peft reading a transformers
+# property renamed in 5.x): nothing a recipe author can act on.
+_THIRD_PARTY_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
+
+
+@contextlib.contextmanager
+def _third_party_quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        for message in _THIRD_PARTY_DEPRECATIONS:
+            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        yield
 
 
 def _now() -> Any:
@@ -441,7 +462,7 @@ def _trainer(
         "save_steps": t.save_steps, "save_total_limit": t.save_total_limit, "seed": t.seed,
         "data_seed": t.seed, "report_to": [], "disable_tqdm": True, "use_cpu": device == "cpu",
         "max_length": t.max_length, "bf16": t.precision == "bf16", "fp16": t.precision == "fp16",
-        "gradient_checkpointing": t.gradient_checkpointing, "dataloader_num_workers": 0,
+        "activation_checkpointing": t.gradient_checkpointing, "dataloader_num_workers": 0,
         "eval_strategy": "steps" if has_eval else "no",
         "eval_steps": (t.eval_steps or t.save_steps) if has_eval else None,
     }  # fmt: skip
@@ -553,10 +574,11 @@ def _fail(ws: Workspace, run_id: str, exc: BaseException) -> None:
         ws.runs.update(run_id, event="run.fail", status="failed", error=message, ended_at=_now())
 
 
-def _disk_full(run_id: str, checkpoints: Path, exc: OSError) -> TrainingError:
+def _disk_full(run_id: str, checkpoints: Path, exc: BaseException) -> TrainingError:
     point = _resume_point(checkpoints)  # also removes the half-written checkpoint
     kept = f"checkpoint-{point[0]} is intact" if point else "no checkpoint was complete yet"
     return TrainingError(
-        f"run {run_id}: disk full while writing ({exc.filename or checkpoints}); {kept}",
+        f"run {run_id}: disk full while writing {getattr(exc, 'filename', None) or checkpoints}; "
+        f"{kept}",
         hint=f"free space, then `llmops train --resume {run_id}`",
     )
