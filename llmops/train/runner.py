@@ -443,6 +443,10 @@ def _trainer(
     if spec.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
+        from llmops.train.qlora import keep_trainable_layout
+
+        keep_trainable_layout(model)  # before anything can run an inference forward
+
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=t.gradient_checkpointing
         )
