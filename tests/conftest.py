@@ -72,3 +72,11 @@ def ws(ws_root: Path) -> Iterator[object]:
     workspace = Workspace.open(ws_root)
     yield workspace
     workspace.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama and tokenizer built locally once per test session (no model hub)."""
+    from llmops.train.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")

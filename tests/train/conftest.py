@@ -14,13 +14,6 @@ import pytest
 from llmops import Workspace
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from llmops.train.tiny import make_tiny_model
-
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 def chat_rows(n: int = 40) -> list[dict[str, Any]]:
     return [
         {
