@@ -42,6 +42,29 @@ def test_prompts_exports() -> None:
     )
 
 
+def test_train_and_data_exports() -> None:
+    import llmops.data
+    import llmops.train
+
+    assert sorted(llmops.train.__all__) == [
+        "Recipe", "RunRecord", "Runs", "TrainResult", "load_recipe", "parse_overrides", "train",
+    ]  # fmt: skip
+    assert sorted(llmops.data.__all__) == sorted([
+        "FORMATS", "ROLES", "BadRow", "DataReport", "DatasetFormat", "Finding", "GateThresholds",
+        "Row", "load_split", "read_rows", "split_indices", "validate_dataset",
+    ])  # fmt: skip
+
+
+def test_importing_train_and_data_stays_light() -> None:
+    code = (
+        "import sys, json, llmops.train, llmops.data;"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
+        " ('torch', 'transformers', 'peft', 'trl', 'datasets', 'bitsandbytes'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
 def test_unknown_attribute_raises_attribute_error() -> None:
     try:
         llmops.nope  # type: ignore[attr-defined]  # noqa: B018

@@ -83,3 +83,24 @@ def test_pulled_model_loads_and_answers(imported: tuple[Workspace, object], tmp_
     embed = ws.artifacts.open_tensor("smollm2@1", "model.embed_tokens.weight")
     assert embed.shape == tuple(model.model.embed_tokens.weight.shape)
     assert float(abs(embed - model.model.embed_tokens.weight.detach().numpy()).max()) == 0.0
+
+
+def test_the_default_model_fine_tunes_with_the_shipped_recipe(
+    imported: tuple[Workspace, object],
+) -> None:
+    """The real SmolLM2 through the shipped SFT LoRA recipe for a few steps, end to end."""
+    import math
+    import shutil
+
+    ws, _ = imported
+    repo = Path(__file__).resolve().parents[2]
+    shutil.copytree(repo / "recipes", ws.root / "recipes", dirs_exist_ok=True)
+    result = ws.train(
+        "recipes/sft-lora.yaml",
+        overrides={"base_model": "smollm2@1", "training.max_steps": 3, "training.save_steps": 3,
+                   "training.max_length": 128, "dataset.eval_fraction": 0},
+    )  # fmt: skip
+    assert result.run.status == "completed" and result.run.step == 3
+    assert result.run.final_loss is not None and math.isfinite(result.run.final_loss)
+    assert result.adapter is not None and result.adapter.parents[0] == "smollm2@1"
+    assert result.run.base_model_digest == ws.artifacts.get("smollm2@1").digest
