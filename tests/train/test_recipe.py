@@ -84,9 +84,12 @@ def test_the_recipe_hash_covers_resolved_values() -> None:
     b = parse_recipe(GOOD + "training: {max_steps: 100}\n")  # the default, written out
     c = parse_recipe(GOOD, overrides={"training.seed": 1})
     assert a.digest() == b.digest() != c.digest()
-    assert Recipe.model_validate(
-        {k: v for k, v in a.resolved().items() if k != "format_version"}
-    ).digest() == a.digest()
+    assert (
+        Recipe.model_validate(
+            {k: v for k, v in a.resolved().items() if k != "format_version"}
+        ).digest()
+        == a.digest()
+    )
 
 
 def test_missing_and_binary_recipe_files(tmp_path: Path) -> None:

@@ -70,14 +70,13 @@ def test_other_methods_and_trainers(train_ws: Workspace, method: str, trainer: s
         write_recipe(train_ws.root, method=method, trainer=trainer, steps=3, save=3)
     )
     assert result.run.status == "completed" and result.adapter is not None
-    config = json.loads((Path(result.run.output_dir) / "adapter" / "adapter_config.json").read_text())
+    adapter_dir = Path(result.run.output_dir) / "adapter"
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
     assert config["use_dora"] is (method == "dora")
 
 
 def test_qlora_trains_and_merges_onto_the_full_precision_base(train_ws: Workspace) -> None:
-    recipe = write_recipe(
-        train_ws.root, method="qlora", steps=3, save=3, extra="  merged: true\n"
-    )
+    recipe = write_recipe(train_ws.root, method="qlora", steps=3, save=3, extra="  merged: true\n")
     result = train_ws.train(recipe)
     assert result.merged is not None and result.merged.kind == "merged-model"
     assert result.merged.parents[0] == result.adapter.ref  # type: ignore[union-attr]
@@ -110,7 +109,7 @@ def test_bad_data_is_refused_before_training_with_row_numbers(train_ws: Workspac
 
 def test_wrong_format_for_the_trainer_is_a_recipe_error(train_ws: Workspace) -> None:
     recipe = write_recipe(train_ws.root, trainer="sft")
-    with pytest.raises(RecipeError, match="trainer 'dpo' needs dataset.format 'preference'"):
+    with pytest.raises(RecipeError, match=r"trainer 'dpo' needs dataset\.format 'preference'"):
         train_ws.train(recipe, overrides={"trainer": "dpo"})
 
 
@@ -119,7 +118,7 @@ def test_a_chat_template_that_does_not_render_is_caught_by_the_gate(train_ws: Wo
         train_ws.root,
         extra="chat_template: \"{{ raise_exception('system role not supported') }}\"\n",
     )
-    with pytest.raises(DataGateError, match="template .* system role not supported"):
+    with pytest.raises(DataGateError, match=r"template .* system role not supported"):
         train_ws.train(recipe)
 
 
