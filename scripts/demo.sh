@@ -73,4 +73,35 @@ ids = tok.apply_chat_template(
 out = model.generate(ids, max_new_tokens=20, do_sample=False)
 print("SmolLM2 (pulled from the store):", tok.decode(out[0][ids.shape[1]:], skip_special_tokens=True))
 PY
+
+# Fine-tuning: check the data, train the default model briefly (LoRA, 20 steps, about a minute on
+# 2 cores), then show the tracked run and the adapter stored with its lineage.
+step llmops recipes validate recipes/sft-lora.yaml recipes/sft-dora.yaml recipes/sft-qlora.yaml recipes/dpo-lora.yaml
+step llmops data validate recipes/data/pirate-chat.jsonl --format chat --tokenizer models/smollm2 --max-length 256
+step llmops train recipes/sft-lora.yaml --set training.max_steps=20
+RUN=$(llmops runs list --json | python -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')
+step llmops runs show "$RUN"
+step llmops artifacts show smollm2-pirate-lora
+
+printf '\n\033[1m$ python (the base model and the adapter, on a country not in the training data)\033[0m\n'
+python - <<'PY'
+import warnings
+
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from llmops import Workspace
+
+warnings.filterwarnings("ignore", category=FutureWarning)  # peft vs transformers 5 deprecations
+ws = Workspace.open()
+ws.artifacts.pull("smollm2-pirate-lora", "models/pirate-lora")
+tok = AutoTokenizer.from_pretrained("models/pirate-lora")
+base = AutoModelForCausalLM.from_pretrained("models/smollm2")
+tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("models/smollm2"), "models/pirate-lora")
+chat = [{"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is the capital of Uruguay?"}]
+ids = tok.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+for label, model in (("base", base), ("base + smollm2-pirate-lora", tuned)):
+    out = model.generate(ids, max_new_tokens=24, do_sample=False)
+    print(f"{label:>27}: {tok.decode(out[0][ids.shape[1]:], skip_special_tokens=True)}")
+PY
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"
