@@ -100,9 +100,9 @@ def make_model(folder: Path, layers: int) -> int:
     del model
     torch.cuda.empty_cache()
     vocab = {f"t{i}": i for i in range(LLAMA3_8B["vocab_size"] - 2)} | {"x": 10, "y": 11}
-    bpe = Tokenizer(models.WordLevel(vocab, unk_token="t0"))  # noqa: S106
+    bpe = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
     bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="t1", pad_token="t2")  # noqa: S106
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="t1", pad_token="t2")
     tok.save_pretrained(folder)
     return params
 
