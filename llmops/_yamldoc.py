@@ -12,12 +12,23 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["Problem", "YamlSyntaxError", "node_at", "parse_yaml", "problems", "summarize"]
+from llmops.errors import DocumentError
+
+__all__ = [
+    "Problem",
+    "YamlSyntaxError",
+    "node_at",
+    "parse_yaml",
+    "problems",
+    "read_document",
+    "summarize",
+]
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -50,6 +61,27 @@ class YamlSyntaxError(Exception):
     def __init__(self, problem: Problem) -> None:
         self.problem = problem
         super().__init__(problem.message)
+
+
+def read_document(
+    path: Path, error: type[DocumentError], *, max_bytes: int, what: str, too_big_hint: str
+) -> str:
+    """The UTF-8 text of a document file, or ``error`` saying why it cannot be read."""
+    where = str(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"file is {size} bytes, over the limit of {max_bytes}", path=where,
+                        hint=too_big_hint)  # fmt: skip
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise error(f"no such {what}", path=where, hint="check the path") from None
+    except IsADirectoryError:
+        raise error(f"is a directory, expected a {what}", path=where) from None
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"not valid UTF-8 at byte {exc.start}", path=where, hint="save the file as UTF-8"
+        ) from None
 
 
 def parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:

@@ -55,14 +55,19 @@ def test_train_and_data_exports() -> None:
     ])  # fmt: skip
 
 
-def test_importing_train_and_data_stays_light() -> None:
+def _heavy_modules_after(imports: str, heavy: tuple[str, ...]) -> list[str]:
+    """Which of ``heavy`` a fresh interpreter has loaded after running ``imports``."""
     code = (
-        "import sys, json, llmops.train, llmops.data;"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
-        " ('torch', 'transformers', 'peft', 'trl', 'datasets', 'bitsandbytes'))))"
+        f"import sys, json; {imports};"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == []
+    return list(json.loads(out.stdout))
+
+
+def test_importing_train_and_data_stays_light() -> None:
+    heavy = ("torch", "transformers", "peft", "trl", "datasets", "bitsandbytes")
+    assert _heavy_modules_after("import llmops.train, llmops.data", heavy) == []
 
 
 def test_unknown_attribute_raises_attribute_error() -> None:
@@ -75,13 +80,8 @@ def test_unknown_attribute_raises_attribute_error() -> None:
 
 
 def test_import_llmops_loads_no_heavy_modules() -> None:
-    code = (
-        "import sys, json, llmops; from llmops import Workspace;"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in"
-        " ('torch', 'transformers', 'litellm', 'peft', 'trl', 'alembic', 'sqlalchemy'))))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == []
+    heavy = ("torch", "transformers", "litellm", "peft", "trl", "alembic", "sqlalchemy")
+    assert _heavy_modules_after("import llmops; from llmops import Workspace", heavy) == []
 
 
 def test_artifacts_exports() -> None:

@@ -15,7 +15,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from llmops._yamldoc import YamlSyntaxError, node_at, parse_yaml, problems, summarize
+from llmops._yamldoc import (
+    YamlSyntaxError,
+    node_at,
+    parse_yaml,
+    problems,
+    read_document,
+    summarize,
+)
 from llmops.errors import InputError, PromptFileError
 from llmops.prompts.spec import FORMAT_VERSION, ModelParams, PromptSpec
 
@@ -97,23 +104,10 @@ def load_prompt_file(path: str | os.PathLike[str]) -> PromptSpec:
         PromptFileError: The file is missing, too large, not UTF-8, or invalid.
     """
     p = Path(path)
-    try:
-        size = p.stat().st_size
-        if size > MAX_PROMPT_FILE_BYTES:
-            raise PromptFileError(
-                f"file is {size} bytes, over the limit of {MAX_PROMPT_FILE_BYTES}",
-                path=str(p),
-                hint="move long text into variables",
-            )
-        text = p.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise PromptFileError("no such file", path=str(p), hint="check the path") from None
-    except IsADirectoryError:
-        raise PromptFileError("is a directory, expected a file", path=str(p)) from None
-    except UnicodeDecodeError as exc:
-        raise PromptFileError(
-            f"not valid UTF-8 at byte {exc.start}", path=str(p), hint="save the file as UTF-8"
-        ) from None
+    text = read_document(
+        p, PromptFileError, max_bytes=MAX_PROMPT_FILE_BYTES, what="file",
+        too_big_hint="move long text into variables",
+    )  # fmt: skip
     return parse_prompt_yaml(text, path=str(p))
 
 

@@ -19,7 +19,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmops._version import __version__
-from llmops._yamldoc import Problem, YamlSyntaxError, parse_yaml, problems, summarize
+from llmops._yamldoc import (
+    Problem,
+    YamlSyntaxError,
+    parse_yaml,
+    problems,
+    read_document,
+    summarize,
+)
 from llmops.data.gate import GateThresholds
 from llmops.errors import RecipeError
 
@@ -225,16 +232,10 @@ def load_recipe(
             with its line and column.
     """
     path = Path(source)
-    try:
-        if path.stat().st_size > MAX_RECIPE_BYTES:
-            raise RecipeError(f"over {MAX_RECIPE_BYTES} bytes", path=str(path))
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise RecipeError("no such recipe file", path=str(path), hint="check the path") from None
-    except IsADirectoryError:
-        raise RecipeError("is a directory, expected a recipe file", path=str(path)) from None
-    except UnicodeDecodeError as exc:
-        raise RecipeError(f"not valid UTF-8 at byte {exc.start}", path=str(path)) from None
+    text = read_document(
+        path, RecipeError, max_bytes=MAX_RECIPE_BYTES, what="recipe file",
+        too_big_hint="a recipe is a short YAML file",
+    )  # fmt: skip
     return parse_recipe(text, path=str(path), overrides=overrides)
 
 

@@ -64,6 +64,15 @@ def _force_avx512bf16(model: Any) -> None:
             module.support_avx512bf16_for_cpu = True
 
 
+def _inference_forward(model: Any, ids: Any) -> None:
+    """An eval-mode forward without gradients on a CPU with AVX512-BF16 (simulated)."""
+    _force_avx512bf16(model)
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)
+    model.train()
+
+
 def _packed(model: Any) -> int:
     return sum(
         bool(getattr(m.weight.quant_state, "packing_format_for_cpu", False))
@@ -120,11 +129,7 @@ def test_weights_repacked_before_the_guard_ran_are_restored(pair: tuple[Any, Any
     q, ref = pair
     ids = torch.tensor(IDS)
     expected = _lora_grads(ref, ids)
-    _force_avx512bf16(q)
-    q.eval()
-    with torch.no_grad():
-        q(input_ids=ids)
-    q.train()
+    _inference_forward(q, ids)
     armed = _packed(q)
     assert armed > 0  # the trap is armed: weights are in the inference-only layout
     assert keep_trainable_layout(q) == armed
@@ -137,11 +142,7 @@ def test_without_the_guard_the_gradients_go_wrong(pair: tuple[Any, Any]) -> None
     q, ref = pair
     ids = torch.tensor(IDS)
     expected = _lora_grads(ref, ids)
-    _force_avx512bf16(q)
-    q.eval()
-    with torch.no_grad():
-        q(input_ids=ids)
-    q.train()
+    _inference_forward(q, ids)
     with pytest.warns(UserWarning):  # torch: no grad_fn through the inference kernel
         got = _lora_grads(q, ids)
     assert _worst(got, expected) > 0.2
