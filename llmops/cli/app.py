@@ -9,6 +9,7 @@ import typer
 from llmops._version import __version__
 from llmops.cli import artifacts as artifacts_cmd
 from llmops.cli import data as data_cmd
+from llmops.cli import evals as evals_cmd
 from llmops.cli import init as init_cmd
 from llmops.cli import models as models_cmd
 from llmops.cli import prompts as prompts_cmd
@@ -59,3 +60,4 @@ app.add_typer(data_cmd.app, name="data")
 app.command("train")(train_cmd.train)
 app.add_typer(train_cmd.recipes_app, name="recipes")
 app.add_typer(train_cmd.runs_app, name="runs")
+app.add_typer(evals_cmd.app, name="eval")

@@ -6,7 +6,7 @@ built so far; later stages add theirs here and through a new migration:
 - prompts: ``prompt``, ``prompt_version``, ``prompt_label`` (this module);
 - artifacts: ``artifact``, ``artifact_version``, ``artifact_alias`` (the artifact store);
 - training: ``training_run``, ``run_metric`` (this module);
-- evaluation: ``eval_run``, ``eval_case_result``;
+- evaluation: ``eval_run``, ``eval_result``, ``eval_pair`` (this module);
 - registry and serving: ``model_version``, ``promotion``, ``deployment``.
 
 Every state change of any of them appends a row to ``audit_event``. Versions are immutable: the
@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from llmops.db.timestamps import utcnow
@@ -28,6 +28,9 @@ __all__ = [
     "ArtifactAlias",
     "ArtifactVersionRow",
     "AuditEvent",
+    "EvalPair",
+    "EvalResult",
+    "EvalRun",
     "Prompt",
     "PromptLabel",
     "PromptVersionRow",
@@ -258,3 +261,67 @@ class RunMetric(SQLModel, table=True):
     values: dict[str, float] = Field(sa_column=Column(JSON, nullable=False))
     """loss, learning_rate, grad_norm, tokens_per_s, eval_loss, ..."""
     at: datetime = _ts()
+
+
+class EvalRun(SQLModel, table=True):
+    """One run of an eval suite: what was run, against what, and the summary statistics."""
+
+    __tablename__ = "eval_run"
+
+    id: str = Field(primary_key=True, max_length=32)
+    """``eval-`` and 12 hex digits."""
+    suite_name: str = Field(max_length=256)
+    suite_path: str = Field(default="", max_length=1024)
+    suite_digest: str = Field(max_length=80, index=True)
+    suite: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: str = Field(max_length=16)
+    """``running``, ``completed`` or ``failed`` (a killed run stays ``running``; resume it)."""
+    targets: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    cases: int = Field(default=0)
+    errors: int = Field(default=0)
+    environment: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_by: str = Field(max_length=256)
+    started_at: datetime = _ts()
+    updated_at: datetime = _ts()
+    ended_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+
+
+class EvalResult(SQLModel, table=True):
+    """One case of one target in an eval run: output, verdict, cost."""
+
+    __tablename__ = "eval_result"
+
+    run_id: str = Field(foreign_key="eval_run.id", primary_key=True, max_length=32)
+    case_index: int = Field(primary_key=True)
+    target: str = Field(primary_key=True, max_length=128)
+    case_id: str | None = Field(default=None, max_length=256)
+    vars: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    output: str = Field(sa_column=Column(Text, nullable=False))
+    passed: bool | None = Field(default=None)
+    """None when the case errored (provider failure, judge error): neither pass nor fail."""
+    score: float | None = Field(default=None)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    assertions: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    prompt_tokens: int = Field(default=0)
+    completion_tokens: int = Field(default=0)
+    cost: float = Field(default=0.0)
+    latency_ms: float = Field(default=0.0)
+    cached: bool = Field(default=False)
+    human: str | None = Field(default=None, max_length=16)
+
+
+class EvalPair(SQLModel, table=True):
+    """A pairwise judgement of two targets' answers to one case (both orders)."""
+
+    __tablename__ = "eval_pair"
+
+    run_id: str = Field(foreign_key="eval_run.id", primary_key=True, max_length=32)
+    case_index: int = Field(primary_key=True)
+    verdict: str | None = Field(default=None, max_length=8)
+    """``A`` (the first target), ``B`` or ``TIE``; None on a judge error."""
+    consistent: bool | None = Field(default=None)
+    details: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    human: str | None = Field(default=None, max_length=16)

@@ -259,7 +259,7 @@ def _resolve_inputs(ws: Workspace, spec: Recipe) -> _Inputs:
         base_dir, base_ref, base_digest = local, None, folder_digest(local)
     else:
         version = _artifact(ws, base, what="base_model")
-        base_dir = _cached_pull(ws, version)
+        base_dir = ws.artifact_dir(version)
         base_ref, base_digest = version.ref, version.digest
     data_path, dataset_ref = _dataset(ws, spec)
     eval_path = None
@@ -280,20 +280,6 @@ def _artifact(ws: Workspace, ref: str, *, what: str) -> ArtifactVersion:
         ) from None
 
 
-def _cached_pull(ws: Workspace, version: ArtifactVersion) -> Path:
-    """The version's files in the workspace cache (pulled once, atomically)."""
-    folder = ws.state_dir / "cache" / "artifacts" / version.digest.partition(":")[2][:24]
-    if (folder / ".complete").is_file():
-        return folder
-    staging = folder.with_name(folder.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    ws.artifacts.pull(version.ref, staging)
-    (staging / ".complete").write_text(version.ref, encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    return folder
-
-
 def _workspace_file(ws: Workspace, path: str, *, what: str) -> Path:
     p = Path(path) if Path(path).is_absolute() else ws.root / path
     if not p.is_file():
@@ -305,7 +291,7 @@ def _dataset(ws: Workspace, spec: Recipe) -> tuple[Path, str | None]:
     """The data file, and the dataset artifact that records it for lineage."""
     if spec.dataset.artifact:
         version = _artifact(ws, spec.dataset.artifact, what="dataset.artifact")
-        folder = _cached_pull(ws, version)
+        folder = ws.artifact_dir(version)
         files = [p for p in folder.rglob("*") if p.suffix in (".jsonl", ".csv", ".parquet")]
         if len(files) != 1:
             raise RecipeError(

@@ -1,0 +1,238 @@
+"""``llmops eval ...``: run suites, inspect and compare runs, gate CI, export results."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from llmops.cli._common import JsonOpt, console, emit_json, workspace
+
+app = typer.Typer(
+    help="Evaluation: suites, judged runs, comparisons and CI gates.", no_args_is_help=True
+)
+
+RunArg = Annotated[str, typer.Argument(help="Eval run id (eval-...).")]
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _print_summary(data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    out = console()
+    out.print(
+        f"eval run {data['run_id']}: {data['cases']} cases, {data['errors']} errors "
+        f"({data['suite']}, {data['status']})"
+    )
+    table = Table("target", "pass rate", "95% CI", "mean score", "95% CI", "errors", "cost")
+    for t in data["targets"]:
+        table.add_row(
+            t["name"],
+            _fmt(t.get("pass_rate")),
+            f"{_fmt(t.get('pass_rate_ci_low'))}-{_fmt(t.get('pass_rate_ci_high'))}",
+            _fmt(t.get("mean_score")),
+            f"{_fmt(t.get('ci_low'))}-{_fmt(t.get('ci_high'))}",
+            str(t.get("errors", 0)),
+            f"${t.get('cost', 0):.4f}",
+        )
+    out.print(table)
+    from llmops.evals.stats import Interval, Paired
+
+    for c in data.get("comparisons", []):
+        p = Paired(
+            n=c["n"],
+            mean_a=c["mean_a"],
+            mean_b=c["mean_b"],
+            diff=Interval(c["diff"], c["diff_ci_low"], c["diff_ci_high"]),
+            p_bootstrap=c["p_bootstrap"],
+            p_sign=c["p_sign"],
+            wins=c["wins"],
+            losses=c["losses"],
+            ties=c["ties"],
+        )
+        out.print(
+            f"{c['b']} vs {c['a']}: {p.verdict()}; B wins {c['wins']}, loses "
+            f"{c['losses']}, ties {c['ties']} (win rate {_fmt(p.win_rate, '.2f')})"
+        )
+    if "pairwise" in data:
+        pw = data["pairwise"]
+        out.print(
+            f"pairwise: wins {pw['wins']}, ties {pw['ties']}, judge errors "
+            f"{pw['judge_errors']}, position consistency "
+            f"{_fmt(data.get('position_consistency'), '.2f')}, sign test p={pw['p_sign']:.3g}"
+        )
+    for kind, cal in (data.get("calibration") or {}).items():
+        out.print(
+            f"calibration ({kind}): agreement {_fmt(cal['agreement'], '.2f')}, "
+            f"Cohen's kappa {_fmt(cal['kappa'], '.2f')} over {cal['n']} labels"
+        )
+
+
+@app.command("run")
+def run(
+    suite: Annotated[str, typer.Argument(help="Suite YAML (or a promptfooconfig.yaml).")],
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-j", help="Model calls in flight.")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Call models even for requests answered before.")
+    ] = False,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue a killed run by its id.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a suite: every case against every target, scored, stored, summarised."""
+    from llmops.evals.runner import run_suite
+
+    outcome = run_suite(
+        workspace(),
+        suite,
+        concurrency=concurrency,
+        no_cache=no_cache,
+        resume=resume,
+        live=not json_out and sys.stderr.isatty(),
+    )
+    data = outcome.to_json()
+    if json_out:
+        emit_json(data)
+        return
+    _print_summary(data)
+    console().print(
+        f"{outcome.calls} model calls, {outcome.cache_hits} from the cache, "
+        f"{outcome.retries} retries, {outcome.seconds:.2f} s"
+    )
+
+
+@app.command("show")
+def show(
+    run_id: RunArg,
+    limit: Annotated[int, typer.Option("--limit", help="Cases to print (text mode).")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """A run's summary and per-case results (vars, output, passed, score, reasons)."""
+    ws = workspace()
+    record = ws.evals.get(run_id)
+    if json_out:
+        emit_json(
+            {
+                **record.to_json(),
+                "results": list(ws.evals.results(run_id)),
+                "pairs": ws.evals.pairs(run_id),
+            }
+        )
+        return
+    _print_summary(record.to_json())
+    out = console()
+    for i, r in enumerate(ws.evals.results(run_id)):
+        if i >= limit:
+            out.print(f"... (--limit {limit}; --json for all)")
+            break
+        mark = "ERROR" if r["passed"] is None else "pass " if r["passed"] else "FAIL "
+        text = r["output"].replace("\n", " ")[:100]
+        out.print(f"{mark} #{r['case_index']} {r['target']}: {text}")
+        if r["error"]:
+            out.print(f"       {r['error'][:200]}")
+
+
+@app.command("list")
+def list_runs(
+    limit: Annotated[int, typer.Option("--limit")] = 50, json_out: JsonOpt = False
+) -> None:
+    """Eval runs, newest first."""
+    runs = workspace().evals.list(limit=limit)
+    if json_out:
+        emit_json([r.to_json() for r in runs])
+        return
+    for r in runs:
+        rates = ", ".join(
+            f"{t['name']} {_fmt(t.get('pass_rate'), '.2f')}"
+            for t in (r.summary or {}).get("targets", [])
+        )
+        typer.echo(f"{r.run_id}  {r.status:<9}  {r.suite_name}  {r.cases} cases  {rates}")
+
+
+@app.command("compare")
+def compare(
+    a: Annotated[str, typer.Argument(help="Baseline run.")],
+    b: Annotated[str, typer.Argument(help="Candidate run.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Per-case differences and paired statistics of run B against run A."""
+    data = workspace().evals.compare(a, b)
+    if json_out:
+        emit_json(data)
+        return
+    out = console()
+    for t in data["targets"]:
+        out.print(
+            f"{t['name']}: {t['verdict']}; B wins {t['wins']}, loses {t['losses']}, "
+            f"ties {t['ties']} over {t['n']} cases"
+        )
+    for c in data["changed"][:50]:
+        was = "pass" if c["a_passed"] else "fail"
+        now = "pass" if c["b_passed"] else "fail"
+        out.print(f"  {c['target']} case {c['case']}: {was} -> {now}  {c['b_output'][:80]!r}")
+
+
+@app.command("gate")
+def gate(
+    run_id: RunArg,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="Run to compare against.")
+    ] = None,
+    max_drop: Annotated[
+        float, typer.Option("--max-drop", help="Largest allowed pass-rate drop vs the baseline.")
+    ] = 0.0,
+    min_pass_rate: Annotated[float | None, typer.Option("--min-pass-rate")] = None,
+    max_errors: Annotated[int | None, typer.Option("--max-errors")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Exit 1 when the run regressed against the baseline or misses a threshold."""
+    report = workspace().evals.gate(
+        run_id,
+        baseline=baseline,
+        max_drop=max_drop,
+        min_pass_rate=min_pass_rate,
+        max_errors=max_errors,
+    )
+    if json_out:
+        emit_json(report.to_json())
+    else:
+        for p in report.problems:
+            typer.echo(f"regression: {p}", err=True)
+        typer.echo(f"gate {'passed' if report.ok else 'FAILED'} for {run_id}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("export")
+def export(
+    run_id: RunArg,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or junit.")] = "jsonl",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+) -> None:
+    """Write a run's results as JSONL, CSV or JUnit XML."""
+    from llmops.errors import InputError
+
+    if fmt not in ("jsonl", "csv", "junit"):
+        raise InputError(f"unknown export format {fmt!r}", hint="use jsonl, csv or junit")
+    pieces = workspace().evals.export(run_id, fmt)  # type: ignore[arg-type]
+    if output is None:
+        for piece in pieces:
+            sys.stdout.write(piece)
+        return
+    path = Path(output)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for piece in pieces:
+            f.write(piece)
+    tmp.replace(path)
+    typer.echo(f"wrote {path}", err=True)

@@ -1,0 +1,364 @@
+"""Model providers: how an eval reaches a model.
+
+Registered by name in :data:`PROVIDERS`:
+
+- ``openai``: any OpenAI-compatible HTTP server (vLLM, llama.cpp, our :mod:`~llmops.evals.testing`
+  server, OpenAI itself) through ``POST {api_base}/chat/completions``;
+- ``litellm``: hosted providers through litellm (``pip install 'llmops[eval]'``; imported only
+  when used);
+- ``transformers``: a local model (artifact reference or folder) with an optional adapter
+  artifact, for offline work.
+
+Every call returns a :class:`Completion` with the text, token usage, cost and latency, or raises
+:class:`ProviderError` saying whether a retry may help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from llmops.evals.suite import ModelSpec
+    from llmops.workspace import Workspace
+
+__all__ = [
+    "PROVIDERS",
+    "Completion",
+    "Provider",
+    "ProviderError",
+    "Request",
+    "make_provider",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One chat completion request."""
+
+    messages: tuple[tuple[str, str], ...]
+    """``(role, content)`` pairs."""
+    temperature: float
+    max_tokens: int
+    seed: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (also the cache key's content)."""
+        return {
+            "messages": [{"role": r, "content": c} for r, c in self.messages],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A model's reply and what it cost."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    latency_s: float = 0.0
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data for the cache."""
+        return {
+            "text": self.text,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": self.cost,
+            "latency_s": self.latency_s,
+        }
+
+
+class ProviderError(Exception):
+    """A call failed; ``retryable`` when trying again may help (429, 5xx, timeouts, drops)."""
+
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+class Provider(Protocol):
+    """Something that completes chats."""
+
+    key: str
+    """Identity for caching and rate limits (kind, endpoint, model)."""
+
+    async def complete(self, request: Request) -> Completion:
+        """One call, without retries."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _cost(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> float:
+    return (
+        prompt_tokens * spec.cost_per_1k_input + completion_tokens * spec.cost_per_1k_output
+    ) / 1000
+
+
+class OpenAIProvider:
+    """An OpenAI-compatible chat completions endpoint over HTTP (aiohttp)."""
+
+    def __init__(self, spec: ModelSpec, *, timeout_s: float) -> None:
+        if not spec.api_base:
+            raise ValueError("provider 'openai' needs model.api_base")
+        self.spec = spec
+        self.url = spec.api_base.rstrip("/") + "/chat/completions"
+        self.key = f"openai|{spec.api_base}|{spec.name}"
+        self.timeout_s = timeout_s
+        self._session: Any = None
+        api_key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    async def _client(self) -> Any:
+        if self._session is None:
+            import aiohttp
+
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                headers=self._headers,
+            )
+        return self._session
+
+    async def complete(self, request: Request) -> Completion:
+        import aiohttp
+
+        body = {"model": self.spec.name, **request.to_json(), **self.spec.extra}
+        if body.get("seed") is None:
+            body.pop("seed")
+        session = await self._client()
+        started = time.perf_counter()
+        try:
+            async with session.post(self.url, json=body) as response:
+                raw = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError:
+            raise ProviderError(f"timed out after {self.timeout_s:g} s", retryable=True) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(
+                f"connection failed: {type(exc).__name__}: {exc}", retryable=True
+            ) from None
+        latency = time.perf_counter() - started
+        if status == 429 or status >= 500:
+            raise ProviderError(
+                f"HTTP {status} from {self.url}",
+                retryable=True,
+                retry_after_s=_seconds(retry_after),
+            )
+        if status >= 400:
+            raise ProviderError(f"HTTP {status} from {self.url}: {_snippet(raw)}", retryable=False)
+        try:
+            data = json.loads(raw)
+            text = data["choices"][0]["message"]["content"] or ""
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
+            raise ProviderError(
+                f"malformed response from {self.url}: {_snippet(raw)}", retryable=True
+            ) from None
+        usage = data.get("usage") or {}
+        pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        return Completion(str(text), pt, ct, _cost(self.spec, pt, ct), latency)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _snippet(raw: bytes) -> str:
+    return raw[:200].decode("utf-8", "replace").replace("\n", " ")
+
+
+class LiteLLMProvider:
+    """Hosted providers through litellm (imported on first use)."""
+
+    def __init__(self, spec: ModelSpec, *, timeout_s: float) -> None:
+        self.spec = spec
+        self.timeout_s = timeout_s
+        self.key = f"litellm|{spec.api_base or ''}|{spec.name}"
+
+    async def complete(self, request: Request) -> Completion:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        try:
+            import litellm
+        except ImportError:
+            raise ProviderError(
+                "provider 'litellm' needs litellm: pip install 'llmops[eval]'", retryable=False
+            ) from None
+        kwargs: dict[str, Any] = {
+            "model": self.spec.name,
+            "timeout": self.timeout_s,
+            "num_retries": 0,
+            **request.to_json(),
+            **self.spec.extra,
+        }
+        if kwargs.get("seed") is None:
+            kwargs.pop("seed")
+        if self.spec.api_base:
+            kwargs["api_base"] = self.spec.api_base
+        if self.spec.api_key_env:
+            kwargs["api_key"] = os.environ.get(self.spec.api_key_env, "")
+        started = time.perf_counter()
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            retryable = status is None or status == 429 or status >= 500
+            raise ProviderError(
+                f"litellm: {type(exc).__name__}: {exc}"[:500], retryable=retryable
+            ) from None
+        latency = time.perf_counter() - started
+        text = response.choices[0].message.content or ""
+        usage = getattr(response, "usage", None)
+        pt = int(getattr(usage, "prompt_tokens", 0) or 0)
+        ct = int(getattr(usage, "completion_tokens", 0) or 0)
+        cost = _cost(self.spec, pt, ct)
+        if not cost:
+            try:
+                cost = float(litellm.completion_cost(completion_response=response) or 0.0)
+            except Exception:  # unknown model in litellm's price list
+                cost = 0.0
+        return Completion(str(text), pt, ct, cost, latency)
+
+    async def close(self) -> None:
+        return None
+
+
+class LocalProvider:
+    """A transformers model (with an optional LoRA adapter) on this machine.
+
+    Generation runs in a worker thread, one call at a time per model (a model is not re-entrant).
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, spec: ModelSpec, *, ws: Workspace | None) -> None:
+        self.spec = spec
+        self.ws = ws
+        self.key = f"transformers|{spec.name}|{spec.adapter or ''}"
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._digests = ""
+
+    def _folder(self, ref: str) -> tuple[Path, str]:
+        local = Path(ref)
+        if self.ws is not None and not local.is_absolute():
+            local = self.ws.root / ref
+        if local.is_dir():
+            return local, str(local.resolve())
+        if self.ws is None:
+            raise ProviderError(f"no model folder {ref!r}", retryable=False)
+        version = self.ws.artifacts.get(ref)
+        return self.ws.artifact_dir(version), version.digest
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        base, base_id = self._folder(self.spec.name)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        tokenizer_dir = base
+        adapter_id = ""
+        if self.spec.adapter:
+            import warnings
+
+            from peft import PeftModel
+
+            adapter, adapter_id = self._folder(self.spec.adapter)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # peft vs transformers 5 renames
+                model = PeftModel.from_pretrained(model, adapter)
+            tokenizer_dir = adapter
+        model.eval()
+        self._tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        self._model = model
+        self._digests = f"{base_id}|{adapter_id}"
+
+    def _generate(self, request: Request) -> Completion:
+        import torch
+
+        with self._lock:
+            if self._model is None:
+                self._load()
+            started = time.perf_counter()
+            messages = [{"role": r, "content": c} for r, c in request.messages]
+            ids = self._tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )["input_ids"]
+            sample = request.temperature > 0
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
+            with torch.no_grad():
+                out = self._model.generate(
+                    ids,
+                    max_new_tokens=request.max_tokens,
+                    do_sample=sample,
+                    temperature=request.temperature if sample else None,
+                    top_p=None,
+                    top_k=None,
+                    pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
+                )
+            new = out[0][ids.shape[1] :]
+            text = self._tokenizer.decode(new, skip_special_tokens=True)
+            return Completion(
+                text, int(ids.shape[1]), int(new.shape[0]), 0.0, time.perf_counter() - started
+            )
+
+    async def complete(self, request: Request) -> Completion:
+        try:
+            return await asyncio.to_thread(self._generate, request)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise ProviderError(
+                f"local generation failed: {type(exc).__name__}: {exc}", retryable=False
+            ) from None
+
+    async def close(self) -> None:
+        return None
+
+
+PROVIDERS: dict[str, Callable[..., Provider]] = {
+    "openai": lambda spec, *, ws, timeout_s: OpenAIProvider(spec, timeout_s=timeout_s),
+    "litellm": lambda spec, *, ws, timeout_s: LiteLLMProvider(spec, timeout_s=timeout_s),
+    "transformers": lambda spec, *, ws, timeout_s: LocalProvider(spec, ws=ws),
+}
+"""Provider kinds by name."""
+
+
+def make_provider(spec: ModelSpec, *, ws: Workspace | None, timeout_s: float) -> Provider:
+    """The provider for a model spec (its ``provider`` names the kind)."""
+    try:
+        factory = PROVIDERS[spec.provider]
+    except KeyError:
+        raise ValueError(
+            f"unknown provider {spec.provider!r}; known: {', '.join(PROVIDERS)}"
+        ) from None
+    return factory(spec, ws=ws, timeout_s=timeout_s)

@@ -1,0 +1,685 @@
+"""The eval runner: every case against every target, scored, stored, summarised.
+
+load     the suite (or a promptfoo config), its targets' prompts and the judge prompts
+check    every case has the variables its prompts need (all problems at once)
+record   a new run, or reopen one to resume (finished cases are not called again)
+execute  asyncio workers pull cases lazily; model calls share one concurrency limit,
+         per-endpoint rate limits, retries with backoff (429, 5xx, timeouts, drops) and the
+         response cache; finished cases are written in batches (bounded memory)
+finish   per-target statistics, pairwise and calibration summaries on the run record
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops.db.models import EvalPair, EvalResult
+from llmops.errors import InputError, PromptRenderError, SuiteError
+from llmops.evals.cache import ResponseCache, cache_key
+from llmops.evals.judge import (
+    aggregate,
+    combine_orders,
+    delimit,
+    ensure_judge_prompts,
+    parse_pairwise,
+    parse_single,
+)
+from llmops.evals.providers import Completion, Provider, ProviderError, Request, make_provider
+from llmops.evals.results import EvalRunRecord, new_eval_id
+from llmops.evals.scorers import MODEL_GRADED, ScoreContext, ScoreResult, run_scorer
+from llmops.evals.suite import (
+    Assertion,
+    Case,
+    LoadedSuite,
+    ModelSpec,
+    NumberedCase,
+    Suite,
+    iter_cases,
+    load_suite,
+)
+
+if TYPE_CHECKING:
+    from llmops.prompts import PromptSpec
+    from llmops.workspace import Workspace
+
+__all__ = ["EvalOutcome", "run_suite"]
+
+MAX_OUTPUT_CHARS = 1_000_000
+"""Longer outputs are scored whole but stored cut to this many characters."""
+_FLUSH_ROWS = 256
+
+
+@dataclass(slots=True, kw_only=True)
+class EvalOutcome:
+    """A finished (or resumed) run and how it went."""
+
+    run: EvalRunRecord
+    seconds: float
+    calls: int
+    """Model calls actually made (not answered from the cache)."""
+    cache_hits: int
+    retries: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``eval run --json`` contract plus execution counts."""
+        return {
+            **self.run.to_json(),
+            "seconds": round(self.seconds, 3),
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "retries": self.retries,
+        }
+
+
+@dataclass(slots=True)
+class _Target:
+    name: str
+    spec: PromptSpec
+    model: ModelSpec
+    provider: Provider
+
+
+@dataclass(slots=True)
+class _Stats:
+    calls: int = 0
+    hits: int = 0
+    retries: int = 0
+    done: int = 0
+    errors: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+
+def _is_promptfoo(path: Path) -> bool:
+    from llmops._yamldoc import parse_yaml
+
+    try:
+        data, _ = parse_yaml(path.read_text(encoding="utf-8"))
+    except Exception:
+        return False
+    return (
+        isinstance(data, dict)
+        and "targets" not in data
+        and ("providers" in data or "tests" in data)
+    )
+
+
+def load_any(source: str | os.PathLike[str]) -> LoadedSuite:
+    """An llmops suite, or a promptfoo config converted to one."""
+    path = Path(source)
+    if path.is_file() and _is_promptfoo(path):
+        from llmops.evals.promptfoo import load_promptfoo
+
+        return load_promptfoo(path)
+    return load_suite(path)
+
+
+def run_suite(
+    ws: Workspace,
+    source: str | os.PathLike[str] | LoadedSuite,
+    *,
+    concurrency: int | None = None,
+    no_cache: bool = False,
+    resume: str | None = None,
+    live: bool = False,
+) -> EvalOutcome:
+    """Run a suite file (llmops or promptfoo) and store every result.
+
+    Args:
+        concurrency: Model calls in flight (default: the suite's ``concurrency``).
+        no_cache: Call the models even for requests answered before (answers are still cached).
+        resume: Continue this run: finished cases are kept, the rest are run.
+        live: A progress line on stderr.
+
+    Raises:
+        SuiteError: The suite is invalid, or a case lacks a variable its prompt needs.
+    """
+    loaded = source if isinstance(source, LoadedSuite) else load_any(source)
+    return asyncio.run(
+        _run(ws, loaded, concurrency=concurrency, no_cache=no_cache, resume=resume, live=live)
+    )
+
+
+def _prompt_spec(ws: Workspace, target: Any) -> PromptSpec:
+    from llmops.prompts import PromptSpec
+
+    if isinstance(target.prompt, str):
+        return ws.prompts.get(target.prompt).spec
+    messages = [{"role": m.role, "content": m.content} for m in target.prompt]
+    return PromptSpec.model_validate({"name": f"{target.name}-inline", "messages": messages})
+
+
+def _check_variables(loaded: LoadedSuite, targets: list[_Target]) -> int:
+    """Count the cases, raising one error naming every case that lacks a variable."""
+    needed = {t.name: {n for n, v in t.spec.variables.items() if v.required} for t in targets}
+    problems: list[str] = []
+    count = 0
+    for item in iter_cases(loaded):
+        count += 1
+        for name, variables in needed.items():
+            missing = sorted(variables - set(item.case.vars))
+            if missing:
+                problems.append(
+                    f"{item.where}: case {item.index} lacks {', '.join(missing)} "
+                    f"(needed by target {name!r})"
+                )
+    if problems:
+        shown = "; ".join(problems[:10]) + (
+            f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        )
+        raise SuiteError(f"missing variables: {shown}", hint="add them to the cases' vars")
+    if count == 0:
+        raise SuiteError(
+            "the suite has no cases (the cases file is empty)",
+            path=str(loaded.path) if loaded.path else None,
+        )
+    return count
+
+
+class _Engine:
+    """Model calls with one concurrency limit, rate limits, retries and the cache."""
+
+    def __init__(
+        self,
+        suite: Suite,
+        *,
+        concurrency: int,
+        cache: ResponseCache | None,
+        read_cache: bool,
+        stats: _Stats,
+    ) -> None:
+        self.suite = suite
+        self.semaphore = asyncio.Semaphore(concurrency)
+        self.cache = cache
+        self.read_cache = read_cache
+        self.stats = stats
+        self._next_slot: dict[str, float] = {}
+        self._inflight: dict[str, asyncio.Future[Completion]] = {}
+
+    async def _rate_limit(self, provider: Provider, rps: float | None) -> None:
+        if not rps:
+            return
+        now = time.monotonic()
+        slot = max(now, self._next_slot.get(provider.key, now))
+        self._next_slot[provider.key] = slot + 1.0 / rps
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    async def call(
+        self, provider: Provider, model: ModelSpec, request: Request, sample: int = 0
+    ) -> Completion:
+        key = cache_key(provider.key, request, sample)
+        if self.cache is not None and self.read_cache:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self.stats.hits += 1
+                return hit
+        # Identical requests in flight at the same time are paid for once too.
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            completion = await self._call(provider, model, request)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        future.set_result(completion)
+        if self.cache is not None:
+            self.cache.put(key, completion)
+        return completion
+
+    async def _call(self, provider: Provider, model: ModelSpec, request: Request) -> Completion:
+        attempt = 0
+        while True:
+            async with self.semaphore:
+                await self._rate_limit(provider, model.rate_limit_rps)
+                try:
+                    self.stats.calls += 1
+                    return await provider.complete(request)
+                except ProviderError as exc:
+                    if not exc.retryable or attempt >= self.suite.max_retries:
+                        tries = f" after {attempt + 1} attempts" if attempt else ""
+                        raise ProviderError(f"{exc}{tries}", retryable=False) from None
+                    delay = exc.retry_after_s or min(8.0, 0.25 * 2**attempt)
+            attempt += 1
+            self.stats.retries += 1
+            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+
+
+def _request(messages: list[dict[str, str]], model: ModelSpec) -> Request:
+    return Request(
+        messages=tuple((m["role"], m["content"]) for m in messages),
+        temperature=model.temperature,
+        max_tokens=model.max_tokens,
+        seed=model.seed,
+    )
+
+
+def _question(messages: list[dict[str, str]]) -> str:
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return users[-1] if users else messages[-1]["content"] if messages else ""
+
+
+class _Judges:
+    """Model-graded assertions and pairwise judging."""
+
+    def __init__(
+        self, ws: Workspace, suite: Suite, engine: _Engine, providers: dict[str, Provider]
+    ) -> None:
+        self.suite = suite
+        self.judge = suite.judge
+        self.engine = engine
+        self.providers = providers
+        self.prompts: dict[str, PromptSpec] = {}
+        if self.judge is not None and self.judge.judges:
+            if self.judge.prompt:
+                custom = ws.prompts.get(self.judge.prompt).spec
+                self.prompts = dict.fromkeys(("rubric", "reference", "pairwise"), custom)
+            else:
+                built = ensure_judge_prompts(ws.prompts)
+                self.prompts = {
+                    "rubric": built["llmops-judge-rubric"].spec,
+                    "reference": built["llmops-judge-reference"].spec,
+                    "pairwise": built["llmops-judge-pairwise"].spec,
+                }
+
+    async def _verdicts(self, kind: str, values: dict[str, str]) -> list[tuple[str, str | None]]:
+        """Every judge x epoch reply: ``(text, error)``."""
+        assert self.judge is not None
+        spec = self.prompts[kind]
+        known = {k: v for k, v in values.items() if k in spec.variables}
+        messages = spec.render(known).messages
+        calls = []
+        for model in self.judge.judges:
+            provider = self.providers[_model_key(model)]
+            request = _request(messages, model)
+            calls += [
+                self.engine.call(provider, model, request, epoch)
+                for epoch in range(self.judge.epochs)
+            ]
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        out: list[tuple[str, str | None]] = []
+        for reply in replies:
+            if isinstance(reply, ProviderError):
+                out.append(("", f"judge call failed: {reply}"))
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                out.append((reply.text, None))
+        return out
+
+    async def grade(
+        self, assertion: Assertion, output: str, messages: list[dict[str, str]], case: Case
+    ) -> tuple[ScoreResult, dict[str, Any]]:
+        assert self.judge is not None
+        kind = assertion.type.removeprefix("not-")
+        threshold = assertion.threshold if assertion.threshold is not None else self.judge.threshold
+        values = {
+            "rubric": str(assertion.value or self.judge.rubric),
+            "question": delimit(_question(messages), "question"),
+            "output": delimit(output, "answer"),
+            "expected": delimit(str(case.expected or assertion.value or ""), "reference"),
+        }
+        prompt_kind = "reference" if kind == "reference-graded" else "rubric"
+        if kind == "reference-graded":
+            values["rubric"] = self.judge.rubric
+        replies = await self._verdicts(prompt_kind, values)
+        results = [
+            ScoreResult(None, 0.0, error)
+            if error
+            else parse_single(
+                text, field=self.judge.field, pattern=self.judge.pattern, threshold=threshold
+            )
+            for text, error in replies
+        ]
+        verdict = aggregate(results, self.judge.aggregate, threshold)
+        if verdict.passed is not None and threshold is not None and self.judge.aggregate == "mean":
+            verdict = ScoreResult(verdict.score >= threshold, verdict.score, verdict.reason)
+        if assertion.type.startswith("not-") and verdict.passed is not None:
+            verdict = ScoreResult(not verdict.passed, 1 - verdict.score, verdict.reason)
+        samples = [r.score for r in results if r.passed is not None]
+        detail = {"judge_samples": samples, "judge_replies": [t[-2000:] for t, _ in replies]}
+        return verdict, detail
+
+    async def pairwise(self, case: NumberedCase, question: str, a: str, b: str) -> EvalPair:
+        assert self.judge is not None
+        q = delimit(question, "question")
+        first = await self._verdicts(
+            "pairwise",
+            {
+                "question": q,
+                "answer_a": delimit(a),
+                "answer_b": delimit(b),
+                "rubric": self.judge.rubric,
+            },
+        )
+        second = await self._verdicts(
+            "pairwise",
+            {
+                "question": q,
+                "answer_a": delimit(b),
+                "answer_b": delimit(a),
+                "rubric": self.judge.rubric,
+            },
+        )
+        combined = []
+        for (t1, e1), (t2, e2) in zip(first, second, strict=True):
+            v1 = (
+                None
+                if e1
+                else parse_pairwise(t1, field=self.judge.field, pattern=self.judge.pattern)
+            )
+            v2 = (
+                None
+                if e2
+                else parse_pairwise(t2, field=self.judge.field, pattern=self.judge.pattern)
+            )
+            combined.append(combine_orders(v1, v2))
+        valid = [c for c in combined if c.verdict is not None]
+        verdict, consistent = None, None
+        if valid:
+            votes: list[str] = [str(c.verdict) for c in valid]
+            verdict = max(("A", "B", "TIE"), key=lambda v: (votes.count(v), v == "TIE"))
+            consistent = sum(1 for c in valid if c.consistent) * 2 > len(valid) or (
+                len(valid) == 1 and bool(valid[0].consistent)
+            )
+        return EvalPair(
+            run_id="",
+            case_index=case.index,
+            verdict=verdict,
+            consistent=consistent,
+            details={
+                "orders": [[c.verdict, c.consistent] for c in combined],
+                "replies": [t[-1000:] for t, _ in first + second],
+                "errors": [e for _, e in first + second if e],
+            },
+            human=case.case.human.upper() if case.case.human else None,
+        )
+
+
+def _model_key(model: ModelSpec) -> str:
+    return model.model_dump_json()
+
+
+async def _case(
+    engine: _Engine,
+    judges: _Judges,
+    loaded: LoadedSuite,
+    targets: list[_Target],
+    item: NumberedCase,
+    run_id: str,
+    skip: set[tuple[int, str]],
+    pairwise: bool,
+) -> list[EvalResult | EvalPair]:
+    case = item.case
+    assertions = [*loaded.suite.default_assert, *case.assert_]
+    outputs: dict[str, tuple[str, list[dict[str, str]]]] = {}
+
+    async def one(target: _Target) -> EvalResult | None:
+        try:
+            values = {k: v for k, v in case.vars.items() if k in target.spec.variables}
+            messages = target.spec.render(values).messages
+        except PromptRenderError as exc:
+            return _errored(run_id, item, target.name, f"render failed: {exc.one_line()}")
+        try:
+            completion = await engine.call(
+                target.provider, target.model, _request(messages, target.model)
+            )
+        except ProviderError as exc:
+            return _errored(run_id, item, target.name, f"provider failed: {exc}")
+        outputs[target.name] = (completion.text, messages)
+        if (item.index, target.name) in skip:
+            return None
+        ctx = ScoreContext(
+            vars=case.vars,
+            expected=case.expected,
+            latency_s=completion.latency_s,
+            cost=completion.cost,
+            folder=loaded.folder,
+        )
+        scored: list[dict[str, Any]] = []
+        results: list[tuple[ScoreResult, float]] = []
+        for assertion in assertions:
+            if assertion.type.removeprefix("not-") in MODEL_GRADED:
+                result, detail = await judges.grade(assertion, completion.text, messages, case)
+            else:
+                result, detail = (
+                    run_scorer(assertion.type, completion.text, assertion.value, ctx),
+                    {},
+                )
+            results.append((result, assertion.weight))
+            scored.append({"type": assertion.type, **result.to_json(), **detail})
+        return _result(run_id, item, target.name, completion, results, scored)
+
+    rows: list[EvalResult | EvalPair] = [
+        r for r in await asyncio.gather(*(one(t) for t in targets)) if r is not None
+    ]
+    if pairwise and (item.index, "*pair*") not in skip:
+        a, b = targets[0].name, targets[1].name
+        if a in outputs and b in outputs:
+            pair = await judges.pairwise(
+                item, _question(outputs[a][1]), outputs[a][0], outputs[b][0]
+            )
+            pair.run_id = run_id
+            rows.append(pair)
+    return rows
+
+
+def _errored(run_id: str, item: NumberedCase, target: str, error: str) -> EvalResult:
+    return EvalResult(
+        run_id=run_id,
+        case_index=item.index,
+        target=target,
+        case_id=item.case.id,
+        vars=item.case.vars,
+        output="",
+        passed=None,
+        score=None,
+        error=error[:4000],
+        assertions=[],
+        human=item.case.human,
+    )
+
+
+def _result(
+    run_id: str,
+    item: NumberedCase,
+    target: str,
+    completion: Completion,
+    results: list[tuple[ScoreResult, float]],
+    scored: list[dict[str, Any]],
+) -> EvalResult:
+    errors = [r.reason for r, _ in results if r.passed is None]
+    total_weight = sum(w for _, w in results) or 1.0
+    if errors:
+        passed, score, error = None, None, "; ".join(errors)[:4000]
+    elif results:
+        passed = all(r.passed for r, _ in results)
+        score, error = sum(r.score * w for r, w in results) / total_weight, None
+    else:
+        passed, score, error = True, 1.0, None  # nothing to check: the call itself succeeded
+    output = completion.text
+    if len(output) > MAX_OUTPUT_CHARS:
+        output = (
+            output[:MAX_OUTPUT_CHARS]
+            + f"\n[... {len(completion.text) - MAX_OUTPUT_CHARS} more characters not stored]"
+        )
+    return EvalResult(
+        run_id=run_id,
+        case_index=item.index,
+        target=target,
+        case_id=item.case.id,
+        vars=item.case.vars,
+        output=output,
+        passed=passed,
+        score=score,
+        error=error,
+        assertions=scored,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        cost=completion.cost,
+        latency_ms=completion.latency_s * 1000,
+        cached=completion.cached,
+        human=item.case.human,
+    )
+
+
+async def _run(
+    ws: Workspace,
+    loaded: LoadedSuite,
+    *,
+    concurrency: int | None,
+    no_cache: bool,
+    resume: str | None,
+    live: bool,
+) -> EvalOutcome:
+    suite = loaded.suite
+    timeout = suite.timeout_s
+    providers: dict[str, Provider] = {}
+    for spec in [t.model for t in suite.targets] + (suite.judge.judges if suite.judge else []):
+        providers.setdefault(_model_key(spec), make_provider(spec, ws=ws, timeout_s=timeout))
+    targets = [
+        _Target(t.name, _prompt_spec(ws, t), t.model, providers[_model_key(t.model)])
+        for t in suite.targets
+    ]
+    total = _check_variables(loaded, targets)
+    names = [t.name for t in targets]
+    evals = ws.evals
+    run_id, skip = _open_run(ws, loaded, names, total, resume)
+    stats = _Stats()
+    cache = ResponseCache(ws.state_dir / "evalcache.db")
+    engine = _Engine(
+        suite,
+        concurrency=concurrency or suite.concurrency,
+        cache=cache,
+        read_cache=not no_cache,
+        stats=stats,
+    )
+    judges = _Judges(ws, suite, engine, providers)
+    pairwise = bool(suite.judge and suite.judge.mode == "pairwise")
+    pending: list[EvalResult | EvalPair] = []
+    progress = _Progress(total) if live else None
+
+    def flush() -> None:
+        if pending:
+            evals.add_results(list(pending))
+            pending.clear()
+
+    cases = _todo(iter_cases(loaded), skip, names, pairwise)
+
+    async def worker() -> None:
+        for item in cases:
+            rows = await _case(engine, judges, loaded, targets, item, run_id, skip, pairwise)
+            pending.extend(rows)
+            stats.done += 1
+            stats.errors += sum(1 for r in rows if isinstance(r, EvalResult) and r.passed is None)
+            if len(pending) >= _FLUSH_ROWS:
+                flush()
+            if progress is not None:
+                progress.show(stats)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(concurrency or suite.concurrency)))
+        flush()
+    finally:
+        for provider in providers.values():
+            await provider.close()
+        cache.close()
+        if progress is not None:
+            progress.close()
+    summary = evals.summarize(run_id, names)
+    errors = sum(t["errors"] for t in summary["targets"])
+    run = evals.finish(run_id, status="completed", summary=summary, cases=total, errors=errors)
+    return EvalOutcome(
+        run=run,
+        seconds=time.perf_counter() - stats.started,
+        calls=stats.calls,
+        cache_hits=stats.hits,
+        retries=stats.retries,
+    )
+
+
+def _open_run(
+    ws: Workspace, loaded: LoadedSuite, names: list[str], total: int, resume: str | None
+) -> tuple[str, set[tuple[int, str]]]:
+    """A new run record, or the resumed one with the ``(case, target)`` pairs it finished."""
+    evals = ws.evals
+    if resume:
+        previous = evals.get(resume)
+        if previous.suite_digest != loaded.digest:
+            raise InputError(
+                f"eval run {resume} ran a different suite (or cases file)",
+                hint="resume with the same suite, or start a new run",
+            )
+        if previous.status == "completed":
+            raise InputError(f"eval run {resume} already completed", hint="start a new run")
+        evals.reopen(resume)
+        return resume, evals.done(resume)
+    from llmops.train.environment import git_state
+
+    run_id = new_eval_id()
+    evals.create(
+        id=run_id,
+        suite_name=loaded.name,
+        suite_path=str(loaded.path) if loaded.path else "",
+        suite_digest=loaded.digest,
+        suite=loaded.suite.model_dump(mode="json", by_alias=True),
+        targets=names,
+        cases=total,
+        environment={"llmops": _version(), "git": git_state(ws.root)},
+    )
+    return run_id, set()
+
+
+def _todo(
+    items: Iterator[NumberedCase], skip: set[tuple[int, str]], names: list[str], pairwise: bool
+) -> Iterator[NumberedCase]:
+    """The cases a (resumed) run still has to do."""
+    for item in items:
+        finished = all((item.index, n) in skip for n in names)
+        if pairwise:
+            finished = finished and (item.index, "*pair*") in skip
+        if not finished:
+            yield item
+
+
+def _version() -> str:
+    from llmops._version import __version__
+
+    return __version__
+
+
+class _Progress:
+    """A one-line live display on stderr."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.last = 0.0
+
+    def show(self, stats: _Stats) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.2 and stats.done < self.total:
+            return
+        self.last = now
+        rate = stats.done / max(now - stats.started, 1e-9)
+        sys.stderr.write(
+            f"\r{stats.done}/{self.total} cases  {stats.errors} errors  "
+            f"{stats.calls} calls  {stats.hits} cached  {rate:.1f} cases/s\033[K"
+        )
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
