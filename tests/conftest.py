@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("LLMOPS_USER", "tester")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network at import
 for _var in ("LLMOPS_WORKSPACE", "LLMOPS_DB_URL", "LLMOPS_STORE_URL"):
     os.environ.pop(_var, None)
 

@@ -167,8 +167,8 @@ class OpenAIProvider:
         if status >= 400:
             raise ProviderError(f"HTTP {status} from {self.url}: {_snippet(raw)}", retryable=False)
         try:
-            data = json.loads(raw)
-            text = data["choices"][0]["message"]["content"] or ""
+            data = json.loads(raw.decode("utf-8", "replace"))
+            text = clean_text(str(data["choices"][0]["message"]["content"] or ""))
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
             raise ProviderError(
                 f"malformed response from {self.url}: {_snippet(raw)}", retryable=True
@@ -181,6 +181,12 @@ class OpenAIProvider:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def clean_text(text: str) -> str:
+    """``text`` with lone surrogates (from broken UTF-8 or JSON escapes) replaced, so it can be
+    stored and printed."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _seconds(value: str | None) -> float | None:
@@ -210,6 +216,7 @@ class LiteLLMProvider:
             raise ProviderError(
                 "provider 'litellm' needs litellm: pip install 'llmops[eval]'", retryable=False
             ) from None
+        litellm.suppress_debug_info = True  # it prints hints on stdout, which --json owns
         kwargs: dict[str, Any] = {
             "model": self.spec.name,
             "timeout": self.timeout_s,
@@ -233,7 +240,7 @@ class LiteLLMProvider:
                 f"litellm: {type(exc).__name__}: {exc}"[:500], retryable=retryable
             ) from None
         latency = time.perf_counter() - started
-        text = response.choices[0].message.content or ""
+        text = clean_text(str(response.choices[0].message.content or ""))
         usage = getattr(response, "usage", None)
         pt = int(getattr(usage, "prompt_tokens", 0) or 0)
         ct = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -326,7 +333,7 @@ class LocalProvider:
                     pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
                 )
             new = out[0][ids.shape[1] :]
-            text = self._tokenizer.decode(new, skip_special_tokens=True)
+            text = clean_text(self._tokenizer.decode(new, skip_special_tokens=True))
             return Completion(
                 text, int(ids.shape[1]), int(new.shape[0]), 0.0, time.perf_counter() - started
             )

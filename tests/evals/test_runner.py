@@ -1,0 +1,286 @@
+"""The eval runner against the real HTTP path: results, statistics, faults, cache, resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmops import Workspace
+from llmops.errors import InputError, SuiteError
+from llmops.evals.testing import Fault, MockServer
+from tests.evals.conftest import default_responder, is_judge, model, write_suite
+
+
+def test_a_run_stores_results_and_summarises_them(ws: Workspace, tmp_path: Path,
+                                                   server: MockServer) -> None:  # fmt: skip
+    outcome = ws.evaluate(write_suite(tmp_path, server.url))
+    out = outcome.to_json()
+    assert out["cases"] == 4 and out["errors"] == 0 and out["status"] == "completed"
+    (target,) = out["targets"]
+    assert target["name"] == "model" and target["pass_rate"] == 0.75
+    assert target["mean_score"] == 0.75 and target["ci_low"] <= 0.75 <= target["ci_high"]
+    results = list(ws.evals.results(out["run_id"]))
+    assert [r["passed"] for r in results] == [True, True, False, True]
+    assert results[2]["output"] == "I am not sure." and results[2]["vars"] == {"country": "Peru"}
+    assert results[0]["prompt_tokens"] > 0 and results[0]["latency_ms"] > 0
+    assert outcome.calls == 4
+
+
+def test_identical_requests_are_never_paid_twice(ws: Workspace, tmp_path: Path,
+                                                 server: MockServer) -> None:  # fmt: skip
+    suite = write_suite(tmp_path, server.url)
+    ws.evaluate(suite)
+    again = ws.evaluate(suite)
+    assert (again.calls, again.cache_hits) == (0, 4)
+    assert [r["cached"] for r in ws.evals.results(again.run.run_id)] == [True] * 4
+    fresh = ws.evaluate(suite, no_cache=True)
+    assert fresh.calls == 4 and len(server.requests) == 8
+
+
+@pytest.mark.parametrize("kind", ["429", "500", "malformed", "disconnect"])
+def test_transient_faults_are_retried(ws: Workspace, tmp_path: Path, kind: str,
+                                      make_server: Callable[..., MockServer]) -> None:  # fmt: skip
+    server = make_server(faults=[kind, kind])  # the first two requests fail
+    outcome = ws.evaluate(write_suite(tmp_path, server.url))
+    assert outcome.run.errors == 0 and outcome.retries == 2
+    assert outcome.run.summary["targets"][0]["pass_rate"] == 0.75
+
+
+def test_timeouts_are_retried_then_recorded(ws: Workspace, tmp_path: Path,
+                                            make_server: Callable[..., MockServer]) -> None:  # fmt: skip
+    server = make_server(faults=["timeout"] * 2)
+    suite = write_suite(tmp_path, server.url, extra="timeout_s: 0.5\nmax_retries: 0\nconcurrency: 1\n")
+    run = ws.evaluate(suite).run
+    assert run.errors == 2 and run.cases == 4  # the first two requests hung
+    errored = [r for r in ws.evals.results(run.run_id) if r["passed"] is None]
+    assert [r["case_index"] for r in errored] == [0, 1]
+    assert "timed out after 0.5 s" in errored[0]["error"]
+
+
+def test_a_failing_provider_is_recorded_per_case_and_the_run_completes(
+    ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
+) -> None:
+    server = make_server(lambda body: Fault("500"))
+    run = ws.evaluate(write_suite(tmp_path, server.url, extra="max_retries: 1\n")).run
+    assert run.status == "completed" and run.errors == 4
+    assert all("HTTP 500" in r["error"] and "after 2 attempts" in r["error"]
+               for r in ws.evals.results(run.run_id))  # fmt: skip
+    assert run.summary["targets"][0]["pass_rate"] is None
+
+
+def test_an_unreachable_provider(ws: Workspace, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    suite = write_suite(tmp_path, f"http://127.0.0.1:{port}/v1", extra="max_retries: 0\n")
+    run = ws.evaluate(suite).run
+    assert run.errors == 4
+    assert "connection failed" in next(ws.evals.results(run.run_id))["error"]
+
+
+def test_rate_limit_paces_requests(ws: Workspace, tmp_path: Path, server: MockServer) -> None:
+    suite = write_suite(tmp_path, server.url, targets=f"""
+  - name: model
+    prompt: [{{role: user, content: "What is the capital of {{{{ country }}}}?"}}]
+    model: {{provider: openai, name: s, api_base: "{server.url}", rate_limit_rps: 10}}
+""")
+    started = time.perf_counter()
+    ws.evaluate(suite)
+    assert time.perf_counter() - started >= 0.29  # 4 requests at 10/s: at least 0.3 s apart
+
+
+def test_huge_and_non_utf8_outputs(ws: Workspace, tmp_path: Path,
+                                   make_server: Callable[..., MockServer]) -> None:  # fmt: skip
+    from llmops.evals.runner import MAX_OUTPUT_CHARS
+
+    def respond(body: dict[str, Any]) -> str:
+        q = body["messages"][-1]["content"]
+        return "Paris " * 400_000 if "France" in q else "Madrid \udcff bytes"
+
+    server = make_server(respond)
+    run = ws.evaluate(write_suite(tmp_path, server.url)).run
+    results = list(ws.evals.results(run.run_id))
+    assert results[0]["passed"] is True  # scored on the whole output
+    assert len(results[0]["output"]) < MAX_OUTPUT_CHARS + 100
+    assert "more characters not stored" in results[0]["output"]
+    assert results[1]["passed"] is True and "\ufffd" in results[1]["output"] or results[1]["error"]
+
+
+@pytest.mark.parametrize(
+    ("cases", "match"),
+    [
+        ("\n  - vars: {nation: France}\n", r"suite.yaml:\d+: case 0 lacks country"),
+        (" []\n", "the suite has no cases"),
+    ],
+)
+def test_bad_cases_are_refused_before_any_call(ws: Workspace, tmp_path: Path, server: MockServer,
+                                               cases: str, match: str) -> None:  # fmt: skip
+    with pytest.raises(SuiteError, match=match):
+        ws.evaluate(write_suite(tmp_path, server.url, cases=cases))
+    assert server.requests == []
+
+
+def test_cases_from_jsonl_and_csv_files(ws: Workspace, tmp_path: Path, server: MockServer) -> None:
+    (tmp_path / "cases.jsonl").write_text(
+        json.dumps({"vars": {"country": "Italy"}, "assert": [{"type": "contains", "value": "Rome"}]})
+        + "\n" + json.dumps({"country": "Kenya"}) + "\n")  # fmt: skip
+    (tmp_path / "cases.csv").write_text("country,__expected\nEgypt,icontains: cairo\nChile,Santiago\n")
+    for name in ("cases.jsonl", "cases.csv"):
+        suite = write_suite(tmp_path, server.url, cases=" []\n", extra=f"cases_file: {name}\n",
+                            name=f"{name}.yaml")  # fmt: skip
+        run = ws.evaluate(suite).run
+        results = list(ws.evals.results(run.run_id))
+        assert len(results) == 2
+        if name == "cases.jsonl":
+            assert [r["passed"] for r in results] == [True, True]
+        else:  # 'Santiago' alone means equals, and the answer is a sentence
+            assert [r["passed"] for r in results] == [True, False]
+
+
+def test_a_bad_row_in_the_cases_file_names_file_and_line(ws: Workspace, tmp_path: Path,
+                                                         server: MockServer) -> None:  # fmt: skip
+    (tmp_path / "cases.jsonl").write_bytes(b'{"country": "Italy"}\n{"country": "\xff"}\n')
+    suite = write_suite(tmp_path, server.url, cases=" []\n", extra="cases_file: cases.jsonl\n")
+    with pytest.raises(SuiteError, match=r"cases.jsonl:2: not a JSON object"):
+        ws.evaluate(suite)
+
+
+def _kill_mid_run(ws: Workspace, suite: Path) -> str:
+    env = {**os.environ, "LLMOPS_WORKSPACE": str(ws.root)}
+    proc = subprocess.Popen([sys.executable, "-m", "llmops", "eval", "run", str(suite), "--json"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = ws.evals.list()
+        if runs and len(ws.evals.done(runs[0].run_id)) >= 300:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+            return runs[0].run_id
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(30)
+    pytest.fail("the run never got far enough")
+
+
+def test_a_killed_run_resumes_without_recalling_finished_cases(
+    ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
+) -> None:
+    server = make_server(latency_s=0.002)
+    rows = "".join(json.dumps({"country": c, "n": i}) + "\n"
+                   for i in range(250) for c in ("France", "Peru", "Spain", "Japan"))  # fmt: skip
+    (tmp_path / "cases.jsonl").write_text(rows)
+    suite = write_suite(tmp_path, server.url, cases=" []\n", extra="cases_file: cases.jsonl\n"
+                        "default_assert: [{type: icontains, value: capital}]\nconcurrency: 4\n")  # fmt: skip
+    run_id = _kill_mid_run(ws, suite)
+    assert ws.evals.get(run_id).status == "running"
+    finished = len(ws.evals.done(run_id))
+    assert finished < 1000
+    before = len(server.requests)
+    with pytest.raises(InputError, match="ran a different suite"):
+        ws.evaluate(write_suite(tmp_path, server.url, name="other.yaml"), resume=run_id)
+    outcome = ws.evaluate(suite, resume=run_id)
+    assert outcome.run.status == "completed" and outcome.run.cases == 1000
+    assert len(list(ws.evals.results(run_id))) == 1000
+    # Only unfinished cases were called (the cache answers repeats of in-flight ones anyway).
+    assert len(server.requests) - before <= 1000 - finished
+    assert outcome.run.summary["targets"][0]["pass_rate"] == 0.75
+
+
+def test_litellm_provider_through_the_same_server(ws: Workspace, tmp_path: Path,
+                                                  server: MockServer) -> None:  # fmt: skip
+    if importlib.util.find_spec("litellm") is None:
+        pytest.skip("needs litellm: pip install '.[eval]'")
+    suite = write_suite(tmp_path, server.url, targets=f"""
+  - name: via-litellm
+    prompt: [{{role: user, content: "What is the capital of {{{{ country }}}}?"}}]
+    model: {{provider: litellm, name: openai/scripted, api_base: "{server.url}", api_key_env: MOCK_KEY}}
+""")
+    os.environ["MOCK_KEY"] = "sk-test"
+    try:
+        run = ws.evaluate(suite).run
+    finally:
+        os.environ.pop("MOCK_KEY")
+    errors = [r["error"] for r in ws.evals.results(run.run_id) if r["error"]]
+    assert run.errors == 0, errors
+    assert run.summary["targets"][0]["pass_rate"] == 0.75
+    assert all(r["completion_tokens"] > 0 for r in ws.evals.results(run.run_id))
+
+
+def test_two_targets_are_compared_with_paired_statistics(ws: Workspace, tmp_path: Path,
+                                                         server: MockServer) -> None:  # fmt: skip
+    targets = f"""
+  - name: base
+    prompt: [{{role: user, content: "Capital of {{{{ country }}}}?"}}]
+    model: {{provider: openai, name: s, api_base: "{server.url}"}}
+  - name: tuned
+    prompt: [{{role: user, content: "Capital of {{{{ country }}}}? Say it."}}]
+    model: {{provider: openai, name: s, api_base: "{server.url}"}}
+"""
+    rows = "".join(f"  - vars: {{country: {c}}}\n    assert: [{{type: icontains, value: capital}}]\n"
+                   for c in ["France", "Spain", "Japan", "Italy"] * 5)  # fmt: skip
+    out = ws.evaluate(write_suite(tmp_path, server.url, targets=targets, cases="\n" + rows)).to_json()
+    (comparison,) = out["comparisons"]
+    assert comparison["a"] == "base" and comparison["b"] == "tuned" and comparison["n"] == 20
+    assert comparison["ties"] == 20 and comparison["p_sign"] == 1.0
+
+
+def test_gate_compare_and_exports(ws: Workspace, tmp_path: Path, server: MockServer) -> None:
+    import xml.etree.ElementTree as ET
+
+    good = ws.evaluate(write_suite(tmp_path, server.url)).run
+    worse_cases = """
+  - vars: {country: France}
+    assert: [{type: icontains, value: paris}]
+  - vars: {country: Spain}
+    assert: [{type: icontains, value: barcelona}]
+  - vars: {country: Peru}
+    assert: [{type: icontains, value: lima}]
+  - vars: {country: Japan}
+    assert: [{type: contains, value: Tokyo}]
+"""
+    worse = ws.evaluate(write_suite(tmp_path, server.url, cases=worse_cases, name="w.yaml")).run
+    report = ws.evals.gate(worse.run_id, baseline=good.run_id)
+    assert not report.ok and "dropped 0.250" in report.problems[0]
+    assert ws.evals.gate(worse.run_id, baseline=good.run_id, max_drop=0.3).ok
+    assert not ws.evals.gate(good.run_id, min_pass_rate=0.9).ok
+    diff = ws.evals.compare(good.run_id, worse.run_id)
+    assert [c["vars"] for c in diff["changed"]] == [{"country": "Spain"}]
+    jsonl = "".join(ws.evals.export(worse.run_id, "jsonl")).splitlines()
+    assert len(jsonl) == 4 and json.loads(jsonl[1])["passed"] is False
+    csv_text = "".join(ws.evals.export(worse.run_id, "csv"))
+    assert csv_text.splitlines()[0].startswith("case_index,case_id,target")
+    junit = ET.fromstring("".join(ws.evals.export(worse.run_id, "junit")))
+    suite = junit.find("testsuite")
+    assert suite is not None and suite.get("tests") == "4" and suite.get("failures") == "2"
+
+
+def test_the_judge_uses_registry_prompts(ws: Workspace, tmp_path: Path, server: MockServer) -> None:
+    suite = write_suite(tmp_path, server.url, cases="""
+  - vars: {country: France}
+    assert: [{type: llm-rubric, value: names the capital}]
+  - vars: {country: Peru}
+    expected: Lima
+    assert: [{type: reference-graded}]
+""", extra=f'judge: {{model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n')
+    run = ws.evaluate(suite).run
+    assert [r["passed"] for r in ws.evals.results(run.run_id)] == [True, False]
+    names = {p.name for p in ws.prompts.list()}
+    assert {"llmops-judge-rubric", "llmops-judge-reference", "llmops-judge-pairwise"} <= names
+    ws.evaluate(suite)
+    assert ws.prompts.get("llmops-judge-rubric").version == 1  # identical content: no new version
+    judged = [b for b in server.requests if is_judge(b)]
+    assert "Reference answer" in judged[1]["messages"][-1]["content"]
+    assert model({"messages": [{"role": "user", "content": "Peru"}]}) == "I am not sure."
+    assert default_responder is not None
