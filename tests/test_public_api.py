@@ -38,6 +38,7 @@ def test_prompts_exports() -> None:
             "dump_prompt_file",
             "load_prompt_file",
             "parse_prompt_yaml",
+            "render_template",
         ]
     )
 

@@ -409,6 +409,18 @@ class _Judges:
         )
 
 
+def _render_value(value: Any, variables: dict[str, Any]) -> Any:
+    """An assertion value with ``{{ var }}`` templates filled from the case (as promptfoo does),
+    rendered in the sandbox; values are data, never templates themselves."""
+    from llmops.prompts import render_template
+
+    if isinstance(value, str) and "{{" in value:
+        return render_template(value, variables, what="assertion value")
+    if isinstance(value, list):
+        return [_render_value(v, variables) for v in value]
+    return value
+
+
 def _model_key(model: ModelSpec) -> str:
     return model.model_dump_json()
 
@@ -451,7 +463,15 @@ async def _case(
         )
         scored: list[dict[str, Any]] = []
         results: list[tuple[ScoreResult, float]] = []
-        for assertion in assertions:
+        for raw in assertions:
+            try:
+                assertion = raw.model_copy(update={"value": _render_value(raw.value, case.vars)})
+            except PromptRenderError as exc:
+                results.append((ScoreResult(None, 0.0, exc.one_line()), raw.weight))
+                scored.append(
+                    {"type": raw.type, "passed": None, "score": 0.0, "reason": exc.one_line()}
+                )
+                continue
             if assertion.type.removeprefix("not-") in MODEL_GRADED:
                 result, detail = await judges.grade(assertion, completion.text, messages, case)
             else:

@@ -1,6 +1,6 @@
 """Versioned prompts: immutable versions, movable labels, sandboxed rendering, files and diffs."""
 
-from llmops.prompts._sandbox import RenderLimits
+from llmops.prompts._sandbox import RenderLimits, render_template
 from llmops.prompts.diff import FieldChange, PromptDiff
 from llmops.prompts.files import dump_prompt_file, load_prompt_file, parse_prompt_yaml
 from llmops.prompts.records import (
@@ -34,4 +34,5 @@ __all__ = [
     "dump_prompt_file",
     "load_prompt_file",
     "parse_prompt_yaml",
+    "render_template",
 ]

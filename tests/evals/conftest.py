@@ -12,8 +12,16 @@ import pytest
 
 from llmops.evals.testing import Fault, MockServer
 
-CAPITALS = {"France": "Paris", "Spain": "Madrid", "Italy": "Rome", "Japan": "Tokyo",
-            "Kenya": "Nairobi", "Peru": "Lima", "Chile": "Santiago", "Egypt": "Cairo"}  # fmt: skip
+CAPITALS = {
+    "France": "Paris",
+    "Spain": "Madrid",
+    "Italy": "Rome",
+    "Japan": "Tokyo",
+    "Kenya": "Nairobi",
+    "Peru": "Lima",
+    "Chile": "Santiago",
+    "Egypt": "Cairo",
+}
 
 
 def user_text(body: dict[str, Any]) -> str:
@@ -21,14 +29,16 @@ def user_text(body: dict[str, Any]) -> str:
 
 
 def is_judge(body: dict[str, Any]) -> bool:
-    return any("impartial evaluator" in m["content"] for m in body["messages"]
-               if m["role"] == "system")  # fmt: skip
+    return any(
+        "impartial evaluator" in m["content"] for m in body["messages"] if m["role"] == "system"
+    )
 
 
 def answer_block(prompt: str, kind: str = "answer") -> str:
     """The content of the (escaped) untrusted block of the given kind."""
-    match = re.search(rf'<untrusted_{kind} id="(\w+)">\n(.*)\n</untrusted_{kind} id="\1">',
-                      prompt, re.S)  # fmt: skip
+    match = re.search(
+        rf'<untrusted_{kind} id="(\w+)">\n(.*)\n</untrusted_{kind} id="\1">', prompt, re.S
+    )
     assert match, f"no untrusted {kind} block in {prompt!r}"
     return match.group(2)
 
@@ -47,7 +57,7 @@ def judge(body: dict[str, Any]) -> str:
     prompt = user_text(body)
     answer = answer_block(prompt)
     ok = any(city in answer for city in CAPITALS.values())
-    return f'Checking.\n{json.dumps({"reason": "named a capital" if ok else "no capital", "pass": ok, "score": 1.0 if ok else 0.0})}'
+    return f"Checking.\n{json.dumps({'reason': 'named a capital' if ok else 'no capital', 'pass': ok, 'score': 1.0 if ok else 0.0})}"
 
 
 def default_responder(body: dict[str, Any]) -> str | Fault:
@@ -64,8 +74,9 @@ def server() -> Iterator[MockServer]:
 def make_server() -> Iterator[Callable[..., MockServer]]:
     started: list[MockServer] = []
 
-    def make(respond: Callable[[dict[str, Any]], str | Fault] = default_responder,
-             **kwargs: Any) -> MockServer:  # fmt: skip
+    def make(
+        respond: Callable[[dict[str, Any]], str | Fault] = default_responder, **kwargs: Any
+    ) -> MockServer:
         s = MockServer(respond, **kwargs)
         s.start()
         started.append(s)
@@ -76,14 +87,27 @@ def make_server() -> Iterator[Callable[..., MockServer]]:
         s.stop()
 
 
-def write_suite(root: Path, url: str, *, cases: str | None = None, extra: str = "",
-                targets: str | None = None, name: str = "suite.yaml") -> Path:  # fmt: skip
-    targets = targets or f"""
+def write_suite(
+    root: Path,
+    url: str,
+    *,
+    cases: str | None = None,
+    extra: str = "",
+    targets: str | None = None,
+    name: str = "suite.yaml",
+) -> Path:
+    targets = (
+        targets
+        or f"""
   - name: model
     prompt: [{{role: user, content: "What is the capital of {{{{ country }}}}?"}}]
     model: {{provider: openai, name: scripted, api_base: "{url}"}}
 """
-    cases = cases if cases is not None else """
+    )
+    cases = (
+        cases
+        if cases is not None
+        else """
   - vars: {country: France}
     assert: [{type: icontains, value: paris}]
   - vars: {country: Spain}
@@ -93,6 +117,7 @@ def write_suite(root: Path, url: str, *, cases: str | None = None, extra: str = 
   - vars: {country: Japan}
     assert: [{type: contains, value: Tokyo}]
 """
+    )
     text = f"targets:{targets}cases:{cases}{extra}"
     path = root / name
     path.write_text(text, encoding="utf-8")

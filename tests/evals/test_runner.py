@@ -21,8 +21,9 @@ from llmops.evals.testing import Fault, MockServer
 from tests.evals.conftest import default_responder, is_judge, model, write_suite
 
 
-def test_a_run_stores_results_and_summarises_them(ws: Workspace, tmp_path: Path,
-                                                   server: MockServer) -> None:  # fmt: skip
+def test_a_run_stores_results_and_summarises_them(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
     outcome = ws.evaluate(write_suite(tmp_path, server.url))
     out = outcome.to_json()
     assert out["cases"] == 4 and out["errors"] == 0 and out["status"] == "completed"
@@ -36,8 +37,9 @@ def test_a_run_stores_results_and_summarises_them(ws: Workspace, tmp_path: Path,
     assert outcome.calls == 4
 
 
-def test_identical_requests_are_never_paid_twice(ws: Workspace, tmp_path: Path,
-                                                 server: MockServer) -> None:  # fmt: skip
+def test_identical_requests_are_never_paid_twice(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
     suite = write_suite(tmp_path, server.url)
     ws.evaluate(suite)
     again = ws.evaluate(suite)
@@ -48,18 +50,22 @@ def test_identical_requests_are_never_paid_twice(ws: Workspace, tmp_path: Path,
 
 
 @pytest.mark.parametrize("kind", ["429", "500", "malformed", "disconnect"])
-def test_transient_faults_are_retried(ws: Workspace, tmp_path: Path, kind: str,
-                                      make_server: Callable[..., MockServer]) -> None:  # fmt: skip
+def test_transient_faults_are_retried(
+    ws: Workspace, tmp_path: Path, kind: str, make_server: Callable[..., MockServer]
+) -> None:
     server = make_server(faults=[kind, kind])  # the first two requests fail
     outcome = ws.evaluate(write_suite(tmp_path, server.url))
     assert outcome.run.errors == 0 and outcome.retries == 2
     assert outcome.run.summary["targets"][0]["pass_rate"] == 0.75
 
 
-def test_timeouts_are_retried_then_recorded(ws: Workspace, tmp_path: Path,
-                                            make_server: Callable[..., MockServer]) -> None:  # fmt: skip
+def test_timeouts_are_retried_then_recorded(
+    ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
+) -> None:
     server = make_server(faults=["timeout"] * 2)
-    suite = write_suite(tmp_path, server.url, extra="timeout_s: 0.5\nmax_retries: 0\nconcurrency: 1\n")
+    suite = write_suite(
+        tmp_path, server.url, extra="timeout_s: 0.5\nmax_retries: 0\nconcurrency: 1\n"
+    )
     run = ws.evaluate(suite).run
     assert run.errors == 2 and run.cases == 4  # the first two requests hung
     errored = [r for r in ws.evals.results(run.run_id) if r["passed"] is None]
@@ -73,8 +79,10 @@ def test_a_failing_provider_is_recorded_per_case_and_the_run_completes(
     server = make_server(lambda body: Fault("500"))
     run = ws.evaluate(write_suite(tmp_path, server.url, extra="max_retries: 1\n")).run
     assert run.status == "completed" and run.errors == 4
-    assert all("HTTP 500" in r["error"] and "after 2 attempts" in r["error"]
-               for r in ws.evals.results(run.run_id))  # fmt: skip
+    assert all(
+        "HTTP 500" in r["error"] and "after 2 attempts" in r["error"]
+        for r in ws.evals.results(run.run_id)
+    )
     assert run.summary["targets"][0]["pass_rate"] is None
 
 
@@ -91,18 +99,23 @@ def test_an_unreachable_provider(ws: Workspace, tmp_path: Path) -> None:
 
 
 def test_rate_limit_paces_requests(ws: Workspace, tmp_path: Path, server: MockServer) -> None:
-    suite = write_suite(tmp_path, server.url, targets=f"""
+    suite = write_suite(
+        tmp_path,
+        server.url,
+        targets=f"""
   - name: model
     prompt: [{{role: user, content: "What is the capital of {{{{ country }}}}?"}}]
     model: {{provider: openai, name: s, api_base: "{server.url}", rate_limit_rps: 10}}
-""")
+""",
+    )
     started = time.perf_counter()
     ws.evaluate(suite)
     assert time.perf_counter() - started >= 0.29  # 4 requests at 10/s: at least 0.3 s apart
 
 
-def test_huge_and_non_utf8_outputs(ws: Workspace, tmp_path: Path,
-                                   make_server: Callable[..., MockServer]) -> None:  # fmt: skip
+def test_huge_and_non_utf8_outputs(
+    ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
+) -> None:
     from llmops.evals.runner import MAX_OUTPUT_CHARS
 
     def respond(body: dict[str, Any]) -> str:
@@ -115,7 +128,9 @@ def test_huge_and_non_utf8_outputs(ws: Workspace, tmp_path: Path,
     assert results[0]["passed"] is True  # scored on the whole output
     assert len(results[0]["output"]) < MAX_OUTPUT_CHARS + 100
     assert "more characters not stored" in results[0]["output"]
-    assert results[1]["passed"] is True and "\ufffd" in results[1]["output"] or results[1]["error"]
+    assert (results[1]["passed"] is True and "\ufffd" in results[1]["output"]) or results[1][
+        "error"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -125,8 +140,9 @@ def test_huge_and_non_utf8_outputs(ws: Workspace, tmp_path: Path,
         (" []\n", "the suite has no cases"),
     ],
 )
-def test_bad_cases_are_refused_before_any_call(ws: Workspace, tmp_path: Path, server: MockServer,
-                                               cases: str, match: str) -> None:  # fmt: skip
+def test_bad_cases_are_refused_before_any_call(
+    ws: Workspace, tmp_path: Path, server: MockServer, cases: str, match: str
+) -> None:
     with pytest.raises(SuiteError, match=match):
         ws.evaluate(write_suite(tmp_path, server.url, cases=cases))
     assert server.requests == []
@@ -134,12 +150,20 @@ def test_bad_cases_are_refused_before_any_call(ws: Workspace, tmp_path: Path, se
 
 def test_cases_from_jsonl_and_csv_files(ws: Workspace, tmp_path: Path, server: MockServer) -> None:
     (tmp_path / "cases.jsonl").write_text(
-        json.dumps({"vars": {"country": "Italy"}, "assert": [{"type": "contains", "value": "Rome"}]})
-        + "\n" + json.dumps({"country": "Kenya"}) + "\n")  # fmt: skip
-    (tmp_path / "cases.csv").write_text("country,__expected\nEgypt,icontains: cairo\nChile,Santiago\n")
+        json.dumps(
+            {"vars": {"country": "Italy"}, "assert": [{"type": "contains", "value": "Rome"}]}
+        )
+        + "\n"
+        + json.dumps({"country": "Kenya"})
+        + "\n"
+    )
+    (tmp_path / "cases.csv").write_text(
+        "country,__expected\nEgypt,icontains: cairo\nChile,Santiago\n"
+    )
     for name in ("cases.jsonl", "cases.csv"):
-        suite = write_suite(tmp_path, server.url, cases=" []\n", extra=f"cases_file: {name}\n",
-                            name=f"{name}.yaml")  # fmt: skip
+        suite = write_suite(
+            tmp_path, server.url, cases=" []\n", extra=f"cases_file: {name}\n", name=f"{name}.yaml"
+        )
         run = ws.evaluate(suite).run
         results = list(ws.evals.results(run.run_id))
         assert len(results) == 2
@@ -149,8 +173,9 @@ def test_cases_from_jsonl_and_csv_files(ws: Workspace, tmp_path: Path, server: M
             assert [r["passed"] for r in results] == [True, False]
 
 
-def test_a_bad_row_in_the_cases_file_names_file_and_line(ws: Workspace, tmp_path: Path,
-                                                         server: MockServer) -> None:  # fmt: skip
+def test_a_bad_row_in_the_cases_file_names_file_and_line(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
     (tmp_path / "cases.jsonl").write_bytes(b'{"country": "Italy"}\n{"country": "\xff"}\n')
     suite = write_suite(tmp_path, server.url, cases=" []\n", extra="cases_file: cases.jsonl\n")
     with pytest.raises(SuiteError, match=r"cases.jsonl:2: not a JSON object"):
@@ -159,8 +184,12 @@ def test_a_bad_row_in_the_cases_file_names_file_and_line(ws: Workspace, tmp_path
 
 def _kill_mid_run(ws: Workspace, suite: Path) -> str:
     env = {**os.environ, "LLMOPS_WORKSPACE": str(ws.root)}
-    proc = subprocess.Popen([sys.executable, "-m", "llmops", "eval", "run", str(suite), "--json"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmops", "eval", "run", str(suite), "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         runs = ws.evals.list()
@@ -178,11 +207,19 @@ def test_a_killed_run_resumes_without_recalling_finished_cases(
     ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
 ) -> None:
     server = make_server(latency_s=0.002)
-    rows = "".join(json.dumps({"country": c, "n": i}) + "\n"
-                   for i in range(250) for c in ("France", "Peru", "Spain", "Japan"))  # fmt: skip
+    rows = "".join(
+        json.dumps({"country": c, "n": i}) + "\n"
+        for i in range(250)
+        for c in ("France", "Peru", "Spain", "Japan")
+    )
     (tmp_path / "cases.jsonl").write_text(rows)
-    suite = write_suite(tmp_path, server.url, cases=" []\n", extra="cases_file: cases.jsonl\n"
-                        "default_assert: [{type: icontains, value: capital}]\nconcurrency: 4\n")  # fmt: skip
+    suite = write_suite(
+        tmp_path,
+        server.url,
+        cases=" []\n",
+        extra="cases_file: cases.jsonl\n"
+        "default_assert: [{type: icontains, value: capital}]\nconcurrency: 4\n",
+    )
     run_id = _kill_mid_run(ws, suite)
     assert ws.evals.get(run_id).status == "running"
     finished = len(ws.evals.done(run_id))
@@ -198,15 +235,20 @@ def test_a_killed_run_resumes_without_recalling_finished_cases(
     assert outcome.run.summary["targets"][0]["pass_rate"] == 0.75
 
 
-def test_litellm_provider_through_the_same_server(ws: Workspace, tmp_path: Path,
-                                                  server: MockServer) -> None:  # fmt: skip
+def test_litellm_provider_through_the_same_server(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
     if importlib.util.find_spec("litellm") is None:
         pytest.skip("needs litellm: pip install '.[eval]'")
-    suite = write_suite(tmp_path, server.url, targets=f"""
+    suite = write_suite(
+        tmp_path,
+        server.url,
+        targets=f"""
   - name: via-litellm
     prompt: [{{role: user, content: "What is the capital of {{{{ country }}}}?"}}]
     model: {{provider: litellm, name: openai/scripted, api_base: "{server.url}", api_key_env: MOCK_KEY}}
-""")
+""",
+    )
     os.environ["MOCK_KEY"] = "sk-test"
     try:
         run = ws.evaluate(suite).run
@@ -218,8 +260,9 @@ def test_litellm_provider_through_the_same_server(ws: Workspace, tmp_path: Path,
     assert all(r["completion_tokens"] > 0 for r in ws.evals.results(run.run_id))
 
 
-def test_two_targets_are_compared_with_paired_statistics(ws: Workspace, tmp_path: Path,
-                                                         server: MockServer) -> None:  # fmt: skip
+def test_two_targets_are_compared_with_paired_statistics(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
     targets = f"""
   - name: base
     prompt: [{{role: user, content: "Capital of {{{{ country }}}}?"}}]
@@ -228,9 +271,13 @@ def test_two_targets_are_compared_with_paired_statistics(ws: Workspace, tmp_path
     prompt: [{{role: user, content: "Capital of {{{{ country }}}}? Say it."}}]
     model: {{provider: openai, name: s, api_base: "{server.url}"}}
 """
-    rows = "".join(f"  - vars: {{country: {c}}}\n    assert: [{{type: icontains, value: capital}}]\n"
-                   for c in ["France", "Spain", "Japan", "Italy"] * 5)  # fmt: skip
-    out = ws.evaluate(write_suite(tmp_path, server.url, targets=targets, cases="\n" + rows)).to_json()
+    rows = "".join(
+        f"  - vars: {{country: {c}}}\n    assert: [{{type: icontains, value: capital}}]\n"
+        for c in ["France", "Spain", "Japan", "Italy"] * 5
+    )
+    out = ws.evaluate(
+        write_suite(tmp_path, server.url, targets=targets, cases="\n" + rows)
+    ).to_json()
     (comparison,) = out["comparisons"]
     assert comparison["a"] == "base" and comparison["b"] == "tuned" and comparison["n"] == 20
     assert comparison["ties"] == 20 and comparison["p_sign"] == 1.0
@@ -267,13 +314,18 @@ def test_gate_compare_and_exports(ws: Workspace, tmp_path: Path, server: MockSer
 
 
 def test_the_judge_uses_registry_prompts(ws: Workspace, tmp_path: Path, server: MockServer) -> None:
-    suite = write_suite(tmp_path, server.url, cases="""
+    suite = write_suite(
+        tmp_path,
+        server.url,
+        cases="""
   - vars: {country: France}
     assert: [{type: llm-rubric, value: names the capital}]
   - vars: {country: Peru}
     expected: Lima
     assert: [{type: reference-graded}]
-""", extra=f'judge: {{model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n')
+""",
+        extra=f'judge: {{model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n',
+    )
     run = ws.evaluate(suite).run
     assert [r["passed"] for r in ws.evals.results(run.run_id)] == [True, False]
     names = {p.name for p in ws.prompts.list()}
