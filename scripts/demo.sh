@@ -104,4 +104,11 @@ for label, model in (("base", base), ("base + smollm2-pirate-lora", tuned)):
     out = model.generate(ids, max_new_tokens=24, do_sample=False)
     print(f"{label:>27}: {tok.decode(out[0][ids.shape[1]:], skip_special_tokens=True)}")
 PY
+
+# Evaluation: the base model and base + adapter on countries the training data never mentioned,
+# scored by assertions, compared with paired statistics, then gated as CI would.
+step llmops eval run evals/pirate-style.yaml
+EVAL=$(llmops eval list --json | python -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')
+step llmops eval show "$EVAL" --limit 4
+step llmops eval gate "$EVAL" --min-pass-rate 0.0 --max-errors 0
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"

@@ -29,14 +29,16 @@ def _print_summary(data: dict[str, Any]) -> None:
         f"eval run {data['run_id']}: {data['cases']} cases, {data['errors']} errors "
         f"({data['suite']}, {data['status']})"
     )
-    table = Table("target", "pass rate", "95% CI", "mean score", "95% CI", "errors", "cost")
+    table = Table("target", "pass rate [95% CI]", "mean score [95% CI]", "errors", "cost")
+
+    def ci(t: dict[str, Any], mean: str, low: str, high: str) -> str:
+        return f"{_fmt(t.get(mean), '.2f')} [{_fmt(t.get(low), '.2f')}, {_fmt(t.get(high), '.2f')}]"
+
     for t in data["targets"]:
         table.add_row(
             t["name"],
-            _fmt(t.get("pass_rate")),
-            f"{_fmt(t.get('pass_rate_ci_low'))}-{_fmt(t.get('pass_rate_ci_high'))}",
-            _fmt(t.get("mean_score")),
-            f"{_fmt(t.get('ci_low'))}-{_fmt(t.get('ci_high'))}",
+            ci(t, "pass_rate", "pass_rate_ci_low", "pass_rate_ci_high"),
+            ci(t, "mean_score", "ci_low", "ci_high"),
             str(t.get("errors", 0)),
             f"${t.get('cost', 0):.4f}",
         )

@@ -153,7 +153,8 @@ def _prompt_spec(ws: Workspace, target: Any) -> PromptSpec:
     if isinstance(target.prompt, str):
         return ws.prompts.get(target.prompt).spec
     messages = [{"role": m.role, "content": m.content} for m in target.prompt]
-    return PromptSpec.model_validate({"name": f"{target.name}-inline", "messages": messages})
+    name = "inline-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in target.name)
+    return PromptSpec.model_validate({"name": name[:128], "messages": messages})
 
 
 def _check_variables(loaded: LoadedSuite, targets: list[_Target]) -> int:

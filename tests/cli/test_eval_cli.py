@@ -1,0 +1,115 @@
+"""The eval CLI contract: run, show, gate, compare, export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmops import Workspace
+from llmops.evals.testing import MockServer
+from tests.evals.conftest import default_responder, write_suite
+
+
+def llmops(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMOPS_")}
+    env.update(LLMOPS_USER="tester", LITELLM_LOCAL_MODEL_COST_MAP="True")
+    return subprocess.run(
+        [sys.executable, "-m", "llmops", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[tuple[Path, MockServer]]:
+    root = tmp_path / "proj"
+    Workspace.init(root, examples=False).close()
+    with MockServer(default_responder) as server:
+        yield root, server
+
+
+def test_run_show_gate_compare_export(project: tuple[Path, MockServer]) -> None:
+    root, server = project
+    write_suite(
+        root,
+        server.url,
+        extra=f'judge: {{model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n',
+    )
+    done = llmops("eval", "run", "suite.yaml", "--concurrency", "4", "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["cases"] == 4 and out["errors"] == 0 and out["run_id"].startswith("eval-")
+    (target,) = out["targets"]
+    assert {"name", "pass_rate", "mean_score", "ci_low", "ci_high"} <= target.keys()
+    assert target["pass_rate"] == 0.75
+
+    shown = json.loads(llmops("eval", "show", out["run_id"], "--json", cwd=root).stdout)
+    case = shown["results"][0]
+    assert {"vars", "output", "passed", "score"} <= case.keys()
+    assert case["vars"] == {"country": "France"} and case["passed"] is True
+
+    again = json.loads(llmops("eval", "run", "suite.yaml", "--no-cache", "--json", cwd=root).stdout)
+    assert again["calls"] == 4 and again["cache_hits"] == 0
+
+    ok = llmops("eval", "gate", again["run_id"], "--baseline", out["run_id"], "--json", cwd=root)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["ok"] is True
+    failing = llmops("eval", "gate", again["run_id"], "--min-pass-rate", "0.9", "--json", cwd=root)
+    assert failing.returncode == 1 and json.loads(failing.stdout)["ok"] is False
+
+    compared = json.loads(
+        llmops("eval", "compare", out["run_id"], again["run_id"], "--json", cwd=root).stdout
+    )
+    assert compared["targets"][0]["n"] == 4 and compared["changed"] == []
+    junit = llmops("eval", "export", out["run_id"], "--format", "junit", "-o", "r.xml", cwd=root)
+    assert junit.returncode == 0 and (root / "r.xml").read_text().startswith("<?xml")
+    human = llmops("eval", "show", out["run_id"], cwd=root)
+    assert "FAIL  #2 model: I am not sure." in human.stdout
+
+
+def test_promptfoo_config_runs_unchanged(project: tuple[Path, MockServer]) -> None:
+    root, server = project
+    (root / "promptfooconfig.yaml").write_text(f"""
+prompts: ["What is the capital of {{{{country}}}}?"]
+providers:
+  - id: openai:chat:scripted
+    config: {{apiBaseUrl: "{server.url}", temperature: 0}}
+defaultTest:
+  assert: [{{type: icontains, value: "{{{{country}}}}"}}]
+tests:
+  - vars: {{country: France}}
+    assert: [{{type: contains-any, value: "Paris, Lyon"}}]
+  - vars: {{country: Peru}}
+    assert: [{{type: contains, value: Lima}}]
+""")
+    done = llmops("eval", "run", "promptfooconfig.yaml", "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["targets"][0]["pass_rate"] == 0.5
+    shown = json.loads(llmops("eval", "show", out["run_id"], "--json", cwd=root).stdout)
+    assert [r["passed"] for r in shown["results"]] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "match"),
+    [
+        (("eval", "run", "missing.yaml"), 2, "no such suite file"),
+        (("eval", "show", "eval-000000000000"), 2, "no eval run 'eval-000000000000'"),
+        (("eval", "export", "eval-000000000000", "--format", "xml"), 2, "unknown export format"),
+    ],
+)
+def test_bad_input(
+    project: tuple[Path, MockServer], args: tuple[str, ...], code: int, match: str
+) -> None:
+    root, _ = project
+    done = llmops(*args, cwd=root)
+    assert done.returncode == code and match in done.stderr and done.stderr.count("\n") == 1
