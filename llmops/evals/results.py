@@ -25,7 +25,7 @@ from sqlmodel import col
 
 from llmops.db import Database
 from llmops.db.audit import record_event
-from llmops.db.models import EvalPair, EvalResult, EvalRun
+from llmops.db.models import EvalPair, EvalResult, EvalRun, SQLModel
 from llmops.db.timestamps import as_utc, utcnow
 from llmops.errors import EvalGateError, EvalRunNotFoundError, InputError
 from llmops.evals.stats import Paired, agreement, bootstrap_ci, paired
@@ -33,6 +33,8 @@ from llmops.evals.stats import Paired, agreement, bootstrap_ci, paired
 __all__ = ["EvalRunRecord", "EvalRuns", "GateReport", "new_eval_id"]
 
 _ENTITY = "eval_run"
+_RESULT_TABLE = SQLModel.metadata.tables["eval_result"]
+_PAIR_TABLE = SQLModel.metadata.tables["eval_pair"]
 
 
 def new_eval_id() -> str:
@@ -168,11 +170,21 @@ class EvalRuns:
             session.flush()
             return _record(row)
 
-    def add_results(self, rows: Iterable[EvalResult | EvalPair]) -> None:
-        """Store finished cases (one transaction per batch)."""
+    def add_results(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Store finished cases (``kind`` ``result`` or ``pair`` rows), one transaction and one
+        multi-row insert per kind and batch."""
+        from sqlalchemy import insert
+
+        results: list[dict[str, Any]] = []
+        pairs: list[dict[str, Any]] = []
+        for row in rows:
+            data = {k: v for k, v in row.items() if k != "kind"}
+            (pairs if row["kind"] == "pair" else results).append(data)
         with self.db.write() as session:
-            for row in rows:
-                session.merge(row)
+            if results:
+                session.execute(insert(_RESULT_TABLE), results)
+            if pairs:
+                session.execute(insert(_PAIR_TABLE), pairs)
 
     def finish(
         self,

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops.db.models import EvalPair, EvalResult
 from llmops.errors import InputError, PromptRenderError, SuiteError
 from llmops.evals.cache import ResponseCache, cache_key
 from llmops.evals.judge import (
@@ -51,6 +50,9 @@ if TYPE_CHECKING:
     from llmops.workspace import Workspace
 
 __all__ = ["EvalOutcome", "run_suite"]
+
+Row = dict[str, Any]
+"""A finished result (``kind`` ``result``) or pairwise judgement (``kind`` ``pair``)."""
 
 MAX_OUTPUT_CHARS = 1_000_000
 """Longer outputs are scored whole but stored cut to this many characters."""
@@ -154,28 +156,37 @@ def _prompt_spec(ws: Workspace, target: Any) -> PromptSpec:
         return ws.prompts.get(target.prompt).spec
     messages = [{"role": m.role, "content": m.content} for m in target.prompt]
     name = "inline-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in target.name)
-    return PromptSpec.model_validate({"name": name[:128], "messages": messages})
+    inferred = PromptSpec.model_validate({"name": name[:128], "messages": messages})
+    # Case variables come from YAML, JSONL and CSV as any JSON type; an inline prompt takes them
+    # as they are (a registry prompt's declared types still apply).
+    variables = {v: {"type": "any"} for v in inferred.variables}
+    return PromptSpec.model_validate(
+        {"name": name[:128], "messages": messages, "variables": variables}
+    )
 
 
 def _check_variables(loaded: LoadedSuite, targets: list[_Target]) -> int:
-    """Count the cases, raising one error naming every case that lacks a variable."""
-    needed = {t.name: {n for n, v in t.spec.variables.items() if v.required} for t in targets}
+    """Count the cases, raising one error naming every case whose variables a prompt refuses
+    (missing, or of the wrong type for a registry prompt's declared variables)."""
     problems: list[str] = []
     count = 0
     for item in iter_cases(loaded):
         count += 1
-        for name, variables in needed.items():
-            missing = sorted(variables - set(item.case.vars))
-            if missing:
+        for target in targets:
+            values = {k: v for k, v in item.case.vars.items() if k in target.spec.variables}
+            try:
+                target.spec.bind(values)
+            except PromptRenderError as exc:
+                detail = exc.message.partition(": ")[2] or exc.message
                 problems.append(
-                    f"{item.where}: case {item.index} lacks {', '.join(missing)} "
-                    f"(needed by target {name!r})"
+                    f"{item.where}: case {item.index} (target {target.name!r}): {detail}"
                 )
     if problems:
-        shown = "; ".join(problems[:10]) + (
-            f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise SuiteError(
+            f"bad case variables: {'; '.join(problems[:10])}{more}",
+            hint="fix the cases' vars (or the prompt's declared variables)",
         )
-        raise SuiteError(f"missing variables: {shown}", hint="add them to the cases' vars")
     if count == 0:
         raise SuiteError(
             "the suite has no cases (the cases file is empty)",
@@ -354,7 +365,7 @@ class _Judges:
         detail = {"judge_samples": samples, "judge_replies": [t[-2000:] for t, _ in replies]}
         return verdict, detail
 
-    async def pairwise(self, case: NumberedCase, question: str, a: str, b: str) -> EvalPair:
+    async def pairwise(self, case: NumberedCase, question: str, a: str, b: str) -> Row:
         assert self.judge is not None
         q = delimit(question, "question")
         first = await self._verdicts(
@@ -396,7 +407,8 @@ class _Judges:
             consistent = sum(1 for c in valid if c.consistent) * 2 > len(valid) or (
                 len(valid) == 1 and bool(valid[0].consistent)
             )
-        return EvalPair(
+        return dict(
+            kind="pair",
             run_id="",
             case_index=case.index,
             verdict=verdict,
@@ -435,12 +447,12 @@ async def _case(
     run_id: str,
     skip: set[tuple[int, str]],
     pairwise: bool,
-) -> list[EvalResult | EvalPair]:
+) -> list[Row]:
     case = item.case
     assertions = [*loaded.suite.default_assert, *case.assert_]
     outputs: dict[str, tuple[str, list[dict[str, str]]]] = {}
 
-    async def one(target: _Target) -> EvalResult | None:
+    async def one(target: _Target) -> Row | None:
         try:
             values = {k: v for k, v in case.vars.items() if k in target.spec.variables}
             messages = target.spec.render(values).messages
@@ -484,22 +496,21 @@ async def _case(
             scored.append({"type": assertion.type, **result.to_json(), **detail})
         return _result(run_id, item, target.name, completion, results, scored)
 
-    rows: list[EvalResult | EvalPair] = [
-        r for r in await asyncio.gather(*(one(t) for t in targets)) if r is not None
-    ]
+    rows: list[Row] = [r for r in await asyncio.gather(*(one(t) for t in targets)) if r is not None]
     if pairwise and (item.index, "*pair*") not in skip:
         a, b = targets[0].name, targets[1].name
         if a in outputs and b in outputs:
             pair = await judges.pairwise(
                 item, _question(outputs[a][1]), outputs[a][0], outputs[b][0]
             )
-            pair.run_id = run_id
+            pair["run_id"] = run_id
             rows.append(pair)
     return rows
 
 
-def _errored(run_id: str, item: NumberedCase, target: str, error: str) -> EvalResult:
-    return EvalResult(
+def _errored(run_id: str, item: NumberedCase, target: str, error: str) -> Row:
+    return dict(
+        kind="result",
         run_id=run_id,
         case_index=item.index,
         target=target,
@@ -521,7 +532,7 @@ def _result(
     completion: Completion,
     results: list[tuple[ScoreResult, float]],
     scored: list[dict[str, Any]],
-) -> EvalResult:
+) -> Row:
     errors = [r.reason for r, _ in results if r.passed is None]
     total_weight = sum(w for _, w in results) or 1.0
     if errors:
@@ -537,7 +548,8 @@ def _result(
             output[:MAX_OUTPUT_CHARS]
             + f"\n[... {len(completion.text) - MAX_OUTPUT_CHARS} more characters not stored]"
         )
-    return EvalResult(
+    return dict(
+        kind="result",
         run_id=run_id,
         case_index=item.index,
         target=target,
@@ -590,7 +602,7 @@ async def _run(
     )
     judges = _Judges(ws, suite, engine, providers)
     pairwise = bool(suite.judge and suite.judge.mode == "pairwise")
-    pending: list[EvalResult | EvalPair] = []
+    pending: list[Row] = []
     progress = _Progress(total) if live else None
 
     def flush() -> None:
@@ -605,7 +617,7 @@ async def _run(
             rows = await _case(engine, judges, loaded, targets, item, run_id, skip, pairwise)
             pending.extend(rows)
             stats.done += 1
-            stats.errors += sum(1 for r in rows if isinstance(r, EvalResult) and r.passed is None)
+            stats.errors += sum(1 for r in rows if r["kind"] == "result" and r["passed"] is None)
             if len(pending) >= _FLUSH_ROWS:
                 flush()
             if progress is not None:

@@ -136,7 +136,10 @@ def test_huge_and_non_utf8_outputs(
 @pytest.mark.parametrize(
     ("cases", "match"),
     [
-        ("\n  - vars: {nation: France}\n", r"suite.yaml:\d+: case 0 lacks country"),
+        (
+            "\n  - vars: {nation: France}\n",
+            r"suite.yaml:\d+: case 0 \(target 'model'\): missing required variable 'country'",
+        ),
         (" []\n", "the suite has no cases"),
     ],
 )
