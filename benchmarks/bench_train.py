@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--dir", default=None, help="Where to put the temporary workspace.")
+    parser.add_argument("--gate-only", action="store_true", help="Only the data gate benchmark.")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="llmops-bench-train-") as tmp:

@@ -20,18 +20,18 @@ PERMUTATIONS = 16
 BANDS = 4
 THRESHOLD = 0.8
 _WORD = re.compile(r"\w+")
-_MASK = np.uint64((1 << 64) - 1)
 
 
-def shingles(text: str) -> set[str]:
-    """Word 3-grams of the lower-cased text (the whole text when it has fewer words)."""
+def shingles(text: str) -> set[int]:
+    """Hashes of the word 3-grams of the lower-cased text (of the whole text when it has fewer
+    words); hashing word tuples avoids building a string per 3-gram."""
     words = _WORD.findall(text.lower())
     if len(words) < 3:
-        return {" ".join(words)}
-    return {" ".join(words[i : i + 3]) for i in range(len(words) - 2)}
+        return {hash(tuple(words))}
+    return set(map(hash, zip(words, words[1:], words[2:], strict=False)))
 
 
-def _signatures(sets: Sequence[set[str]]) -> np.ndarray:
+def _signatures(sets: Sequence[set[int]]) -> np.ndarray:
     lengths = np.fromiter((len(s) for s in sets), dtype=np.int64, count=len(sets))
     flat = np.fromiter(
         (hash(g) & 0xFFFFFFFFFFFFFFFF for s in sets for g in s),
@@ -57,16 +57,23 @@ def near_duplicates(texts: Sequence[str]) -> list[tuple[int, int]]:
     sets = [shingles(t) for t in texts]
     signatures = _signatures(sets)
     rows_per_band = PERMUTATIONS // BANDS
-    first_in_bucket: dict[tuple[int, bytes], int] = {}
     found: dict[int, int] = {}
-    for i in range(len(texts)):
-        row = signatures[i]
-        for band in range(BANDS):
-            key = (band, row[band * rows_per_band : (band + 1) * rows_per_band].tobytes())
-            earlier = first_in_bucket.setdefault(key, i)
-            if earlier == i or i in found:
+    for band in range(BANDS):
+        keys = np.ascontiguousarray(
+            signatures[:, band * rows_per_band : (band + 1) * rows_per_band]
+        )
+        # The first row of each bucket (np.unique returns first indexes): every later row of a
+        # bucket is a candidate against it.
+        _, first, inverse = np.unique(
+            keys.view(np.dtype((np.void, keys.dtype.itemsize * rows_per_band))).ravel(),
+            return_index=True,
+            return_inverse=True,
+        )
+        earlier = first[inverse.ravel()]
+        for i in np.flatnonzero(earlier != np.arange(len(texts))).tolist():
+            if i in found:
                 continue
-            a, b = sets[i], sets[earlier]
+            a, b = sets[i], sets[int(earlier[i])]
             if len(a & b) / len(a | b) >= THRESHOLD:
-                found[i] = earlier
+                found[i] = int(earlier[i])
     return sorted(found.items())

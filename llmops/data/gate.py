@@ -27,6 +27,7 @@ import json
 import random
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,18 +232,22 @@ def validate_dataset(
     started = time.perf_counter()
     found = _Collector()
     hasher = blake3.blake3()
-    total, valid = _scan(path, fmt, found, hasher)
+    total, valid, digests = _scan(path, fmt, found, hasher)
     train_rows, eval_rows = _eval_split(
         valid, fmt, found, eval_path=eval_path, eval_fraction=eval_fraction, seed=seed
     )
-    _duplicates(valid, fmt, found)
+    max_tokens = None
+    if tokenizer is None:
+        _duplicates(valid, digests, fmt, found)
+    else:
+        # Tokenizing runs in Rust without the GIL: each rendered chunk is counted in a thread
+        # while the next one renders and the duplicate checks run here.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            texts_numbers = _render(valid, fmt, tokenizer, chat_template, found, pool)
+            _duplicates(valid, digests, fmt, found)
+            max_tokens = _lengths(texts_numbers, max_length, found)
     if eval_rows:
         _overlap(train_rows, eval_rows, fmt, found)
-    max_tokens = None
-    if tokenizer is not None:
-        max_tokens = _token_checks(
-            valid, fmt, tokenizer, chat_template=chat_template, max_length=max_length, out=found
-        )
     report = DataReport(
         path=str(path),
         format=fmt,
@@ -271,16 +276,21 @@ def validate_dataset(
     return report
 
 
-def _scan(path: str | Path, fmt: str, found: _Collector, hasher: Any) -> tuple[int, list[Row]]:
-    """Read every row, fingerprint it and run the per-row checks; the valid rows."""
+def _scan(
+    path: str | Path, fmt: str, found: _Collector, hasher: Any
+) -> tuple[int, list[Row], list[bytes]]:
+    """Read every row, fingerprint it and run the per-row checks; the valid rows and the digest
+    of each one's canonical JSON (for the exact-duplicate check)."""
     valid: list[Row] = []
+    digests: list[bytes] = []
     total = 0
     for item in read_rows(path):
         total += 1
         if isinstance(item, BadRow):
             found.add(item.check, item.number, item.message)
             continue
-        hasher.update(_canonical(item.data) + b"\n")
+        canonical = _canonical(item.data)
+        hasher.update(canonical + b"\n")
         problem = check_row(item.data, fmt)
         if problem:
             found.add("schema", item.number, problem)
@@ -291,7 +301,8 @@ def _scan(path: str | Path, fmt: str, found: _Collector, hasher: Any) -> tuple[i
         if fmt == "preference" and item.data["chosen"] == item.data["rejected"]:
             found.add("chosen_equals_rejected", item.number, "'chosen' equals 'rejected'")
         valid.append(item)
-    return total, valid
+        digests.append(blake3.blake3(canonical).digest())
+    return total, valid, digests
 
 
 def _eval_split(
@@ -317,11 +328,10 @@ def _eval_split(
     return [valid[i] for i in train_idx], [valid[i] for i in eval_idx]
 
 
-def _duplicates(rows: Sequence[Row], fmt: str, out: _Collector) -> None:
+def _duplicates(rows: Sequence[Row], digests: Sequence[bytes], fmt: str, out: _Collector) -> None:
     seen: dict[bytes, int] = {}
     unique: list[Row] = []
-    for row in rows:
-        key = blake3.blake3(_canonical(row.data)).digest()
+    for row, key in zip(rows, digests, strict=True):
         first = seen.setdefault(key, row.number)
         if first != row.number:
             out.add("exact_duplicate", row.number, f"repeats row {first}")
@@ -352,16 +362,31 @@ def _overlap(train: Iterable[Row], evals: Sequence[Row], fmt: str, out: _Collect
             )
 
 
-def _token_checks(
+def _token_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Token counts; the Rust tokenizer's offset-free batch path when there is one (it counts
+    the same tokens, about twice as fast)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    fast = getattr(backend, "encode_batch_fast", None)
+    if fast is not None:
+        return [len(e.ids) for e in fast(texts, add_special_tokens=False)]
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+_CHUNK = 4096
+
+
+def _render(
     rows: Sequence[Row],
     fmt: str,
     tokenizer: Any,
-    *,
     chat_template: str | None,
-    max_length: int | None,
     out: _Collector,
-) -> int:
+    pool: ThreadPoolExecutor,
+) -> list[tuple[list[int], Future[list[int]]]]:
+    """Render each row through the chat template (rows it fails on are findings) and submit the
+    texts for token counting chunk by chunk: ``(row numbers, future token counts)``."""
     renderer = ChatRenderer.for_tokenizer(tokenizer, chat_template)
+    chunks: list[tuple[list[int], Future[list[int]]]] = []
     texts: list[str] = []
     numbers: list[int] = []
     for row in rows:
@@ -371,16 +396,22 @@ def _token_checks(
             out.add("template", row.number, exc.message)
             continue
         numbers.append(row.number)
+        if len(texts) == _CHUNK:
+            chunks.append((numbers, pool.submit(_token_lengths, tokenizer, texts)))
+            texts, numbers = [], []
+    if texts:
+        chunks.append((numbers, pool.submit(_token_lengths, tokenizer, texts)))
+    return chunks
+
+
+def _lengths(
+    chunks: list[tuple[list[int], Future[list[int]]]], max_length: int | None, out: _Collector
+) -> int:
+    """Report rows over ``max_length``; the longest row's token count."""
     longest = 0
-    batch = 2048
-    for start in range(0, len(texts), batch):
-        encoded = tokenizer(texts[start : start + batch], add_special_tokens=False)["input_ids"]
-        for number, ids in zip(numbers[start : start + batch], encoded, strict=True):
-            longest = max(longest, len(ids))
-            if max_length is not None and len(ids) > max_length:
-                out.add(
-                    "truncated",
-                    number,
-                    f"{len(ids)} tokens, over max_length {max_length}",
-                )
+    for numbers, counting in chunks:
+        for number, length in zip(numbers, counting.result(), strict=True):
+            longest = max(longest, length)
+            if max_length is not None and length > max_length:
+                out.add("truncated", number, f"{length} tokens, over max_length {max_length}")
     return longest
