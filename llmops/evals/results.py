@@ -388,6 +388,13 @@ class EvalRuns:
         pairs = self.pairs(run_id)
         if pairs:
             summary.update(_pairwise_summary(pairs, targets))
+            for row in rows:
+                row["wins"] = summary["wins"].get(row["name"], 0)
+                row["ties"] = summary["ties"]
+                row["position_consistency"] = summary["position_consistency"]
+        variance = self._judge_variance(run_id)
+        if variance:
+            summary["judge_variance"] = variance
         calibration = self._calibration(run_id, pairs)
         if calibration:
             summary["calibration"] = calibration
@@ -404,6 +411,24 @@ class EvalRuns:
         return paired(
             [float(xa[i][1] or 0.0) for i in common], [float(xb[i][1] or 0.0) for i in common]
         )
+
+    def _judge_variance(self, run_id: str) -> dict[str, Any]:
+        """Spread of repeated judge samples (panels, epochs): per target, the mean over cases of
+        the standard deviation of their samples' scores."""
+        query = select(col(EvalResult.target), col(EvalResult.assertions)).where(
+            col(EvalResult.run_id) == run_id
+        )
+        spreads: dict[str, list[float]] = {}
+        with self.db.connect() as conn:
+            for target, assertions in conn.execute(query):
+                for a in assertions or []:
+                    samples = a.get("judge_samples") or []
+                    if len(samples) > 1:
+                        spreads.setdefault(str(target), []).append(statistics.pstdev(samples))
+        return {
+            t: {"cases": len(v), "mean_std": statistics.fmean(v), "max_std": max(v)}
+            for t, v in spreads.items()
+        }
 
     def _calibration(self, run_id: str, pairs: builtins.list[dict[str, Any]]) -> dict[str, Any]:
         query = select(col(EvalResult.passed), col(EvalResult.human)).where(

@@ -159,6 +159,10 @@ def test_pairwise_both_orders_position_bias_becomes_ties(ws: Workspace, tmp_path
     assert out["position_consistency"] == 0.0
     assert out["ties"] == 2 and out["wins"] == {"plain": 0, "formal": 0}
     assert out["calibration"]["pairwise"]["position_consistency"] == 0.0
+    assert [(t["name"], t["wins"], t["ties"]) for t in out["targets"]] == [
+        ("plain", 0, 2),
+        ("formal", 0, 2),
+    ]
 
 
 def test_panel_and_epochs_aggregate_and_report_variance(ws: Workspace, tmp_path: Path) -> None:
@@ -189,3 +193,34 @@ def test_panel_and_epochs_aggregate_and_report_variance(ws: Workspace, tmp_path:
     samples = result["assertions"][0]["judge_samples"]
     assert sorted(samples) == [0.0, 0.0, 1.0, 1.0]
     assert result["score"] == 0.5 and result["passed"] is True
+    assert run.summary["judge_variance"]["model"] == {"cases": 1, "mean_std": 0.5, "max_std": 0.5}
+
+
+def test_pairwise_with_a_consistent_judge_counts_wins(ws: Workspace, tmp_path: Path) -> None:
+    def respond(body: dict[str, Any]) -> str:
+        if is_judge(body):
+            prompt = user_text(body)
+            a_part = prompt.split("Answer A:")[1].split("Answer B:")[0]
+            return '{"verdict": "%s"}' % ("A" if "Paris" in a_part else "B")
+        return "Paris" if "formal" in user_text(body) else "no idea"
+
+    with MockServer(respond) as server:
+        targets = f"""
+  - name: plain
+    prompt: [{{role: user, content: "Capital of {{{{ country }}}}?"}}]
+    model: {{provider: openai, name: m, api_base: "{server.url}"}}
+  - name: formal
+    prompt: [{{role: user, content: "formal: Capital of {{{{ country }}}}?"}}]
+    model: {{provider: openai, name: m, api_base: "{server.url}"}}
+"""
+        suite = write_suite(tmp_path, server.url, targets=targets, cases="""
+  - {vars: {country: France}}
+  - {vars: {country: Spain}}
+  - {vars: {country: Italy}}
+""", extra=f'judge: {{mode: pairwise, model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n')
+        out = ws.evaluate(suite).to_json()
+    assert out["position_consistency"] == 1.0 and out["ties"] == 0
+    assert out["wins"] == {"plain": 0, "formal": 3}
+    assert out["pairwise"]["win_rate_b"] == 1.0 and out["pairwise"]["p_sign"] == 0.25
+    pairs = ws.evals.pairs(out["run_id"])
+    assert [p["verdict"] for p in pairs] == ["B", "B", "B"]
