@@ -71,6 +71,36 @@ def test_importing_train_and_data_stays_light() -> None:
     assert _heavy_modules_after("import llmops.train, llmops.data", heavy) == []
 
 
+def test_evals_exports_and_lazy_imports() -> None:
+    import llmops.evals
+
+    assert sorted(llmops.evals.__all__) == sorted(
+        [
+            "MODEL_GRADED",
+            "PROVIDERS",
+            "SCORERS",
+            "Assertion",
+            "Case",
+            "Completion",
+            "EvalOutcome",
+            "EvalRunRecord",
+            "EvalRuns",
+            "GateReport",
+            "JudgeSpec",
+            "ModelSpec",
+            "ProviderError",
+            "Request",
+            "ScoreResult",
+            "Suite",
+            "Target",
+            "load_suite",
+            "run_suite",
+        ]
+    )
+    heavy = ("aiohttp", "litellm", "transformers", "torch")
+    assert _heavy_modules_after("import llmops.evals", heavy) == []
+
+
 def test_unknown_attribute_raises_attribute_error() -> None:
     try:
         llmops.nope  # type: ignore[attr-defined]  # noqa: B018

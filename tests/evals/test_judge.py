@@ -213,11 +213,17 @@ def test_pairwise_with_a_consistent_judge_counts_wins(ws: Workspace, tmp_path: P
     prompt: [{{role: user, content: "formal: Capital of {{{{ country }}}}?"}}]
     model: {{provider: openai, name: m, api_base: "{server.url}"}}
 """
-        suite = write_suite(tmp_path, server.url, targets=targets, cases="""
+        suite = write_suite(
+            tmp_path,
+            server.url,
+            targets=targets,
+            cases="""
   - {vars: {country: France}}
   - {vars: {country: Spain}}
   - {vars: {country: Italy}}
-""", extra=f'judge: {{mode: pairwise, model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n')
+""",
+            extra=f'judge: {{mode: pairwise, model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n',
+        )
         out = ws.evaluate(suite).to_json()
     assert out["position_consistency"] == 1.0 and out["ties"] == 0
     assert out["wins"] == {"plain": 0, "formal": 3}
