@@ -508,21 +508,19 @@ async def _case(
     return rows
 
 
+def _row(run_id: str, item: NumberedCase, target: str, **fields: Any) -> Row:
+    """A result row with every column set (batched inserts need the same keys in every row)."""
+    return {
+        "kind": "result", "run_id": run_id, "case_index": item.index, "target": target,
+        "case_id": item.case.id, "vars": item.case.vars, "output": "", "passed": None,
+        "score": None, "error": None, "assertions": [], "prompt_tokens": 0,
+        "completion_tokens": 0, "cost": 0.0, "latency_ms": 0.0, "cached": False,
+        "human": item.case.human, **fields,
+    }  # fmt: skip
+
+
 def _errored(run_id: str, item: NumberedCase, target: str, error: str) -> Row:
-    return dict(
-        kind="result",
-        run_id=run_id,
-        case_index=item.index,
-        target=target,
-        case_id=item.case.id,
-        vars=item.case.vars,
-        output="",
-        passed=None,
-        score=None,
-        error=error[:4000],
-        assertions=[],
-        human=item.case.human,
-    )
+    return _row(run_id, item, target, error=error[:4000])
 
 
 def _result(
@@ -548,25 +546,12 @@ def _result(
             output[:MAX_OUTPUT_CHARS]
             + f"\n[... {len(completion.text) - MAX_OUTPUT_CHARS} more characters not stored]"
         )
-    return dict(
-        kind="result",
-        run_id=run_id,
-        case_index=item.index,
-        target=target,
-        case_id=item.case.id,
-        vars=item.case.vars,
-        output=output,
-        passed=passed,
-        score=score,
-        error=error,
-        assertions=scored,
-        prompt_tokens=completion.prompt_tokens,
-        completion_tokens=completion.completion_tokens,
-        cost=completion.cost,
-        latency_ms=completion.latency_s * 1000,
-        cached=completion.cached,
-        human=item.case.human,
-    )
+    return _row(
+        run_id, item, target, output=output, passed=passed, score=score, error=error,
+        assertions=scored, prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens, cost=completion.cost,
+        latency_ms=completion.latency_s * 1000, cached=completion.cached,
+    )  # fmt: skip
 
 
 async def _run(

@@ -71,6 +71,9 @@ def test_timeouts_are_retried_then_recorded(
     errored = [r for r in ws.evals.results(run.run_id) if r["passed"] is None]
     assert [r["case_index"] for r in errored] == [0, 1]
     assert "timed out after 0.5 s" in errored[0]["error"]
+    # Errored and answered cases share a batch insert: the answered ones keep their usage.
+    answered = [r for r in ws.evals.results(run.run_id) if r["passed"] is not None]
+    assert all(r["prompt_tokens"] > 0 and r["latency_ms"] > 0 for r in answered)
 
 
 def test_a_failing_provider_is_recorded_per_case_and_the_run_completes(
