@@ -110,5 +110,5 @@ PY
 step llmops eval run evals/pirate-style.yaml
 EVAL=$(llmops eval list --json | python -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')
 step llmops eval show "$EVAL" --limit 4
-step llmops eval gate "$EVAL" --min-pass-rate 0.0 --max-errors 0
+step llmops eval gate "$EVAL" --max-errors 0
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"
