@@ -259,7 +259,9 @@ class LiteLLMProvider:
 class LocalProvider:
     """A transformers model (with an optional LoRA adapter) on this machine.
 
-    Generation runs in a worker thread, one call at a time per model (a model is not re-entrant).
+    Generation runs in a worker thread, one call at a time (a model is not re-entrant, and two
+    models would only fight over the same cores). The cache identity names the exact weights: the
+    artifact versions' digests, so a retrained adapter under the same name is a new model.
     """
 
     _lock = threading.Lock()
@@ -267,10 +269,22 @@ class LocalProvider:
     def __init__(self, spec: ModelSpec, *, ws: Workspace | None) -> None:
         self.spec = spec
         self.ws = ws
-        self.key = f"transformers|{spec.name}|{spec.adapter or ''}"
+        base = self._identity(spec.name)
+        adapter = self._identity(spec.adapter) if spec.adapter else ""
+        self.key = f"transformers|{base}|{adapter}"
         self._model: Any = None
         self._tokenizer: Any = None
-        self._digests = ""
+
+    def _identity(self, ref: str) -> str:
+        local = Path(ref)
+        if self.ws is not None and not local.is_absolute():
+            local = self.ws.root / ref
+        if local.is_dir() or self.ws is None:
+            return str(local.resolve())
+        try:
+            return self.ws.artifacts.get(ref).digest
+        except Exception:  # reported when the model loads, per case
+            return ref
 
     def _folder(self, ref: str) -> tuple[Path, str]:
         local = Path(ref)
@@ -289,24 +303,23 @@ class LocalProvider:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        base, base_id = self._folder(self.spec.name)
+        base, _ = self._folder(self.spec.name)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         tokenizer_dir = base
-        adapter_id = ""
         if self.spec.adapter:
             import warnings
 
             from peft import PeftModel
 
-            adapter, adapter_id = self._folder(self.spec.adapter)
+            adapter, _ = self._folder(self.spec.adapter)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # peft vs transformers 5 renames
                 model = PeftModel.from_pretrained(model, adapter)
-            tokenizer_dir = adapter
+            if (adapter / "tokenizer_config.json").is_file():  # trained with its own template
+                tokenizer_dir = adapter
         model.eval()
         self._tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         self._model = model
-        self._digests = f"{base_id}|{adapter_id}"
 
     def _generate(self, request: Request) -> Completion:
         import torch
