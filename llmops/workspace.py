@@ -11,6 +11,7 @@ import getpass
 import os
 import shutil
 import tomllib
+from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -30,11 +31,23 @@ if TYPE_CHECKING:
     from llmops.train.runner import TrainResult
     from llmops.train.runs import Runs
 
-__all__ = ["CONFIG_FILE", "Workspace", "WorkspaceConfig"]
+__all__ = ["CONFIG_FILE", "ModelSource", "Workspace", "WorkspaceConfig"]
 
 CONFIG_FILE = "llmops.toml"
 _STATE_DIR = ".llmops"
 _EXAMPLE_DIRS = ("prompts", "evals", "recipes")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSource:
+    """Where a model or adapter named in a recipe or suite comes from, and its identity."""
+
+    folder: Path | None
+    """A local Hugging Face folder, or None for a stored artifact."""
+    version: ArtifactVersion | None
+    """The artifact version, when it is one."""
+    digest: str
+    """``blake3:`` identity of the exact files (the artifact digest, or the folder's)."""
 
 
 class _Section(BaseModel):
@@ -279,6 +292,33 @@ class Workspace:
             compression=self.config.store.compression,
             hash_cache=self.state_dir / "hashcache.db",
         )
+
+    def resolve_path(self, path: str | os.PathLike[str]) -> Path:
+        """``path`` itself when absolute, else relative to the workspace root (how recipes and
+        suites name local files)."""
+        p = Path(path)
+        return p if p.is_absolute() else self.root / p
+
+    def model_source(self, ref: str) -> ModelSource:
+        """A local model folder (relative to the workspace) or else an artifact reference.
+
+        Raises:
+            ArtifactNotFoundError: It is neither.
+        """
+        local = self.resolve_path(ref)
+        if local.is_dir():
+            from llmops.artifacts.models import folder_digest
+
+            return ModelSource(folder=local, version=None, digest=folder_digest(local))
+        version = self.artifacts.get(ref)
+        return ModelSource(folder=None, version=version, digest=version.digest)
+
+    def model_dir(self, source: ModelSource) -> Path:
+        """The files of a model source on local disk (an artifact is pulled once, cached)."""
+        if source.folder is not None:
+            return source.folder
+        assert source.version is not None
+        return self.artifact_dir(source.version)
 
     def artifact_dir(self, ref: str | ArtifactVersion) -> Path:
         """The files of an artifact version in the workspace cache (pulled once, atomically;

@@ -90,7 +90,7 @@ def list_runs(
     """Training runs, newest first."""
     runs = workspace().runs.list(status=status, limit=limit)
     if json_out:
-        emit_json([r.to_json() | {"recipe": None, "environment": None} for r in runs])
+        emit_json([r.to_json(full=False) for r in runs])
         return
     from rich.table import Table
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
+from llmops._liveline import LiveLine, bar
 from llmops.train.qlora import keep_trainable_layout
 from llmops.train.runs import Runs
 
@@ -44,7 +44,8 @@ class TrackingCallback(TrainerCallback):  # type: ignore[misc]
         self.run_id = run_id
         self.last_loss: float | None = None
         self._tokens: tuple[float, float] | None = None
-        self._live = _Live(max_steps) if live else None
+        self.max_steps = max_steps
+        self._live = LiveLine() if live else None
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
         if not logs or not state.is_world_process_zero:
@@ -68,7 +69,18 @@ class TrackingCallback(TrainerCallback):  # type: ignore[misc]
         if self.runs is not None:
             self.runs.log(self.run_id, step, values)
         if self._live is not None:
-            self._live.show(step, values)
+            self._live.show(self._status(step, values), force=step == self.max_steps)
+
+    def _status(self, step: int, values: dict[str, float]) -> str:
+        assert self._live is not None
+        parts = [f"step {step}/{self.max_steps} {bar(step, self.max_steps)}",
+                 f"loss {values.get('loss', 0):.4f}"]  # fmt: skip
+        if "learning_rate" in values:
+            parts.append(f"lr {values['learning_rate']:.2e}")
+        if "tokens_per_s" in values:
+            parts.append(f"{values['tokens_per_s']:.0f} tok/s")
+        parts.append(f"{self._live.elapsed:.0f}s")
+        return "  ".join(parts)
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if not state.is_world_process_zero:
@@ -103,28 +115,3 @@ class QLoRAGuard(TrainerCallback):  # type: ignore[misc]
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
-
-
-class _Live:
-    """A one-line live display on stderr (only when it is a terminal)."""
-
-    def __init__(self, max_steps: int) -> None:
-        self.max_steps = max_steps
-        self.started = time.perf_counter()
-
-    def show(self, step: int, values: dict[str, float]) -> None:
-        width = 24
-        done = int(width * step / max(self.max_steps, 1))
-        bar = "#" * done + "-" * (width - done)
-        parts = [f"step {step}/{self.max_steps} [{bar}]", f"loss {values.get('loss', 0):.4f}"]
-        if "learning_rate" in values:
-            parts.append(f"lr {values['learning_rate']:.2e}")
-        if "tokens_per_s" in values:
-            parts.append(f"{values['tokens_per_s']:.0f} tok/s")
-        parts.append(f"{time.perf_counter() - self.started:.0f}s")
-        sys.stderr.write("\r" + "  ".join(parts) + "\033[K")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()

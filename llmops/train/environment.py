@@ -9,10 +9,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from llmops._version import __version__
+
 __all__ = ["LIBRARIES", "capture_environment", "git_state", "world_size"]
 
 LIBRARIES = (
-    "llmops", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes",
+    "torch", "transformers", "peft", "trl", "datasets", "accelerate", "bitsandbytes",
     "safetensors", "tokenizers",
 )  # fmt: skip
 
@@ -70,7 +72,7 @@ def _hardware() -> dict[str, Any]:
 def capture_environment(root: Path) -> dict[str, Any]:
     """Library versions, git state of ``root``, hardware and world size, for a run record."""
     return {
-        "libraries": {name: _version(name) for name in LIBRARIES},
+        "libraries": {"llmops": __version__, **{name: _version(name) for name in LIBRARIES}},
         "git": git_state(root),
         "hardware": _hardware(),
         "world_size": world_size(),

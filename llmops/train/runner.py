@@ -131,11 +131,12 @@ def train(
 
     # -- record -----------------------------------------------------------------------------
     main = int(os.environ.get("RANK", "0")) == 0
+    environment = previous.environment if previous else capture_environment(ws.root)
     if previous is None:
         run_id = _run_id(spec)
         run_dir = ws.state_dir / "runs" / run_id
         if main:
-            _start_record(ws, spec, name, run_id, run_dir, inputs, report)
+            _start_record(ws, spec, name, run_id, run_dir, inputs, report, environment)
         checkpoint = None
     else:
         run_id, run_dir = previous.run_id, Path(previous.output_dir)
@@ -157,9 +158,8 @@ def train(
                 seconds = time.perf_counter() - started
                 return TrainResult(run=ws.runs.get(run_id), adapter=None, merged=None,
                                    report=report, seconds=seconds)  # fmt: skip
-            adapter, merged = _save(
-                ws, spec, inputs, trainer.model, tokenizer, run_id, run_dir, report
-            )
+            meta = _lineage_meta(spec, run_id, inputs, report, environment)
+            adapter, merged = _save(ws, spec, inputs, trainer.model, tokenizer, run_dir, meta)
     except BaseException as exc:
         full = exc.errno == errno.ENOSPC if isinstance(exc, OSError) else False
         error = _disk_full(run_id, run_dir / "checkpoints", exc) if full else exc
@@ -246,42 +246,42 @@ def _run_id(spec: Recipe) -> str:
 
 
 def _resolve_inputs(ws: Workspace, spec: Recipe) -> _Inputs:
-    from llmops.artifacts.models import folder_digest
-
     base = spec.base_model
-    local = Path(base) if Path(base).is_absolute() else ws.root / base
-    if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise RecipeError(
-                f"base_model {base!r} is a folder without config.json",
-                hint="point at a Hugging Face model folder or an artifact reference",
-            )
-        base_dir, base_ref, base_digest = local, None, folder_digest(local)
-    else:
-        version = _artifact(ws, base, what="base_model")
-        base_dir = ws.artifact_dir(version)
-        base_ref, base_digest = version.ref, version.digest
+    try:
+        source = ws.model_source(base)
+    except (ArtifactNotFoundError, InputError) as exc:
+        raise _not_found(base, "base_model", exc) from None
+    if source.folder is not None and not (source.folder / "config.json").is_file():
+        raise RecipeError(
+            f"base_model {base!r} is a folder without config.json",
+            hint="point at a Hugging Face model folder or an artifact reference",
+        )
+    base_ref = source.version.ref if source.version is not None else None
     data_path, dataset_ref = _dataset(ws, spec)
     eval_path = None
     if spec.dataset.eval_path:
         eval_path = _workspace_file(ws, spec.dataset.eval_path, what="dataset.eval_path")
-    return _Inputs(base_dir, base_ref, base_digest, data_path, eval_path, dataset_ref)
+    return _Inputs(ws.model_dir(source), base_ref, source.digest, data_path, eval_path, dataset_ref)
+
+
+def _not_found(ref: str, what: str, exc: LLMOpsError) -> RecipeError:
+    return RecipeError(
+        f"{what} {ref!r} is neither a folder in the workspace nor a stored artifact "
+        f"({exc.message})",
+        hint="import it with `llmops models import-smollm2` / `llmops artifacts push`, "
+        "or give a local Hugging Face folder",
+    )
 
 
 def _artifact(ws: Workspace, ref: str, *, what: str) -> ArtifactVersion:
     try:
         return ws.artifacts.get(ref)
     except (ArtifactNotFoundError, InputError) as exc:
-        raise RecipeError(
-            f"{what} {ref!r} is neither a folder in the workspace nor a stored artifact "
-            f"({exc.message})",
-            hint="import it with `llmops models import-smollm2` / `llmops artifacts push`, "
-            "or give a local Hugging Face folder",
-        ) from None
+        raise _not_found(ref, what, exc) from None
 
 
 def _workspace_file(ws: Workspace, path: str, *, what: str) -> Path:
-    p = Path(path) if Path(path).is_absolute() else ws.root / path
+    p = ws.resolve_path(path)
     if not p.is_file():
         raise RecipeError(f"{what} {path!r}: no such file under {ws.root}", hint="check the path")
     return p
@@ -328,12 +328,13 @@ def _start_record(
     run_dir: Path,
     inputs: _Inputs,
     report: DataReport,
+    environment: dict[str, Any],
 ) -> RunRecord:
     return ws.runs.create(
         id=run_id, recipe_name=name, recipe=spec.resolved(), recipe_hash=spec.digest(),
         dataset_fingerprint=report.fingerprint, dataset_ref=inputs.dataset_ref or "",
         base_model=inputs.base_ref or str(inputs.base_dir), base_model_digest=inputs.base_digest,
-        seed=spec.training.seed, environment=capture_environment(ws.root),
+        seed=spec.training.seed, environment=environment,
         output_dir=str(run_dir), max_steps=spec.training.max_steps,
     )  # fmt: skip
 
@@ -351,10 +352,9 @@ def _resume_point(checkpoints: Path) -> tuple[int, Path] | None:
 
 
 def _lineage_meta(
-    ws: Workspace, spec: Recipe, run_id: str, inputs: _Inputs, report: DataReport
+    spec: Recipe, run_id: str, inputs: _Inputs, report: DataReport, environment: dict[str, Any]
 ) -> dict[str, Any]:
-    from llmops.train.environment import git_state
-
+    """What the adapter was made from: the run, recipe, base model, data and code."""
     return {
         "run_id": run_id,
         "recipe_hash": spec.digest(),
@@ -365,14 +365,8 @@ def _lineage_meta(
         "base_model_digest": inputs.base_digest,
         "dataset": inputs.dataset_ref,
         "dataset_fingerprint": report.fingerprint,
-        "code": {"llmops": _llmops_version(), "git": git_state(ws.root)},
+        "code": {"llmops": environment["libraries"]["llmops"], "git": environment["git"]},
     }
-
-
-def _llmops_version() -> str:
-    from llmops._version import __version__
-
-    return __version__
 
 
 # -- train ----------------------------------------------------------------------------------
@@ -502,9 +496,8 @@ def _save(
     inputs: _Inputs,
     model: Any,
     tokenizer: Any,
-    run_id: str,
     run_dir: Path,
-    report: DataReport,
+    meta: dict[str, Any],
 ) -> tuple[ArtifactVersion, ArtifactVersion | None]:
     """Store the adapter (weights, config, tokenizer, chat template) with its lineage."""
     adapter_dir = run_dir / "adapter"
@@ -512,10 +505,9 @@ def _save(
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     lineage = [r for r in (inputs.base_ref, inputs.dataset_ref) if r]
-    meta = _lineage_meta(ws, spec, run_id, inputs, report)
     adapter = ws.artifacts.push(
         adapter_dir, name=spec.output.name, kind="adapter", parents=lineage, meta=meta,
-        message=f"trained by {run_id}",
+        message=f"trained by {meta['run_id']}",
     ).version  # fmt: skip
     merged = None
     if spec.output.merged:

@@ -64,9 +64,12 @@ class RunRecord:
     error: str | None
     attempts: int
 
-    def to_json(self, metrics: builtins.list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def to_json(
+        self, metrics: builtins.list[dict[str, Any]] | None = None, *, full: bool = True
+    ) -> dict[str, Any]:
         """The ``runs show`` contract: run_id, status, recipe_hash, dataset_fingerprint,
-        base_model_digest, metrics, and the rest of the record."""
+        base_model_digest, metrics, and the rest of the record (``full=False`` leaves out the
+        resolved recipe and the environment, for listings)."""
         out: dict[str, Any] = {
             "run_id": self.run_id, "status": self.status, "recipe_name": self.recipe_name,
             "recipe_hash": self.recipe_hash, "dataset_fingerprint": self.dataset_fingerprint,
@@ -80,6 +83,8 @@ class RunRecord:
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
             "environment": self.environment, "output_dir": self.output_dir, "recipe": self.recipe,
         }  # fmt: skip
+        if not full:
+            del out["recipe"], out["environment"]
         if metrics is not None:
             out["metrics"] = metrics
         return out
