@@ -1,5 +1,8 @@
 """Running promptfoo configs: ``promptfooconfig.yaml`` to an llmops suite.
 
+:func:`llmops.evals.suite.load_suite` recognises a promptfoo config (``providers``/``tests``
+and no ``targets``) and validates the converted suite like any other.
+
 Supported: ``prompts`` (strings, or ``file://`` paths; a JSON list of chat messages is a chat
 prompt, anything else one user message), ``providers`` (``openai:chat:<model>`` strings or objects
 with ``id``, ``label`` and ``config`` holding ``apiBaseUrl``, ``temperature``, ``max_tokens``),
@@ -16,14 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import blake3
-from pydantic import ValidationError
-
-from llmops._yamldoc import YamlSyntaxError, parse_yaml, read_document
 from llmops.errors import SuiteError
-from llmops.evals.suite import MAX_SUITE_BYTES, LoadedSuite, Suite
 
-__all__ = ["convert_promptfoo", "load_promptfoo"]
+__all__ = ["convert_promptfoo"]
 
 _OPENAI_BASE = "https://api.openai.com/v1"
 
@@ -143,33 +141,3 @@ def convert_promptfoo(data: dict[str, Any], *, folder: Path) -> dict[str, Any]:
     if judge:
         suite["judge"] = {"model": _model(judge)[1]}
     return suite
-
-
-def load_promptfoo(path: str | os.PathLike[str]) -> LoadedSuite:
-    """Read a promptfoo config as a validated suite.
-
-    Raises:
-        SuiteError: Malformed, or uses promptfoo features llmops does not run.
-    """
-    p = Path(path)
-    text = read_document(
-        p,
-        SuiteError,
-        max_bytes=MAX_SUITE_BYTES,
-        what="promptfoo config",
-        too_big_hint="move tests into a file",
-    )
-    try:
-        data, _ = parse_yaml(text)
-    except YamlSyntaxError as exc:
-        raise SuiteError(exc.problem.message, path=str(p), line=exc.problem.line) from None
-    try:
-        suite = Suite.model_validate(convert_promptfoo(data, folder=p.parent))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise SuiteError(f"{where}: {err['msg']}", path=str(p)) from None
-    digest = blake3.blake3(suite.digest().encode())
-    if suite.cases_file:
-        digest.update(Path(suite.cases_file).read_bytes())
-    return LoadedSuite(suite, p, p.stem, f"blake3:{digest.hexdigest()}", (None,) * len(suite.cases))

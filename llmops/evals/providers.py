@@ -168,7 +168,7 @@ class OpenAIProvider:
             raise ProviderError(f"HTTP {status} from {self.url}: {_snippet(raw)}", retryable=False)
         try:
             data = json.loads(raw.decode("utf-8", "replace"))
-            text = clean_text(str(data["choices"][0]["message"]["content"] or ""))
+            text = str(data["choices"][0]["message"]["content"] or "")
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, IndexError, TypeError):
             raise ProviderError(
                 f"malformed response from {self.url}: {_snippet(raw)}", retryable=True
@@ -181,12 +181,6 @@ class OpenAIProvider:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-
-def clean_text(text: str) -> str:
-    """``text`` with lone surrogates (from broken UTF-8 or JSON escapes) replaced, so it can be
-    stored and printed."""
-    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _seconds(value: str | None) -> float | None:
@@ -240,7 +234,7 @@ class LiteLLMProvider:
                 f"litellm: {type(exc).__name__}: {exc}"[:500], retryable=retryable
             ) from None
         latency = time.perf_counter() - started
-        text = clean_text(str(response.choices[0].message.content or ""))
+        text = str(response.choices[0].message.content or "")
         usage = getattr(response, "usage", None)
         pt = int(getattr(usage, "prompt_tokens", 0) or 0)
         ct = int(getattr(usage, "completion_tokens", 0) or 0)
@@ -269,33 +263,26 @@ class LocalProvider:
     def __init__(self, spec: ModelSpec, *, ws: Workspace | None) -> None:
         self.spec = spec
         self.ws = ws
-        base = self._identity(spec.name)
-        adapter = self._identity(spec.adapter) if spec.adapter else ""
-        self.key = f"transformers|{base}|{adapter}"
+        self.key = f"transformers|{self._identity(spec.name)}|{self._identity(spec.adapter)}"
         self._model: Any = None
         self._tokenizer: Any = None
 
-    def _identity(self, ref: str) -> str:
-        local = Path(ref)
-        if self.ws is not None and not local.is_absolute():
-            local = self.ws.root / ref
-        if local.is_dir() or self.ws is None:
-            return str(local.resolve())
+    def _identity(self, ref: str | None) -> str:
+        if not ref:
+            return ""
+        if self.ws is None:
+            return str(Path(ref).resolve())
         try:
-            return self.ws.artifacts.get(ref).digest
+            return self.ws.model_source(ref).digest
         except Exception:  # reported when the model loads, per case
             return ref
 
-    def _folder(self, ref: str) -> tuple[Path, str]:
-        local = Path(ref)
-        if self.ws is not None and not local.is_absolute():
-            local = self.ws.root / ref
-        if local.is_dir():
-            return local, str(local.resolve())
+    def _folder(self, ref: str) -> Path:
         if self.ws is None:
-            raise ProviderError(f"no model folder {ref!r}", retryable=False)
-        version = self.ws.artifacts.get(ref)
-        return self.ws.artifact_dir(version), version.digest
+            if not Path(ref).is_dir():
+                raise ProviderError(f"no model folder {ref!r}", retryable=False)
+            return Path(ref)
+        return self.ws.model_dir(self.ws.model_source(ref))
 
     def _load(self) -> None:
         import torch
@@ -303,7 +290,7 @@ class LocalProvider:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-        base, _ = self._folder(self.spec.name)
+        base = self._folder(self.spec.name)
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         tokenizer_dir = base
         if self.spec.adapter:
@@ -311,7 +298,7 @@ class LocalProvider:
 
             from peft import PeftModel
 
-            adapter, _ = self._folder(self.spec.adapter)
+            adapter = self._folder(self.spec.adapter)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # peft vs transformers 5 renames
                 model = PeftModel.from_pretrained(model, adapter)
@@ -346,7 +333,7 @@ class LocalProvider:
                     pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
                 )
             new = out[0][ids.shape[1] :]
-            text = clean_text(self._tokenizer.decode(new, skip_special_tokens=True))
+            text = self._tokenizer.decode(new, skip_special_tokens=True)
             return Completion(
                 text, int(ids.shape[1]), int(new.shape[0]), 0.0, time.perf_counter() - started
             )

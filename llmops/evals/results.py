@@ -33,6 +33,8 @@ from llmops.evals.stats import Paired, agreement, bootstrap_ci, paired
 __all__ = ["EvalRunRecord", "EvalRuns", "GateReport", "new_eval_id"]
 
 _ENTITY = "eval_run"
+_Scores = dict[str, dict[int, tuple[bool | None, float | None]]]
+"""Per target, per case index: ``(passed, score)``."""
 _RESULT_TABLE = SQLModel.metadata.tables["eval_result"]
 _PAIR_TABLE = SQLModel.metadata.tables["eval_pair"]
 
@@ -320,22 +322,35 @@ class EvalRuns:
 
     # -- statistics -------------------------------------------------------------------------
 
-    def _scores(self, run_id: str) -> dict[str, dict[int, tuple[bool | None, float | None]]]:
+    def _collect(self, run_id: str) -> tuple[_Scores, dict[str, dict[str, Any]]]:
+        """Per target: every case's ``(passed, score)``, and its usage totals (one read)."""
         query = select(
-            col(EvalResult.target),
-            col(EvalResult.case_index),
-            col(EvalResult.passed),
-            col(EvalResult.score),
-        ).where(col(EvalResult.run_id) == run_id)
-        out: dict[str, dict[int, tuple[bool | None, float | None]]] = {}
+            col(EvalResult.target), col(EvalResult.case_index), col(EvalResult.passed),
+            col(EvalResult.score), col(EvalResult.prompt_tokens),
+            col(EvalResult.completion_tokens), col(EvalResult.cost), col(EvalResult.latency_ms),
+            col(EvalResult.cached),
+        ).where(col(EvalResult.run_id) == run_id)  # fmt: skip
+        scores: _Scores = {}
+        usage: dict[str, dict[str, Any]] = {}
         with self.db.connect() as conn:
-            for target, index, passed, score in conn.execute(query):
-                out.setdefault(str(target), {})[int(index)] = (passed, score)
-        return out
+            for target, index, passed, score, pt, ct, cost, latency, cached in conn.execute(query):
+                scores.setdefault(str(target), {})[int(index)] = (passed, score)
+                u = usage.setdefault(str(target), _no_usage())
+                u["prompt_tokens"] += pt
+                u["completion_tokens"] += ct
+                u["cost"] += cost
+                if cached:
+                    u["cached"] += 1
+                else:
+                    u["fresh"].append(latency)
+        return scores, usage
 
-    def summarize(self, run_id: str, targets: builtins.list[str]) -> dict[str, Any]:
-        """Per-target statistics, paired comparison of targets, pairwise and calibration."""
-        scores = self._scores(run_id)
+    def summarize(
+        self, run_id: str, targets: builtins.list[str], *, judge_samples: bool = False
+    ) -> dict[str, Any]:
+        """Per-target statistics, paired comparison of targets, pairwise and calibration;
+        ``judge_samples`` adds the spread of repeated judge verdicts (panels, epochs)."""
+        scores, usage = self._collect(run_id)
         rows = []
         for name in targets:
             cases = scores.get(name, {})
@@ -343,41 +358,17 @@ class EvalRuns:
             passes = [1.0 if p else 0.0 for p, _ in graded]
             values = [float(s if s is not None else 0.0) for _, s in graded]
             score_ci, pass_ci = bootstrap_ci(values), bootstrap_ci(passes)
-            rows.append(
-                {
-                    "name": name,
-                    "cases": len(cases),
-                    "graded": len(graded),
-                    "errors": len(cases) - len(graded),
-                    "pass_rate": _num(pass_ci.mean),
-                    "pass_rate_ci_low": _num(pass_ci.low),
-                    "pass_rate_ci_high": _num(pass_ci.high),
-                    "mean_score": _num(score_ci.mean),
-                    "ci_low": _num(score_ci.low),
-                    "ci_high": _num(score_ci.high),
-                }
-            )
-        with self.db.connect() as conn:
-            usage = conn.execute(
-                select(
-                    col(EvalResult.target),
-                    col(EvalResult.prompt_tokens),
-                    col(EvalResult.completion_tokens),
-                    col(EvalResult.cost),
-                    col(EvalResult.latency_ms),
-                    col(EvalResult.cached),
-                ).where(col(EvalResult.run_id) == run_id)
-            ).all()
-        for row in rows:
-            mine = [u for u in usage if u[0] == row["name"]]
-            fresh = [u[4] for u in mine if not u[5]]
-            row.update(
-                prompt_tokens=sum(u[1] for u in mine),
-                completion_tokens=sum(u[2] for u in mine),
-                cost=round(sum(u[3] for u in mine), 6),
-                cached=sum(1 for u in mine if u[5]),
-                latency_ms_p50=_num(statistics.median(fresh)) if fresh else None,
-            )
+            u = usage.get(name) or _no_usage()
+            rows.append({
+                "name": name, "cases": len(cases), "graded": len(graded),
+                "errors": len(cases) - len(graded), "pass_rate": _num(pass_ci.mean),
+                "pass_rate_ci_low": _num(pass_ci.low), "pass_rate_ci_high": _num(pass_ci.high),
+                "mean_score": _num(score_ci.mean), "ci_low": _num(score_ci.low),
+                "ci_high": _num(score_ci.high), "prompt_tokens": u["prompt_tokens"],
+                "completion_tokens": u["completion_tokens"], "cost": round(u["cost"], 6),
+                "cached": u["cached"],
+                "latency_ms_p50": statistics.median(u["fresh"]) if u["fresh"] else None,
+            })  # fmt: skip
         summary: dict[str, Any] = {"targets": rows}
         if len(targets) >= 2:
             base = targets[0]
@@ -392,7 +383,7 @@ class EvalRuns:
                 row["wins"] = summary["wins"].get(row["name"], 0)
                 row["ties"] = summary["ties"]
                 row["position_consistency"] = summary["position_consistency"]
-        variance = self._judge_variance(run_id)
+        variance = self._judge_variance(run_id) if judge_samples else {}
         if variance:
             summary["judge_variance"] = variance
         calibration = self._calibration(run_id, pairs)
@@ -401,9 +392,7 @@ class EvalRuns:
         return summary
 
     @staticmethod
-    def _paired(
-        scores: dict[str, dict[int, tuple[bool | None, float | None]]], a: str, b: str
-    ) -> Paired:
+    def _paired(scores: _Scores, a: str, b: str) -> Paired:
         xa, xb = scores.get(a, {}), scores.get(b, {})
         common = sorted(
             i for i in xa.keys() & xb.keys() if xa[i][0] is not None and xb[i][0] is not None
@@ -601,6 +590,10 @@ class EvalRuns:
                 yield "</testcase>\n"
             yield "  </testsuite>\n"
         yield "</testsuites>\n"
+
+
+def _no_usage() -> dict[str, Any]:
+    return {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0, "cached": 0, "fresh": []}
 
 
 def _clip(text: str, n: int = 500) -> str:

@@ -14,13 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from llmops._liveline import LiveLine, bar
 from llmops.errors import InputError, PromptRenderError, SuiteError
 from llmops.evals.cache import ResponseCache, cache_key
 from llmops.evals.judge import (
@@ -99,30 +98,6 @@ class _Stats:
     started: float = field(default_factory=time.perf_counter)
 
 
-def _is_promptfoo(path: Path) -> bool:
-    from llmops._yamldoc import parse_yaml
-
-    try:
-        data, _ = parse_yaml(path.read_text(encoding="utf-8"))
-    except Exception:
-        return False
-    return (
-        isinstance(data, dict)
-        and "targets" not in data
-        and ("providers" in data or "tests" in data)
-    )
-
-
-def load_any(source: str | os.PathLike[str]) -> LoadedSuite:
-    """An llmops suite, or a promptfoo config converted to one."""
-    path = Path(source)
-    if path.is_file() and _is_promptfoo(path):
-        from llmops.evals.promptfoo import load_promptfoo
-
-        return load_promptfoo(path)
-    return load_suite(path)
-
-
 def run_suite(
     ws: Workspace,
     source: str | os.PathLike[str] | LoadedSuite,
@@ -143,7 +118,7 @@ def run_suite(
     Raises:
         SuiteError: The suite is invalid, or a case lacks a variable its prompt needs.
     """
-    loaded = source if isinstance(source, LoadedSuite) else load_any(source)
+    loaded = source if isinstance(source, LoadedSuite) else load_suite(source)
     return asyncio.run(
         _run(ws, loaded, concurrency=concurrency, no_cache=no_cache, resume=resume, live=live)
     )
@@ -259,7 +234,8 @@ class _Engine:
                 await self._rate_limit(provider, model.rate_limit_rps)
                 try:
                     self.stats.calls += 1
-                    return await provider.complete(request)
+                    completion = await provider.complete(request)
+                    return replace(completion, text=_clean_text(completion.text))
                 except ProviderError as exc:
                     if not exc.retryable or attempt >= self.suite.max_retries:
                         tries = f" after {attempt + 1} attempts" if attempt else ""
@@ -268,6 +244,12 @@ class _Engine:
             attempt += 1
             self.stats.retries += 1
             await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+
+
+def _clean_text(text: str) -> str:
+    """Model text with lone surrogates (broken UTF-8, bad JSON escapes) replaced, whatever the
+    provider, so it can be cached, stored and printed."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _request(messages: list[dict[str, str]], model: ModelSpec) -> Request:
@@ -588,7 +570,7 @@ async def _run(
     judges = _Judges(ws, suite, engine, providers)
     pairwise = bool(suite.judge and suite.judge.mode == "pairwise")
     pending: list[Row] = []
-    progress = _Progress(total) if live else None
+    progress = LiveLine() if live else None
 
     def flush() -> None:
         if pending:
@@ -606,7 +588,12 @@ async def _run(
             if len(pending) >= _FLUSH_ROWS:
                 flush()
             if progress is not None:
-                progress.show(stats)
+                rate = stats.done / max(progress.elapsed, 1e-9)
+                progress.show(
+                    f"{stats.done}/{total} cases {bar(stats.done, total)}  {stats.errors} errors  "
+                    f"{stats.calls} calls  {stats.hits} cached  {rate:.1f} cases/s",
+                    force=stats.done == total,
+                )
 
     try:
         await asyncio.gather(*(worker() for _ in range(concurrency or suite.concurrency)))
@@ -617,7 +604,9 @@ async def _run(
         cache.close()
         if progress is not None:
             progress.close()
-    summary = evals.summarize(run_id, names)
+    judge = suite.judge
+    samples = bool(judge and (judge.epochs > 1 or len(judge.judges) > 1))
+    summary = evals.summarize(run_id, names, judge_samples=samples)
     errors = sum(t["errors"] for t in summary["targets"])
     run = evals.finish(run_id, status="completed", summary=summary, cases=total, errors=errors)
     return EvalOutcome(
@@ -677,27 +666,3 @@ def _version() -> str:
     from llmops._version import __version__
 
     return __version__
-
-
-class _Progress:
-    """A one-line live display on stderr."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.last = 0.0
-
-    def show(self, stats: _Stats) -> None:
-        now = time.perf_counter()
-        if now - self.last < 0.2 and stats.done < self.total:
-            return
-        self.last = now
-        rate = stats.done / max(now - stats.started, 1e-9)
-        sys.stderr.write(
-            f"\r{stats.done}/{self.total} cases  {stats.errors} errors  "
-            f"{stats.calls} calls  {stats.hits} cached  {rate:.1f} cases/s\033[K"
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()

@@ -9,8 +9,6 @@ prompts need.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Iterator
@@ -231,7 +229,7 @@ class LoadedSuite:
 
 
 def load_suite(source: str | os.PathLike[str]) -> LoadedSuite:
-    """Read and validate a suite file.
+    """Read and validate a suite file, or a promptfoo config (converted to a suite).
 
     Raises:
         SuiteError: The file is missing, malformed or invalid (every problem, with lines).
@@ -261,6 +259,11 @@ def parse_suite(text: str, *, path: Path | None = None) -> LoadedSuite:
             path=where,
             line=1,
         )
+    if "targets" not in data and ("providers" in data or "tests" in data):
+        from llmops.evals.promptfoo import convert_promptfoo
+
+        folder = path.parent if path else Path.cwd()
+        data, root = convert_promptfoo(data, folder=folder), None  # lines do not carry over
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
@@ -270,14 +273,13 @@ def parse_suite(text: str, *, path: Path | None = None) -> LoadedSuite:
         (node.start_mark.line + 1) if (node := node_at(root, ("cases", i), key=False)) else None
         for i in range(len(suite.cases))
     )
+    name = path.stem if path else "suite"
     digest = blake3.blake3(suite.digest().encode())
-    loaded = LoadedSuite(suite, path, path.stem if path else "suite", "", lines)
     if suite.cases_file:
-        file = _cases_path(loaded)
-        with file.open("rb") as f:
+        with _cases_path(LoadedSuite(suite, path, name, "", lines)).open("rb") as f:
             while block := f.read(1 << 20):
                 digest.update(block)
-    return LoadedSuite(suite, path, loaded.name, f"blake3:{digest.hexdigest()}", lines)
+    return LoadedSuite(suite, path, name, f"blake3:{digest.hexdigest()}", lines)
 
 
 def _cases_path(loaded: LoadedSuite) -> Path:
@@ -328,27 +330,26 @@ def iter_cases(loaded: LoadedSuite) -> Iterator[NumberedCase]:
         index += 1
 
 
+_CASE_KEYS = frozenset({"vars", "assert", "expected", "id", "description", "human"})
+
+
 def _file_rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if file.suffix.lower() == ".csv":
-        text = file.read_bytes().decode("utf-8-sig", errors="strict")
-        for number, record in enumerate(csv.DictReader(io.StringIO(text, newline="")), start=2):
-            yield number, _csv_case(record)
-        return
-    with file.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                data = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise SuiteError(f"not a JSON object: {exc}", path=str(file), line=number) from None
-            if not isinstance(data, dict):
-                raise SuiteError("expected a JSON object", path=str(file), line=number)
-            case_keys = {"vars", "assert", "expected", "id", "description", "human"}
-            yield (
-                number,
-                data if "vars" in data or not data or set(data) <= case_keys else {"vars": data},
-            )
+    """``(line, case data)`` of a JSONL, CSV or Parquet cases file, read by the dataset reader:
+    JSONL rows are case objects or flat variable rows; CSV follows promptfoo's convention."""
+    from llmops.data.formats import BadRow, read_rows
+
+    csv_file = file.suffix.lower() == ".csv"
+    for item in read_rows(file):
+        line = item.number + 1 if csv_file else item.number  # CSV: the header is line 1
+        if isinstance(item, BadRow):
+            raise SuiteError(f"not a JSON object: {item.message}", path=str(file), line=line)
+        data = item.data
+        if csv_file:
+            yield line, _csv_case(data)
+        elif "vars" in data or not data or set(data) <= _CASE_KEYS:
+            yield line, data
+        else:
+            yield line, {"vars": data}
 
 
 def _csv_case(record: dict[str, Any]) -> dict[str, Any]:

@@ -126,6 +126,18 @@ def test_an_unparseable_judge_reply_is_an_error_not_a_verdict(
     assert run.errors == 1 and run.summary["targets"][0]["pass_rate"] is None
 
 
+def pair_targets(url: str) -> str:
+    """Two targets, ``plain`` and ``formal``, asking the same question differently."""
+    return f"""
+  - name: plain
+    prompt: [{{role: user, content: "Capital of {{{{ country }}}}?"}}]
+    model: {{provider: openai, name: m, api_base: "{url}"}}
+  - name: formal
+    prompt: [{{role: user, content: "formal: Capital of {{{{ country }}}}?"}}]
+    model: {{provider: openai, name: m, api_base: "{url}"}}
+"""
+
+
 def test_pairwise_both_orders_position_bias_becomes_ties(ws: Workspace, tmp_path: Path) -> None:
     calls: list[str] = []
 
@@ -136,14 +148,7 @@ def test_pairwise_both_orders_position_bias_becomes_ties(ws: Workspace, tmp_path
         return "Paris" if "formal" in user_text(body) else "paris!"
 
     with MockServer(respond) as server:
-        targets = f"""
-  - name: plain
-    prompt: [{{role: user, content: "Capital of {{{{ country }}}}?"}}]
-    model: {{provider: openai, name: m, api_base: "{server.url}"}}
-  - name: formal
-    prompt: [{{role: user, content: "formal: Capital of {{{{ country }}}}?"}}]
-    model: {{provider: openai, name: m, api_base: "{server.url}"}}
-"""
+        targets = pair_targets(server.url)
         suite = write_suite(
             tmp_path,
             server.url,
@@ -205,14 +210,7 @@ def test_pairwise_with_a_consistent_judge_counts_wins(ws: Workspace, tmp_path: P
         return "Paris" if "formal" in user_text(body) else "no idea"
 
     with MockServer(respond) as server:
-        targets = f"""
-  - name: plain
-    prompt: [{{role: user, content: "Capital of {{{{ country }}}}?"}}]
-    model: {{provider: openai, name: m, api_base: "{server.url}"}}
-  - name: formal
-    prompt: [{{role: user, content: "formal: Capital of {{{{ country }}}}?"}}]
-    model: {{provider: openai, name: m, api_base: "{server.url}"}}
-"""
+        targets = pair_targets(server.url)
         suite = write_suite(
             tmp_path,
             server.url,
