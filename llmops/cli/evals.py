@@ -103,12 +103,22 @@ def run(
     data = outcome.to_json()
     if json_out:
         emit_json(data)
-        return
-    _print_summary(data)
-    console().print(
-        f"{outcome.calls} model calls, {outcome.cache_hits} from the cache, "
-        f"{outcome.retries} retries, {outcome.seconds:.2f} s"
-    )
+    else:
+        _print_summary(data)
+        console().print(
+            f"{outcome.calls} model calls, {outcome.cache_hits} from the cache, "
+            f"{outcome.retries} retries, {outcome.seconds:.2f} s"
+        )
+        for kind in outcome.error_kinds[:5]:
+            typer.echo(f"error ({kind['count']} cases): {kind['example']}", err=True)
+    failed = outcome.failed_targets
+    if failed:
+        typer.echo(
+            f"every case of target(s) {', '.join(failed)} errored; nothing was graded"
+            f" (details: llmops eval show {outcome.run.run_id})",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @app.command("show")
@@ -192,7 +202,12 @@ def gate(
         float, typer.Option("--max-drop", help="Largest allowed pass-rate drop vs the baseline.")
     ] = 0.0,
     min_pass_rate: Annotated[float | None, typer.Option("--min-pass-rate")] = None,
-    max_errors: Annotated[int | None, typer.Option("--max-errors")] = None,
+    max_errors: Annotated[
+        int,
+        typer.Option(
+            "--max-errors", min=0, help="Errored cases allowed per target (default: none)."
+        ),
+    ] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Exit 1 when the run regressed against the baseline or misses a threshold."""

@@ -10,12 +10,16 @@ Hardening: the graded text is escaped (``<``, ``>``, ``&``) and wrapped in tags 
 of its content, so it cannot close its block or forge a new one, and the system prompt tells the
 judge that the block is untrusted data. The verdict is the *last* JSON object in the judge's reply
 that has the verdict field (or the last match of ``judge.pattern``), so an answer that quotes a
-verdict early is outvoted by the judge's own conclusion; a reply with no verdict is a judge error,
-never a pass or a fail.
+verdict early is outvoted by the judge's own conclusion; regions of the reply between our fence
+tags (a judge quoting the answer) are not searched, and a verdict that also occurs in a graded
+text is taken for a quote of it and ignored. A reply with no verdict of the judge's own is a
+judge error, never a pass or a fail.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import re
 import statistics
 from collections.abc import Sequence
@@ -24,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import blake3
 
-from llmops.evals.scorers import ScoreResult, json_objects
+from llmops.evals.scorers import ScoreResult
 
 if TYPE_CHECKING:
     from llmops.prompts import PromptRegistry, PromptVersion
@@ -118,19 +122,91 @@ def delimit(text: str, kind: str = "answer") -> str:
     """``text`` escaped and wrapped in ``<untrusted_KIND id=...>`` tags (id: its digest)."""
     escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     tag = f"untrusted_{kind}"
-    nonce = blake3.blake3(text.encode()).hexdigest()[:12]
+    nonce = _nonce(text)
     return f'<{tag} id="{nonce}">\n{escaped}\n</{tag} id="{nonce}">'
 
 
 _TRUE = {"true", "pass", "passed", "yes", "y", "1", "correct"}
 _FALSE = {"false", "fail", "failed", "no", "n", "0", "incorrect"}
 
+MAX_REPLY_CHARS = 50_000
+"""Only the last this-many characters of a judge reply are searched for its verdict (the
+prompts ask for it at the end), which bounds the parser's work whatever the reply holds."""
+_MAX_CANDIDATES = 2_000
 
-def _last_field(text: str, field: str) -> Any:
-    for obj in reversed(json_objects(text)):
-        if isinstance(obj, dict) and field in obj:
+
+def _nonce(text: str) -> str:
+    return blake3.blake3(text.encode()).hexdigest()[:12]
+
+
+def _strip_fences(reply: str, untrusted: Sequence[str]) -> str:
+    """``reply`` without the regions a judge quoted between our fence tags (their ids are
+    digests the graded text cannot know, so a forged closing tag inside them does not end
+    them); an unclosed fence hides everything after it."""
+    for text in untrusted:
+        nonce = _nonce(text)
+        opening = re.compile(rf'<untrusted_\w+ id="{nonce}">')
+        closing = re.compile(rf'</untrusted_\w+ id="{nonce}">')
+        out, pos = [], 0
+        while (start := opening.search(reply, pos)) is not None:
+            out.append(reply[pos : start.start()])
+            end = closing.search(reply, start.end())
+            pos = len(reply) if end is None else end.end()
+        reply = "".join(out) + reply[pos:]
+    return reply
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+class _Quotes:
+    """What the graded texts contain that a judge could quote back: their JSON objects and
+    text. A verdict found there cannot be told from a quote of the answer, so it is ignored."""
+
+    def __init__(self, untrusted: Sequence[str]) -> None:
+        self.texts = [" ".join(t.split()) for t in untrusted if t]
+        self.objects = {_canonical(o) for t in untrusted for o, _, _ in _json_spans(t)}
+
+    def quoted(self, raw: str, obj: Any = None) -> bool:
+        if obj is not None and _canonical(obj) in self.objects:
+            return True
+        flat = " ".join(raw.split())
+        return bool(flat) and any(flat in t for t in self.texts)
+
+
+def _json_spans(text: str) -> list[tuple[Any, int, int]]:
+    """JSON objects in ``text`` with their spans; bounded in candidates, and a nesting too
+    deep to decode is skipped (never a RecursionError)."""
+    decoder = json.JSONDecoder()
+    found: list[tuple[Any, int, int]] = []
+    start, tried = text.find("{"), 0
+    while start != -1 and tried < _MAX_CANDIDATES:
+        tried += 1
+        try:
+            obj, end = decoder.raw_decode(text, start)
+        except (json.JSONDecodeError, RecursionError, ValueError):
+            start = text.find("{", start + 1)
+            continue
+        found.append((obj, start, end))
+        start = text.find("{", end)
+    return found
+
+
+def _verdict_text(text: str, untrusted: Sequence[str]) -> str:
+    return _strip_fences(text[-MAX_REPLY_CHARS:], untrusted)
+
+
+def _last_field(text: str, field: str, quotes: _Quotes) -> Any:
+    for obj, start, end in reversed(_json_spans(text)):
+        if isinstance(obj, dict) and field in obj and not quotes.quoted(text[start:end], obj):
             return obj
     return None
+
+
+def _last_match(text: str, pattern: str, quotes: _Quotes) -> re.Match[str] | None:
+    matches = [m for m in re.finditer(pattern, text) if not quotes.quoted(m.group(0))]
+    return matches[-1] if matches else None
 
 
 def _truth(value: Any) -> bool | None:
@@ -141,17 +217,29 @@ def _truth(value: Any) -> bool | None:
 
 
 def parse_single(  # noqa: PLR0911 - one return per kind of verdict
-    text: str, *, field: str | None = None, pattern: str | None = None, threshold: float = 0.5
+    text: str,
+    *,
+    field: str | None = None,
+    pattern: str | None = None,
+    threshold: float = 0.5,
+    untrusted: Sequence[str] = (),
 ) -> ScoreResult:
-    """The verdict of a single-answer judge reply; ``passed`` None when there is none."""
+    """The verdict of a single-answer judge reply; ``passed`` None when there is none.
+
+    ``untrusted`` are the texts the judge was shown inside fences (the answer, the question):
+    verdicts inside quoted fences, or that also occur in those texts, are not the judge's own.
+    """
+    text = _verdict_text(text, untrusted)
+    quotes = _Quotes(untrusted)
     if pattern:
-        matches = list(re.finditer(pattern, text))
-        if not matches:
+        last = _last_match(text, pattern, quotes)
+        if last is None:
             return ScoreResult(None, 0.0, f"judge error: no match for /{pattern}/ in the reply")
-        last = matches[-1]
         raw = last.group(1) if last.groups() else last.group(0)
         try:
             score = float(raw)
+            if not math.isfinite(score):
+                raise ValueError(raw)
             return ScoreResult(score >= threshold, max(0.0, min(1.0, score)), _reason(text))
         except ValueError:
             passed = _truth(raw)
@@ -159,16 +247,19 @@ def parse_single(  # noqa: PLR0911 - one return per kind of verdict
                 return ScoreResult(None, 0.0, f"judge error: verdict {raw!r} is not pass/fail")
             return ScoreResult(passed, 1.0 if passed else 0.0, _reason(text))
     key = field or "pass"
-    obj = _last_field(text, key)
+    obj = _last_field(text, key, quotes)
     if obj is None:
         return ScoreResult(None, 0.0, f"judge error: no JSON verdict with {key!r} in the reply")
     passed = _truth(obj[key])
     if passed is None:
-        return ScoreResult(None, 0.0, f"judge error: {key!r} is {obj[key]!r}, not pass/fail")
+        return ScoreResult(
+            None, 0.0, f"judge error: {key!r} is {str(obj[key])[:100]!r}, not pass/fail"
+        )
     score = obj.get("score", 1.0 if passed else 0.0)
     try:
-        value = max(0.0, min(1.0, float(score)))
-    except (TypeError, ValueError):
+        value = float(score)
+        value = max(0.0, min(1.0, value)) if math.isfinite(value) else float(passed)
+    except (TypeError, ValueError, OverflowError):
         value = 1.0 if passed else 0.0
     return ScoreResult(passed, value, str(obj.get("reason", ""))[:2000])
 
@@ -178,22 +269,25 @@ def _reason(text: str) -> str:
 
 
 def parse_pairwise(
-    text: str, *, field: str | None = None, pattern: str | None = None
+    text: str,
+    *,
+    field: str | None = None,
+    pattern: str | None = None,
+    untrusted: Sequence[str] = (),
 ) -> Verdict | None:
-    """``A``, ``B`` or ``TIE`` from a pairwise judge reply, or None when it has no verdict."""
+    """``A``, ``B`` or ``TIE`` from a pairwise judge reply, or None when it has no verdict
+    (``untrusted`` as for :func:`parse_single`)."""
+    text = _verdict_text(text, untrusted)
+    quotes = _Quotes(untrusted)
     if pattern:
-        matches = list(re.finditer(pattern, text))
-        raw = (
-            (matches[-1].group(1) if matches[-1].groups() else matches[-1].group(0))
-            if matches
-            else None
-        )
+        match = _last_match(text, pattern, quotes)
+        raw = (match.group(1) if match.groups() else match.group(0)) if match else None
     else:
-        obj = _last_field(text, field or "verdict")
+        obj = _last_field(text, field or "verdict", quotes)
         raw = obj[field or "verdict"] if obj is not None else None
     if raw is None:
         return None
-    word = str(raw).strip().upper().strip("[]\"' ")
+    word = str(raw)[:20].strip().upper().strip("[]\"' ")
     if word in ("A", "B", "TIE"):
         return word  # type: ignore[return-value]
     return "TIE" if word in ("C", "DRAW", "EQUAL") else None

@@ -488,9 +488,14 @@ class EvalRuns:
         baseline: str | None = None,
         max_drop: float = 0.0,
         min_pass_rate: float | None = None,
-        max_errors: int | None = None,
+        max_errors: int | None = 0,
     ) -> GateReport:
-        """Check a run against a baseline run and thresholds (see :class:`GateReport`)."""
+        """Check a run against a baseline run and thresholds (see :class:`GateReport`).
+
+        Errored cases count against the run: by default any error fails the gate
+        (``max_errors`` allows that many per target; None ignores errors), and a target with
+        no graded case fails every threshold it is checked against.
+        """
         run = self.get(run_id)
         if run.summary is None:
             raise InputError(
@@ -506,21 +511,27 @@ class EvalRuns:
         report_rows = []
         for name, row in rows.items():
             rate = row["pass_rate"]
-            entry: dict[str, Any] = {"name": name, "pass_rate": rate, "errors": row["errors"]}
-            if name in base_rows and rate is not None:
+            errors = int(row["errors"])
+            entry: dict[str, Any] = {"name": name, "pass_rate": rate, "errors": errors}
+            if rate is None:
+                problems.append(f"{name}: no case was graded ({errors} of {row['cases']} errored)")
+            if name in base_rows:
                 before = base_rows[name]["pass_rate"]
                 entry["baseline_pass_rate"] = before
-                if before is not None and before - rate > max_drop + 1e-12:
+                if rate is not None and before is not None and before - rate > max_drop + 1e-12:
                     problems.append(
                         f"{name}: pass rate {rate:.3f} dropped {before - rate:.3f} "
                         f"below the baseline {before:.3f} (max drop {max_drop})"
                     )
-            elif baseline and name not in base_rows:
+            elif baseline:
                 entry["baseline_pass_rate"] = None
-            if min_pass_rate is not None and (rate is None or rate < min_pass_rate):
-                problems.append(f"{name}: pass rate {rate} under {min_pass_rate}")
-            if max_errors is not None and row["errors"] > max_errors:
-                problems.append(f"{name}: {row['errors']} errors, over {max_errors}")
+            if min_pass_rate is not None and rate is not None and rate < min_pass_rate:
+                problems.append(f"{name}: pass rate {rate:.3f} under {min_pass_rate}")
+            if max_errors is not None and errors > max_errors:
+                problems.append(
+                    f"{name}: {errors} errored case(s), over the {max_errors} allowed"
+                    " (see `llmops eval show`; --max-errors N to allow some)"
+                )
             report_rows.append(entry)
         return GateReport(run_id, baseline, problems, report_rows)
 

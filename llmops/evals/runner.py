@@ -12,8 +12,10 @@ finish   per-target statistics, pairwise and calibration summaries on the run re
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -68,6 +70,17 @@ class EvalOutcome:
     """Model calls actually made (not answered from the cache)."""
     cache_hits: int
     retries: int
+    error_kinds: list[dict[str, Any]] = field(default_factory=list)
+    """The first error of each kind in this session: ``{"kind", "count", "example"}``."""
+
+    @property
+    def failed_targets(self) -> list[str]:
+        """Targets of which every case errored (nothing was graded)."""
+        return [
+            t["name"]
+            for t in (self.run.summary or {}).get("targets", [])
+            if t["cases"] and not t["graded"]
+        ]
 
     def to_json(self) -> dict[str, Any]:
         """The ``eval run --json`` contract plus execution counts."""
@@ -77,6 +90,8 @@ class EvalOutcome:
             "calls": self.calls,
             "cache_hits": self.cache_hits,
             "retries": self.retries,
+            "error_kinds": self.error_kinds,
+            "failed_targets": self.failed_targets,
         }
 
 
@@ -96,6 +111,19 @@ class _Stats:
     done: int = 0
     errors: int = 0
     started: float = field(default_factory=time.perf_counter)
+    kinds: dict[str, list[Any]] = field(default_factory=dict)
+
+    def saw_error(self, message: str) -> None:
+        """Count an error under its kind (the message with numbers and quoted text blanked)."""
+        kind = re.sub(r"'[^']*'|\"[^\"]*\"|\d+(\.\d+)?", "_", message)[:80]
+        entry = self.kinds.setdefault(kind, [0, message[:500]])
+        entry[0] += 1
+
+    def error_kinds(self) -> list[dict[str, Any]]:
+        return [
+            {"kind": kind, "count": count, "example": example}
+            for kind, (count, example) in sorted(self.kinds.items(), key=lambda kv: -kv[1][0])
+        ]
 
 
 def run_suite(
@@ -240,10 +268,22 @@ class _Engine:
                     if not exc.retryable or attempt >= self.suite.max_retries:
                         tries = f" after {attempt + 1} attempts" if attempt else ""
                         raise ProviderError(f"{exc}{tries}", retryable=False) from None
-                    delay = exc.retry_after_s or min(8.0, 0.25 * 2**attempt)
+                    delay = _backoff(exc.retry_after_s, attempt, cap=self.suite.timeout_s)
             attempt += 1
             self.stats.retries += 1
-            await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter
+            await asyncio.sleep(delay)
+
+
+def _backoff(retry_after_s: float | None, attempt: int, *, cap: float) -> float:
+    """Seconds to wait before retry ``attempt + 1``: the server's Retry-After when it is a sane
+    number, else jittered exponential backoff; never more than ``cap`` (the suite's per-call
+    timeout), so a hostile or broken ``Retry-After: 1e9`` cannot hang a run."""
+    jitter = 0.5 + random.random()  # noqa: S311 - jitter, not crypto
+    if retry_after_s is not None and math.isfinite(retry_after_s) and retry_after_s >= 0:
+        delay = retry_after_s * jitter
+    else:
+        delay = min(8.0, 0.25 * 2**attempt) * jitter
+    return max(0.0, min(delay, cap))
 
 
 def _clean_text(text: str) -> str:
@@ -320,11 +360,16 @@ class _Judges:
         assert self.judge is not None
         kind = assertion.type.removeprefix("not-")
         threshold = assertion.threshold if assertion.threshold is not None else self.judge.threshold
+        shown = [
+            _for_judge(output),
+            _for_judge(_question(messages)),
+            _for_judge(str(case.expected or assertion.value or "")),
+        ]
         values = {
-            "rubric": str(assertion.value or self.judge.rubric),
-            "question": delimit(_question(messages), "question"),
-            "output": delimit(output, "answer"),
-            "expected": delimit(str(case.expected or assertion.value or ""), "reference"),
+            "rubric": _for_judge(str(assertion.value or self.judge.rubric)),
+            "output": delimit(shown[0], "answer"),
+            "question": delimit(shown[1], "question"),
+            "expected": delimit(shown[2], "reference"),
         }
         prompt_kind = "reference" if kind == "reference-graded" else "rubric"
         if kind == "reference-graded":
@@ -334,7 +379,11 @@ class _Judges:
             ScoreResult(None, 0.0, error)
             if error
             else parse_single(
-                text, field=self.judge.field, pattern=self.judge.pattern, threshold=threshold
+                text,
+                field=self.judge.field,
+                pattern=self.judge.pattern,
+                threshold=threshold,
+                untrusted=shown,
             )
             for text, error in replies
         ]
@@ -344,12 +393,32 @@ class _Judges:
         if assertion.type.startswith("not-") and verdict.passed is not None:
             verdict = ScoreResult(not verdict.passed, 1 - verdict.score, verdict.reason)
         samples = [r.score for r in results if r.passed is not None]
-        detail = {"judge_samples": samples, "judge_replies": [t[-2000:] for t, _ in replies]}
+        detail: dict[str, Any] = {
+            "judge_samples": samples,
+            "judge_replies": [t[-2000:] for t, _ in replies],
+        }
+        if len(output) > MAX_JUDGE_CHARS:
+            detail["judge_saw_chars"] = MAX_JUDGE_CHARS
         return verdict, detail
+
+    @staticmethod
+    def failed_pair(case: NumberedCase, error: str) -> Row:
+        """A pairwise row with no verdict: ``error`` says why."""
+        return dict(
+            kind="pair",
+            run_id="",
+            case_index=case.index,
+            verdict=None,
+            consistent=None,
+            details={"orders": [], "replies": [], "errors": [error[:4000]]},
+            human=case.case.human.upper() if case.case.human else None,
+        )
 
     async def pairwise(self, case: NumberedCase, question: str, a: str, b: str) -> Row:
         assert self.judge is not None
+        question, a, b = _for_judge(question), _for_judge(a), _for_judge(b)
         q = delimit(question, "question")
+        shown = [question, a, b]
         first = await self._verdicts(
             "pairwise",
             {
@@ -373,12 +442,16 @@ class _Judges:
             v1 = (
                 None
                 if e1
-                else parse_pairwise(t1, field=self.judge.field, pattern=self.judge.pattern)
+                else parse_pairwise(
+                    t1, field=self.judge.field, pattern=self.judge.pattern, untrusted=shown
+                )
             )
             v2 = (
                 None
                 if e2
-                else parse_pairwise(t2, field=self.judge.field, pattern=self.judge.pattern)
+                else parse_pairwise(
+                    t2, field=self.judge.field, pattern=self.judge.pattern, untrusted=shown
+                )
             )
             combined.append(combine_orders(v1, v2))
         valid = [c for c in combined if c.verdict is not None]
@@ -402,6 +475,18 @@ class _Judges:
             },
             human=case.case.human.upper() if case.case.human else None,
         )
+
+
+MAX_JUDGE_CHARS = 100_000
+"""Text shown to a judge is cut to this many characters (a note says how much was cut), so one
+huge answer cannot overflow the judge prompt's render limit or the judge's context."""
+
+
+def _for_judge(text: str) -> str:
+    if len(text) <= MAX_JUDGE_CHARS:
+        return text
+    cut = len(text) - MAX_JUDGE_CHARS
+    return text[:MAX_JUDGE_CHARS] + f"\n[... {cut} more characters not shown to the judge]"
 
 
 def _render_value(value: Any, variables: dict[str, Any]) -> Any:
@@ -478,16 +563,40 @@ async def _case(
             scored.append({"type": assertion.type, **result.to_json(), **detail})
         return _result(run_id, item, target.name, completion, results, scored)
 
-    rows: list[Row] = [r for r in await asyncio.gather(*(one(t) for t in targets)) if r is not None]
+    async def guarded(target: _Target) -> Row | None:
+        # One case can never end the run: whatever goes wrong scoring it is that case's error.
+        try:
+            return await one(target)
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except Exception as exc:  # recorded on the case, not swallowed
+            return _errored(run_id, item, target.name, f"scoring failed: {_describe(exc)}")
+
+    rows: list[Row] = [
+        r for r in await asyncio.gather(*(guarded(t) for t in targets)) if r is not None
+    ]
     if pairwise and (item.index, "*pair*") not in skip:
         a, b = targets[0].name, targets[1].name
         if a in outputs and b in outputs:
-            pair = await judges.pairwise(
-                item, _question(outputs[a][1]), outputs[a][0], outputs[b][0]
-            )
+            try:
+                pair = await judges.pairwise(
+                    item, _question(outputs[a][1]), outputs[a][0], outputs[b][0]
+                )
+            except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, MemoryError):
+                raise
+            except Exception as exc:  # a judge error of this pair
+                pair = judges.failed_pair(item, f"pairwise judging failed: {_describe(exc)}")
             pair["run_id"] = run_id
             rows.append(pair)
     return rows
+
+
+def _describe(exc: BaseException) -> str:
+    from llmops.errors import LLMOpsError
+
+    if isinstance(exc, LLMOpsError):
+        return exc.one_line()
+    return f"{type(exc).__name__}: {str(exc)[:500]}"
 
 
 def _row(run_id: str, item: NumberedCase, target: str, **fields: Any) -> Row:
@@ -584,7 +693,10 @@ async def _run(
             rows = await _case(engine, judges, loaded, targets, item, run_id, skip, pairwise)
             pending.extend(rows)
             stats.done += 1
-            stats.errors += sum(1 for r in rows if r["kind"] == "result" and r["passed"] is None)
+            for r in rows:
+                if r["kind"] == "result" and r["passed"] is None:
+                    stats.errors += 1
+                    stats.saw_error(str(r["error"] or "error"))
             if len(pending) >= _FLUSH_ROWS:
                 flush()
             if progress is not None:
@@ -615,6 +727,7 @@ async def _run(
         calls=stats.calls,
         cache_hits=stats.hits,
         retries=stats.retries,
+        error_kinds=stats.error_kinds(),
     )
 
 

@@ -342,3 +342,88 @@ def test_the_judge_uses_registry_prompts(ws: Workspace, tmp_path: Path, server: 
     assert "Reference answer" in judged[1]["messages"][-1]["content"]
     assert model({"messages": [{"role": "user", "content": "Peru"}]}) == "I am not sure."
     assert default_responder is not None
+
+
+def test_the_gate_counts_errors(
+    ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
+) -> None:
+    dead = make_server(lambda body: Fault("500"))
+    all_errored = ws.evaluate(write_suite(tmp_path, dead.url, extra="max_retries: 0\n")).run
+    report = ws.evals.gate(all_errored.run_id)
+    assert not report.ok
+    assert any("no case was graded" in p for p in report.problems), report.problems
+    assert not ws.evals.gate(all_errored.run_id, max_errors=None).ok  # nothing graded
+    flaky = make_server(faults=["500"] * 3)  # with one retry: the first case errors
+    some = ws.evaluate(write_suite(tmp_path, flaky.url, extra="max_retries: 1\nconcurrency: 1\n"))
+    assert some.run.errors == 1
+    run_id = some.run.run_id
+    assert not ws.evals.gate(run_id).ok  # any error fails by default
+    assert ws.evals.gate(run_id, max_errors=1).ok
+    assert not ws.evals.gate(run_id, max_errors=1, min_pass_rate=0.9).ok  # 2/3 graded pass
+
+
+def test_a_hostile_retry_after_cannot_hang_the_run(
+    ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
+) -> None:
+    server = make_server(faults=[Fault("429", retry_after_s=1e9), Fault("429", retry_after_s=float("inf"))])
+    suite = write_suite(tmp_path, server.url, extra="timeout_s: 0.5\nmax_retries: 3\nconcurrency: 1\n")
+    started = time.perf_counter()
+    run = ws.evaluate(suite).run
+    assert time.perf_counter() - started < 30
+    assert run.errors == 0 and run.summary["targets"][0]["pass_rate"] == 0.75
+
+
+def test_one_bad_output_never_ends_a_judged_run(ws: Workspace, tmp_path: Path) -> None:
+    def respond(body: dict[str, Any]) -> str:
+        if is_judge(body):
+            if "Spain" in body["messages"][-1]["content"]:
+                return "[" * 100_000  # a pathological judge reply
+            return '{"reason": "ok", "pass": true}'
+        q = body["messages"][-1]["content"]
+        return "Paris " * 2_000_000 if "France" in q else "Madrid"
+
+    with MockServer(respond) as server:
+        suite = write_suite(
+            tmp_path,
+            server.url,
+            cases="""
+  - vars: {country: France}
+    assert: [{type: llm-rubric, value: names the capital}]
+  - vars: {country: Spain}
+    assert: [{type: llm-rubric, value: names the capital}]
+  - vars: {country: Japan}
+    assert: [{type: llm-rubric, value: names the capital}]
+""",
+            extra=f'judge: {{model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n',
+        )
+        outcome = ws.evaluate(suite)
+        judged = [b for b in server.requests if is_judge(b)]
+    assert outcome.run.status == "completed"
+    france, spain, japan = ws.evals.results(outcome.run.run_id)
+    assert france["passed"] is True
+    assert france["assertions"][0]["judge_saw_chars"] > 0
+    assert all(len(b["messages"][-1]["content"]) < 300_000 for b in judged)
+    assert spain["passed"] is None and "judge error" in spain["error"]
+    assert japan["passed"] is True
+
+
+def test_an_unexpected_scoring_failure_is_that_cases_error(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
+    (tmp_path / "boom.py").write_text(
+        "def score(output, context):\n    raise RecursionError('deep')\n", encoding="utf-8"
+    )
+    suite = write_suite(
+        tmp_path,
+        server.url,
+        cases="""
+  - vars: {country: France}
+    assert: [{type: python, value: "boom.py:score"}]
+  - vars: {country: Spain}
+    assert: [{type: icontains, value: madrid}]
+""",
+    )
+    run = ws.evaluate(suite).run
+    first, second = ws.evals.results(run.run_id)
+    assert run.status == "completed" and first["passed"] is None and "deep" in first["error"]
+    assert second["passed"] is True
