@@ -113,3 +113,23 @@ def test_bad_input(
     root, _ = project
     done = llmops(*args, cwd=root)
     assert done.returncode == code and match in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_dead_server_fails_the_run_and_the_gate(tmp_path: Path) -> None:
+    import socket
+
+    root = tmp_path / "proj"
+    Workspace.init(root, examples=False).close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    write_suite(root, f"http://127.0.0.1:{port}/v1", extra="max_retries: 0\n")
+    done = llmops("eval", "run", "suite.yaml", cwd=root)
+    assert done.returncode == 1, done.stdout
+    assert "connection failed" in done.stderr and "every case of target(s) model" in done.stderr
+    run_id = json.loads(llmops("eval", "list", "--json", cwd=root).stdout)[0]["run_id"]
+    gate = llmops("eval", "gate", run_id, "--json", cwd=root)
+    assert gate.returncode == 1 and json.loads(gate.stdout)["ok"] is False
+    allowed = llmops("eval", "gate", run_id, "--max-errors", "10", "--json", cwd=root)
+    assert allowed.returncode == 1  # nothing graded still fails
+    assert "no case was graded" in json.loads(allowed.stdout)["problems"][0]

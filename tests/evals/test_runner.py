@@ -365,8 +365,12 @@ def test_the_gate_counts_errors(
 def test_a_hostile_retry_after_cannot_hang_the_run(
     ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
 ) -> None:
-    server = make_server(faults=[Fault("429", retry_after_s=1e9), Fault("429", retry_after_s=float("inf"))])
-    suite = write_suite(tmp_path, server.url, extra="timeout_s: 0.5\nmax_retries: 3\nconcurrency: 1\n")
+    server = make_server(
+        faults=[Fault("429", retry_after_s=1e9), Fault("429", retry_after_s=float("inf"))]
+    )
+    suite = write_suite(
+        tmp_path, server.url, extra="timeout_s: 0.5\nmax_retries: 3\nconcurrency: 1\n"
+    )
     started = time.perf_counter()
     run = ws.evaluate(suite).run
     assert time.perf_counter() - started < 30
