@@ -8,6 +8,7 @@ and report *all* problems at once, each at the line and column of the YAML node 
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -18,11 +19,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from llmops.errors import DocumentError
+from llmops.errors import DocumentError, InputError
 
 __all__ = [
     "Problem",
     "YamlSyntaxError",
+    "load_yaml",
     "node_at",
     "parse_yaml",
     "problems",
@@ -31,19 +33,75 @@ __all__ = [
 ]
 
 
+MAX_DEPTH = 64
+"""Deepest nesting of collections a document may have."""
+MAX_INT_DIGITS = 1000
+"""Longest integer literal a document may hold (Python refuses past 4300 digits anyway)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of silently keeping the last one."""
+    """SafeLoader hardened for documents from strangers: duplicate keys, aliases (the "billion
+    laughs" expansion), deep nesting, huge integers and lone surrogates are refused at their
+    line instead of being expanded, recursed into or failing later."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        mark: Any = event.start_mark
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not allowed: write the value out",
+                mark,
+            )  # fmt: skip
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key (a list or mapping): refused below
+                duplicate = False
+            if duplicate:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
                 )
-            seen.add(key)
+            if not isinstance(key, list | dict):
+                seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def _int(self, node: yaml.ScalarNode) -> Any:
+        if len(str(node.value)) > MAX_INT_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"integer of {len(node.value)} digits is too large", node.start_mark
+            )
+        return self.construct_yaml_int(node)
+
+    def _str(self, node: yaml.ScalarNode) -> Any:
+        value = self.construct_yaml_str(node)
+        if isinstance(value, str) and _SURROGATE.search(value):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "text holds a lone surrogate escape (e.g. \\ud800), which is not valid Unicode",
+                node.start_mark,
+            )
+        return value
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader._int)
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:str", _UniqueKeyLoader._str)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +143,19 @@ def read_document(
 
 
 def parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
-    """The data and the node tree of a YAML document (safe loader, duplicate keys refused).
+    """The data and the node tree of a YAML document (see :class:`_UniqueKeyLoader` for what
+    is refused).
 
     Raises:
-        YamlSyntaxError: The YAML is malformed.
+        YamlSyntaxError: The YAML is malformed or uses something refused.
     """
     try:
-        root = yaml.compose(text, Loader=_UniqueKeyLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        loader = _UniqueKeyLoader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlSyntaxError(
@@ -102,9 +165,23 @@ def parse_yaml(text: str) -> tuple[Any, yaml.Node | None]:
                 f"malformed YAML: {exc.problem or exc.context}",
             )
         ) from None
-    except yaml.YAMLError as exc:
-        raise YamlSyntaxError(Problem(None, None, f"malformed YAML: {exc}")) from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise YamlSyntaxError(Problem(None, None, f"malformed YAML: {exc}"[:300])) from None
     return data, root
+
+
+def load_yaml(text: str, *, what: str) -> Any:
+    """Plain data from a small YAML text (a ``--set`` value, a vars file), refusing what
+    :func:`parse_yaml` refuses.
+
+    Raises:
+        InputError: The text is malformed or uses something refused; names ``what``.
+    """
+    try:
+        return parse_yaml(text)[0]
+    except YamlSyntaxError as exc:
+        where = f" at line {exc.problem.line}" if exc.problem.line else ""
+        raise InputError(f"{what}{where}: {exc.problem.message}") from None
 
 
 def node_at(root: yaml.Node | None, loc: tuple[int | str, ...], *, key: bool) -> yaml.Node | None:

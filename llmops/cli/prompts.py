@@ -170,12 +170,13 @@ def render(
     found = workspace().prompts.get(ref, cache=False)
     values: dict[str, Any] = {}
     if vars_file is not None:
-        import yaml
+        from llmops._yamldoc import load_yaml
 
         try:
-            loaded = yaml.safe_load(vars_file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            text = vars_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"--vars-file {vars_file}: cannot read it: {exc}") from None
+        loaded = load_yaml(text, what=f"--vars-file {vars_file}")
         if not isinstance(loaded, dict):
             raise InputError(f"--vars-file {vars_file}: expected a mapping of variable names")
         values.update(loaded)

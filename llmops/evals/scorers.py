@@ -140,9 +140,9 @@ def _schema_check(data: Any, schema: Any) -> str | None:
     import jsonschema
 
     if isinstance(schema, str):
-        import yaml
+        from llmops._yamldoc import load_yaml
 
-        schema = yaml.safe_load(schema)
+        schema = load_yaml(schema, what="json-schema value")
     try:
         jsonschema.validate(data, schema)
     except jsonschema.ValidationError as exc:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import blake3
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmops._version import __version__
@@ -204,8 +203,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
                 f"--set {item!r} is not key=value", hint="write e.g. --set training.max_steps=200"
             )
         try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            out[key] = parse_yaml(raw)[0] if raw.strip() else ""
+        except YamlSyntaxError:
             out[key] = raw
     return out
 

@@ -212,3 +212,15 @@ def test_help_and_version() -> None:
         check=True,
     ).stdout
     assert version.startswith("llmops 0.")
+
+
+def test_a_yaml_bomb_is_refused_quickly(cli: CLI, ws_root: Path) -> None:
+    import time
+
+    from tests.test_yamldoc import BILLION_LAUGHS
+
+    (ws_root / "prompts" / "bomb.yaml").write_text(BILLION_LAUGHS, encoding="utf-8")
+    started = time.perf_counter()
+    _, err = cli("prompts", "push", "prompts/bomb.yaml", code=2)
+    assert time.perf_counter() - started < 5
+    assert "bomb.yaml:5" in err and "aliases" in err and err.count("\n") == 1
