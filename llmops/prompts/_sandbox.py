@@ -11,7 +11,12 @@ datasets, so rendering is treated as running untrusted code:
   removed because a prompt must render the same way every time.
 - Size: ``*``, ``**``, ``+``, ``%`` and ``~`` (concatenation) are intercepted, as are calls and
   filters, so no single operation can build a value larger than the output limit; integer arguments
-  above the limit (``"x"|center(10**9)``) and huge format widths are refused before any allocation.
+  above the limit (``"x"|center(10**9)``), format strings whose widths add up past it (nested
+  ``{0:{1}}`` widths and ``%*d`` are refused), and the string methods and filters that multiply
+  their input (``join``, ``translate``, ``expandtabs``, ``indent``, ``replace``) are checked before
+  any allocation, counting through nested lists.
+- Integers: ``*`` and ``**`` refuse to build integers past 10,000 bits before computing them
+  (big-integer arithmetic runs in C, where the watchdog cannot interrupt it).
 - Time: the render runs under a deadline; a watchdog interrupts pure-Python work (nested loops) that
   runs past it.
 
@@ -49,7 +54,12 @@ __all__ = ["RenderLimits", "compile_template", "render_template", "template_vari
 MAX_TEMPLATE_CHARS = 100_000
 """Longest template source accepted; longer prompts belong in variables, not templates."""
 
-_BIG_WIDTH = re.compile(r"\d{7,}")
+MAX_INT_BITS = 10_000
+"""Largest integer (in bits, about 3,000 digits) template arithmetic may build: big-integer work
+runs in C where no watchdog can interrupt it, so the operands are checked before it starts."""
+
+_PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?[a-zA-Z%]")
+_SPEC_NUMBERS = re.compile(r"\d+")
 
 
 class RenderLimits:
@@ -79,6 +89,71 @@ class _RenderTimeout(BaseException):
 
 def _size(value: Any) -> int:
     return len(value) if isinstance(value, str | bytes | list | tuple | dict | set) else 0
+
+
+def _deep_size(value: Any, limit: int) -> int:
+    """Characters and items inside ``value``, counted through nested containers; stops
+    counting once past ``limit`` (so it costs at most ``limit`` steps)."""
+    total = 0
+    stack = [value]
+    while stack and total <= limit:
+        item = stack.pop()
+        if isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, dict):
+            total += len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += len(item)
+            stack.extend(item)
+        else:
+            total += 1
+    return total
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _format_size(fmt: str) -> int:
+    """Characters a ``str.format`` string may produce from its own text and field widths.
+
+    Raises:
+        TemplateLimitError: A field's spec holds a nested field (``{0:{1}}``): its width would
+            come from a value, which cannot be checked before formatting.
+    """
+    import string
+
+    total = 0
+    try:
+        parsed = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return len(fmt)  # malformed: str.format raises its own error
+    for literal, _field, spec, _conversion in parsed:
+        total += len(literal)
+        if spec and "{" in spec:
+            raise TemplateLimitError(
+                "format specs with nested fields ('{0:{1}}') are not allowed in templates",
+                hint="write the width into the format string",
+            )
+        total += sum(int(n) for n in _SPEC_NUMBERS.findall(spec or "")[:2])
+    return total
+
+
+def _percent_size(fmt: str) -> int:
+    """As :func:`_format_size` for ``%``-formatting; ``*`` widths are refused."""
+    total = len(fmt)
+    for match in _PERCENT_FIELD.finditer(fmt):
+        for part in match.groups():
+            if part == "*":
+                raise TemplateLimitError(
+                    "'*' widths in %-formats are not allowed in templates",
+                    hint="write the width into the format string",
+                )
+            if part:
+                total += int(part)
+    return total
 
 
 class _GuardedCodeGenerator(CodeGenerator):
@@ -115,7 +190,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         for unsafe_global in ("namespace", "lipsum", "cycler", "joiner"):
             self.globals.pop(unsafe_global, None)
         self.filters.pop("random", None)
-        self.filters = {name: self._guard_filter(fn) for name, fn in self.filters.items()}
+        self.filters = {name: self._guard_filter(name, fn) for name, fn in self.filters.items()}
         self.limit = DEFAULT_LIMITS.max_output_chars
 
     # -- size guards -------------------------------------------------------------------------
@@ -136,21 +211,66 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             )
         return value
 
-    def _check_format(self, fmt: Any) -> None:
-        if isinstance(fmt, str) and _BIG_WIDTH.search(fmt):
+    def _check_format(self, fmt: Any, *, style: str = "{}") -> None:
+        if not isinstance(fmt, str):
+            return
+        size = _format_size(fmt) if style == "{}" else _percent_size(fmt)
+        if size > self.limit:
             raise TemplateLimitError(
-                "format string asks for a field width of a million characters or more",
-                hint="use a smaller width",
+                f"format string could produce {size} characters, over the limit of {self.limit}",
+                hint="use smaller widths and precisions",
             )
 
-    def _guard_filter(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _refuse(self, what: str, size: int) -> None:
+        if size > self.limit:
+            raise TemplateLimitError(
+                f"{what} would build about {size} characters, over the limit of {self.limit}",
+                hint="shorten the template or the values passed to it",
+            )
+
+    def _check_join(self, sep: Any, items: Any) -> None:
+        if isinstance(items, list | tuple | set | frozenset | dict):
+            n = len(items)
+            self._refuse("join", len(str(sep)) * max(n - 1, 0) + _deep_size(items, self.limit))
+
+    def _check_method(self, name: str, s: Any, args: tuple[Any, ...], kwargs: Any) -> None:
+        """String methods whose result can be far larger than their inputs."""
+        if not isinstance(s, str):
+            return
+        if name == "expandtabs":
+            size = args[0] if args else kwargs.get("tabsize", 8)
+            if _is_int(size):
+                self._refuse("expandtabs", len(s) + s.count("\t") * max(size, 0))
+        elif name == "translate" and args and isinstance(args[0], Mapping):
+            longest = max((_size(v) for v in args[0].values()), default=1)
+            self._refuse("translate", len(s) * max(longest, 1))
+        elif name == "join" and args:
+            self._check_join(s, args[0])
+        elif name in ("format", "format_map"):
+            self._check_format(s)
+
+    def _check_filter(self, name: str, args: tuple[Any, ...], kwargs: Any) -> None:
+        """Filters whose result can be far larger than their inputs."""
+        plain = [a for a in args if not _is_context(a)]
+        if name == "format" and plain:
+            self._check_format(plain[0], style="%")
+        elif name == "replace" and len(plain) >= 3:
+            self._check_replace(plain[0], plain[1], plain[2])
+        elif name == "join" and plain:
+            sep = plain[1] if len(plain) > 1 else kwargs.get("d", "")
+            self._check_join(sep, plain[0])
+        elif name == "indent" and plain and isinstance(plain[0], str):
+            width = plain[1] if len(plain) > 1 else kwargs.get("width", 4)
+            pad = len(width) if isinstance(width, str) else width if _is_int(width) else 0
+            self._refuse("indent", len(plain[0]) + (plain[0].count("\n") + 1) * max(pad, 0))
+        elif name in ("string", "tojson", "pprint", "list", "join") and plain:
+            self._refuse(f"{name!r}", _deep_size(plain[0], self.limit))
+
+    def _guard_filter(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             self._check_args(args, kwargs)
-            if fn.__name__ in ("do_format",) and args:
-                self._check_format(args[0])
-            if fn.__name__ == "do_replace" and len(args) >= 4:
-                self._check_replace(args[1], args[2], args[3])
+            self._check_filter(name, args, kwargs)
             return self._check_result(fn(*args, **kwargs))
 
         return guarded
@@ -178,14 +298,22 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > 64:
                 raise TemplateLimitError(f"exponent {right} is too large", hint="use at most 64")
+            if _is_int(left) and _is_int(right) and left.bit_length() * right > MAX_INT_BITS:
+                raise TemplateLimitError(
+                    f"'**' would build an integer of about {left.bit_length() * right} bits,"
+                    f" over the limit of {MAX_INT_BITS}",
+                    hint="use smaller numbers in the template",
+                )
         elif operator == "*":
+            bits = left.bit_length() + right.bit_length() if _is_int(left) and _is_int(right) else 0
+            if bits > MAX_INT_BITS:
+                raise TemplateLimitError(
+                    f"'*' would build an integer over the limit of {MAX_INT_BITS} bits",
+                    hint="use smaller numbers in the template",
+                )
             for seq, count in ((left, right), (right, left)):
-                if _size(seq) and isinstance(count, int) and _size(seq) * count > self.limit:
-                    raise TemplateLimitError(
-                        f"'*' would build a value of {_size(seq) * count} items, over the limit"
-                        f" of {self.limit}",
-                        hint="shorten the template or the values passed to it",
-                    )
+                if _size(seq) and _is_int(count):
+                    self._refuse("'*'", _deep_size(seq, self.limit) * count)
         elif operator == "+":
             if _size(left) + _size(right) > self.limit:
                 raise TemplateLimitError(
@@ -193,18 +321,25 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                     hint="shorten the template or the values passed to it",
                 )
         elif operator == "%":
-            self._check_format(left)
+            self._check_format(left, style="%")
+            values = right if isinstance(right, tuple) else (right,)
+            self._check_args(values, {})
         return self._check_result(super().call_binop(context, operator, left, right))
 
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         __self._check_args(args, kwargs)
         name = getattr(__obj, "__name__", "")
         bound_to = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
-        if name in ("format", "format_map"):
-            __self._check_format(bound_to)
+        __self._check_method(name, bound_to, args, kwargs)
         if name == "replace" and len(args) >= 2:
             __self._check_replace(bound_to, args[0], args[1])
         return __self._check_result(super().call(__context, __obj, *args, **kwargs))
+
+
+def _is_context(value: Any) -> bool:
+    from jinja2.nodes import EvalContext
+
+    return isinstance(value, EvalContext | Environment | Context)
 
 
 _LOCAL = threading.local()

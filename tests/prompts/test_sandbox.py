@@ -117,3 +117,40 @@ def test_template_variables_finds_what_a_template_reads() -> None:
 def test_render_limits_validate_arguments() -> None:
     with pytest.raises(ValueError, match="positive"):
         RenderLimits(timeout_s=0)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% set x = ((3**64)**64)**64 %}{{ (x*x)**64 > 0 }}",
+        "{% set x = 7**64 %}{% set y = x**64 %}{{ (y*y*y*y*y*y*y*y*y*y*y*y*y*y*y*y*y*y*y*y) > 0 }}",
+        "{{ '{0:{1}}'.format('x', '2999999999') | length }}",
+        "{{ '{0:999999}{0:999999}{0:999999}'.format('x') | length }}",
+        "{{ ('%999999s' * 3) % ('a', 'b', 'c') }}",
+        "{{ '%*d' % (999999, 1) }}",
+        "{{ ('x' * 999999).translate({120: 'y' * 999999}) | length }}",
+        "{{ ('\t' * 999999).expandtabs(999999) | length }}",
+        "{{ ('x' * 999999).join(['a'] * 999999) | length }}",
+        "{% set big = ['a' * 999999] %}{{ (big * 999999) | join | length }}",
+        "{{ ('\n' * 999999) | indent('x' * 999999) | length }}",
+        "{% set big = ['a' * 999999, 'b' * 999999] %}{{ big | string | length }}",
+    ],
+)
+def test_cpu_and_memory_bombs_are_refused_before_they_run(source: str) -> None:
+    import resource
+
+    started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(TemplateLimitError):
+        render_template(source, {}, limits=RenderLimits(timeout_s=2.0))
+    assert time.monotonic() - started < 3
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200, f"peak memory grew by {grown_mb:.0f} MB"
+
+
+def test_ordinary_arithmetic_and_formatting_still_work() -> None:
+    source = (
+        "{{ 2 ** 64 }} {{ '%5s|' % 'ab' }} {{ '{:>4}'.format(7) }} {{ ['a', 'b'] | join('-') }}"
+    )
+    assert render_template(source, {}) == "18446744073709551616    ab|    7 a-b"
+    assert render_template("{{ 'a\tb'.expandtabs(4) }}", {}) == "a   b"
