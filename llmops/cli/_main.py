@@ -35,6 +35,8 @@ def run(argv: list[str]) -> int:
 
 
 def _run(app: Any, argv: list[str]) -> int:
+    from llmops._redact import redact
+
     try:
         # Standalone mode: typer prints usage errors itself and exits 2.
         app(args=argv, prog_name="llmops")
@@ -44,7 +46,7 @@ def _run(app: Any, argv: list[str]) -> int:
     except LLMOpsError as exc:
         if _debug(argv):
             traceback.print_exc()
-        print(f"error: {exc.one_line()}", file=sys.stderr)
+        print(f"error: {redact(exc.one_line())}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -54,7 +56,7 @@ def _run(app: Any, argv: list[str]) -> int:
             traceback.print_exc()
         else:
             print(
-                f"error: internal error {type(exc).__name__}: {exc}"
+                f"error: internal error {type(exc).__name__}: {redact(str(exc))}"
                 " (rerun with --debug for the traceback and report it)",
                 file=sys.stderr,
             )

@@ -72,6 +72,11 @@ def _model(provider: Any) -> tuple[str, dict[str, Any]]:
             hint="only openai:chat:<model> providers are supported",
         )
     config = provider.get("config") or {}
+    if config.get("apiKey"):
+        raise SuiteError(
+            f"provider {ident!r} has config.apiKey: configs must not hold keys",
+            hint="put the key in an environment variable and name it in config.apiKeyEnvar",
+        )
     model: dict[str, Any] = {
         "provider": "openai",
         "name": name,

@@ -17,7 +17,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -591,6 +591,36 @@ async def _case(
     return rows
 
 
+def _scrubber(suite: Suite) -> Callable[[Row], Row]:
+    """Rows with secrets removed before they are stored: errors lose anything shaped like a
+    key (endpoints echo requests in error bodies); outputs and judge replies lose the values of
+    the key variables (a model may repeat what it was sent)."""
+    from llmops._redact import Redactor
+
+    models = [t.model for t in suite.targets] + (suite.judge.judges if suite.judge else [])
+    redactor = Redactor(m.api_key_env for m in models if m.api_key_env)
+
+    def scrub(row: Row) -> Row:
+        if row.get("error"):
+            row["error"] = redactor(row["error"])
+        if row.get("output"):
+            row["output"] = redactor.values(row["output"])
+        for assertion in row.get("assertions") or []:
+            if assertion.get("reason"):
+                assertion["reason"] = redactor(assertion["reason"])
+            if "judge_replies" in assertion:
+                assertion["judge_replies"] = [
+                    redactor.values(t) for t in assertion["judge_replies"]
+                ]
+        details = row.get("details")
+        if isinstance(details, dict):
+            details["errors"] = [redactor(e) for e in details.get("errors", [])]
+            details["replies"] = [redactor.values(t) for t in details.get("replies", [])]
+        return row
+
+    return scrub
+
+
 def _describe(exc: BaseException) -> str:
     from llmops.errors import LLMOpsError
 
@@ -687,11 +717,12 @@ async def _run(
             pending.clear()
 
     cases = _todo(iter_cases(loaded), skip, names, pairwise)
+    scrub = _scrubber(suite)
 
     async def worker() -> None:
         for item in cases:
             rows = await _case(engine, judges, loaded, targets, item, run_id, skip, pairwise)
-            pending.extend(rows)
+            pending.extend(scrub(row) for row in rows)
             stats.done += 1
             for r in rows:
                 if r["kind"] == "result" and r["passed"] is None:

@@ -75,6 +75,17 @@ class ModelSpec(_Spec):
 
     @model_validator(mode="after")
     def _endpoint(self) -> ModelSpec:
+        from llmops._redact import secret_fields, url_credentials
+
+        where_keys_go = (
+            "suites must not hold keys: put it in an environment variable and name the"
+            " variable in api_key_env"
+        )
+        if self.api_base and url_credentials(self.api_base):
+            raise ValueError(f"api_base carries credentials (user:key@); {where_keys_go}")
+        secrets = secret_fields(self.extra, prefix="extra")
+        if secrets:
+            raise ValueError(f"{', '.join(secrets)} holds a secret; {where_keys_go}")
         if self.provider == "openai" and not self.api_base:
             raise ValueError("provider 'openai' needs api_base (e.g. http://127.0.0.1:8000/v1)")
         if self.adapter and self.provider != "transformers":

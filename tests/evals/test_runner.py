@@ -431,3 +431,54 @@ def test_an_unexpected_scoring_failure_is_that_cases_error(
     first, second = ws.evals.results(run.run_id)
     assert run.status == "completed" and first["passed"] is None and "deep" in first["error"]
     assert second["passed"] is True
+
+
+def test_keys_echoed_by_an_endpoint_are_never_stored(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    monkeypatch.setenv("PROVIDER_CRED", "sk-test-ABCDEFGHIJKLMNOPQRSTUV")
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.json()
+        auth = request.headers.get("Authorization", "")
+        if "Spain" in body["messages"][-1]["content"]:  # an answer repeating the key
+            reply = {"choices": [{"message": {"content": f"your key is {auth[7:]}"}}]}
+            return web.json_response(reply)
+        return web.json_response({"error": f"bad header Authorization: {auth}"}, status=401)
+
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(web.Application())
+    runner.app.router.add_post("/v1/chat/completions", handle)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        suite = write_suite(
+            tmp_path,
+            "",
+            targets=f"""
+  - name: model
+    prompt: [{{role: user, content: "Capital of {{{{ country }}}}?"}}]
+    model: {{provider: openai, name: m, api_base: "http://127.0.0.1:{port}/v1", api_key_env: PROVIDER_CRED}}
+""",
+            extra="max_retries: 0\n",
+        )
+        run = ws.evaluate(suite).run
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    stored = json.dumps(list(ws.evals.results(run.run_id))) + json.dumps(
+        ws.evals.suite_of(run.run_id)
+    )
+    assert "ABCDEFGHIJKLMNOPQRSTUV" not in stored
+    assert "[REDACTED]" in stored and "HTTP 401" in stored

@@ -102,3 +102,32 @@ def test_example_suites_validate() -> None:
     for path in suites:
         loaded = load_suite(path)
         assert sum(1 for _ in iter_cases(loaded)) > 0
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        (
+            '{provider: openai, name: m, api_base: "http://user:sk-live-key@127.0.0.1:9/v1"}',
+            "api_base carries credentials",
+        ),
+        (
+            '{provider: openai, name: m, api_base: "http://127.0.0.1:9/v1", extra: {api_key: sk-x}}',
+            "extra.api_key holds a secret",
+        ),
+    ],
+)
+def test_keys_in_suites_are_refused_with_a_pointer_to_api_key_env(
+    tmp_path: Path, model: str, match: str
+) -> None:
+    from llmops.evals.suite import load_suite
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f"targets:\n  - name: t\n    prompt: [{{role: user, content: hi}}]\n    model: {model}\n"
+        "cases:\n  - vars: {}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SuiteError, match=match) as caught:
+        load_suite(path)
+    assert "api_key_env" in str(caught.value) and "sk-live-key" not in str(caught.value)

@@ -1,0 +1,129 @@
+"""Keeping secrets out of everything llmops stores or prints.
+
+Model endpoints answer errors by echoing requests, URLs carry credentials, and keys have
+well-known shapes. :class:`Redactor` replaces, in any text, the values of the environment
+variables that hold keys (those a suite names in ``api_key_env`` and any variable whose name says
+it is a key, token, secret or password), ``Authorization`` header values, URL credentials and
+the shapes of common API keys, with ``[REDACTED]``. :func:`secret_fields` finds keys written
+into configuration, which are refused with a pointer to ``api_key_env``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["REDACTED", "Redactor", "redact", "secret_fields", "url_credentials"]
+
+REDACTED = "[REDACTED]"
+
+_SECRET_NAME = re.compile(r"(api_?key|apikey|token|secret|password|passwd|credential)", re.I)
+_PATTERNS = [
+    # Authorization headers and bearer tokens, as echoed in error bodies and logs.
+    re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+|basic\s+)?[^\s\"',}]+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    # Credentials inside URLs: scheme://user:password@host
+    re.compile(r"(?i)([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+(?=@)"),
+    # Shapes of well-known keys (OpenAI, Anthropic, Hugging Face, GitHub, AWS, Slack, Google).
+    re.compile(r"()\b(?:sk|rk|pk)-(?:[A-Za-z0-9_-]{2,}-)?[A-Za-z0-9_-]{16,}"),
+    re.compile(r"()\bhf_[A-Za-z0-9]{20,}"),
+    re.compile(r"()\bgh[pousr]_[A-Za-z0-9]{20,}"),
+    re.compile(r"()\bAKIA[0-9A-Z]{16}\b"),
+    re.compile(r"()\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    re.compile(r"()\bAIza[0-9A-Za-z_-]{30,}"),
+    # key=value / "key": "value" pairs whose key names a secret.
+    re.compile(
+        r"(?i)((?:api[_-]?key|access[_-]?token|secret|password)[\"']?\s*[:=]\s*[\"']?)"
+        r"[^\s\"',}&]{4,}"
+    ),
+]
+_MIN_SECRET_LEN = 6
+
+
+def _env_secrets(names: Iterable[str], environ: Mapping[str, str]) -> set[str]:
+    wanted = set(names)
+    return {
+        value
+        for name, value in environ.items()
+        if (name in wanted or _SECRET_NAME.search(name)) and len(value) >= _MIN_SECRET_LEN
+    }
+
+
+class Redactor:
+    """Replaces secrets in text (build once, use for many texts).
+
+    Args:
+        env_names: Environment variables known to hold keys (e.g. the suite's
+            ``api_key_env``), in addition to those whose names look like keys.
+        values: More exact secret values.
+    """
+
+    def __init__(
+        self,
+        env_names: Iterable[str] = (),
+        *,
+        values: Iterable[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        found = _env_secrets(env_names, os.environ if environ is None else environ)
+        found.update(v for v in values if len(v) >= _MIN_SECRET_LEN)
+        ordered = sorted(found, key=len, reverse=True)  # longest first: no partial leftovers
+        self._exact = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+
+    def values(self, text: str) -> str:
+        """``text`` with the known secret values replaced (model outputs: nothing else)."""
+        if self._exact is None or not text:
+            return text
+        return self._exact.sub(REDACTED, text)
+
+    def __call__(self, text: str) -> str:
+        """``text`` with known values, header values, URL credentials and key shapes replaced."""
+        if not text:
+            return text
+        text = self.values(text)
+        for pattern in _PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+        return text
+
+
+def redact(text: str) -> str:
+    """One-off redaction with the current environment (see :class:`Redactor`)."""
+    return Redactor()(text)
+
+
+def secret_fields(data: Any, *, prefix: str = "") -> list[str]:
+    """Dotted paths of fields in plain configuration data that hold a secret: a key whose name
+    says so (``api_key``, ``Authorization``, ``token`` ...) with a non-empty value, or a string
+    shaped like a known API key."""
+    found: list[str] = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            lowered = str(key).lower()
+            names_a_variable = lowered.endswith(("_env", "envar", "_env_var"))
+            named = not names_a_variable and (
+                bool(_SECRET_NAME.search(lowered)) or lowered == "authorization"
+            )
+            if named and isinstance(value, str | int) and str(value).strip():
+                found.append(path)
+            else:
+                found.extend(secret_fields(value, prefix=path))
+    elif isinstance(data, list | tuple):
+        for i, value in enumerate(data):
+            found.extend(secret_fields(value, prefix=f"{prefix}[{i}]"))
+    elif isinstance(data, str) and Redactor(environ={})(data) != data:
+        found.append(prefix or "(value)")
+    return found
+
+
+def url_credentials(url: str) -> bool:
+    """Whether ``url`` carries a user name or password (``scheme://user:key@host``)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return bool(parts.password or parts.username)

@@ -1,0 +1,49 @@
+"""Secrets never reach what llmops stores or prints."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmops._redact import REDACTED, Redactor, secret_fields, url_credentials
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "HTTP 401: {'headers': {'Authorization': 'Bearer abcdefgh12345678'}}",
+        "invalid key: Bearer abcdefgh12345678",
+        "POST http://alice:s3cr3tkey@10.0.0.1/v1 failed",
+        "your key sk-proj-ABCDEFGHIJKLMNOPQRSTUVWX is invalid",
+        "token hf_ABCDEFGHIJKLMNOPQRSTUVWXYZ used",
+        '{"api_key": "abcdefgh12345678"}',
+        "AKIAABCDEFGHIJKLMNOP denied",
+    ],
+)
+def test_known_shapes_are_redacted(text: str) -> None:
+    out = Redactor(environ={})(text)
+    assert REDACTED in out
+    for secret in ("abcdefgh12345678", "s3cr3tkey", "ABCDEFGHIJKLMNOPQRSTUVWX", "AKIAABCDEFGH"):
+        assert secret not in out
+
+
+def test_values_of_key_variables_are_redacted_wherever_they_appear() -> None:
+    env = {"MY_PROVIDER_CRED": "plainvalue-42", "OTHER_TOKEN": "tok-777777", "HOME": "/root"}
+    redactor = Redactor(["MY_PROVIDER_CRED"], environ=env)
+    assert redactor.values("echo plainvalue-42 and tok-777777 from /root") == (
+        f"echo {REDACTED} and {REDACTED} from /root"
+    )
+    assert Redactor(environ={}).values("plainvalue-42") == "plainvalue-42"
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    text = "The capital of France is Paris. Use https://example.com/v1 with sk as a prefix."
+    assert Redactor(environ={})(text) == text
+
+
+def test_secret_fields_and_url_credentials() -> None:
+    assert secret_fields({"api_key": "x1", "top_p": 0.9, "api_key_env": "OPENAI_API_KEY"}) == [
+        "api_key"
+    ]
+    assert secret_fields({"headers": {"Authorization": "Bearer x"}}) == ["headers.Authorization"]
+    assert secret_fields({"stop": ["sk-ABCDEFGHIJKLMNOPQRSTUVWX"]}) == ["stop[0]"]
+    assert url_credentials("http://u:p@h/v1") and not url_credentials("http://h:8000/v1")
