@@ -174,6 +174,8 @@ class Workspace:
         self.root = root
         self.config = config
         self.actor = default_actor()
+        self._create_db = False
+        """Only ``init`` creates a registry; opening one that is not there is an error."""
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r}, db={self.db_url_display!r})"
@@ -236,6 +238,7 @@ class Workspace:
         if not gitignore.exists():
             gitignore.write_text(f"{_STATE_DIR}/\n", encoding="utf-8")
         ws = cls.open(root)
+        ws._create_db = True
         ws.db  # noqa: B018 - create and migrate the registry now, not on first use
         return ws
 
@@ -272,7 +275,11 @@ class Workspace:
         """The registry database, migrated to the newest schema on first access."""
         from llmops.db import Database
 
-        return Database(self.db_url, busy_timeout_s=self.config.database.busy_timeout_s)
+        return Database(
+            self.db_url,
+            busy_timeout_s=self.config.database.busy_timeout_s,
+            create=self._create_db,
+        )
 
     @property
     def store_url(self) -> str:

@@ -7,14 +7,16 @@ only what is missing) and garbage collection can find what no version refers to.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+import blake3
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlmodel import col
 
+from llmops.artifacts.backends import StoreError
 from llmops.db import Database
 from llmops.db.models import StoreChunk, StorePack
 from llmops.db.timestamps import as_utc, utcnow
@@ -49,17 +51,58 @@ class ChunkLocation:
 
 
 class ChunkIndex:
-    """The chunk index of one store (rows are keyed by the store's URL)."""
+    """The chunk index of one store (rows are keyed by the store's URL).
+
+    Everything that decides whether stored bytes are still needed takes the store lock
+    (:meth:`lock`) inside its write transaction: a push indexing a pack and committing a version,
+    and gc dropping packs and deleting objects. So gc either sees the new version (and keeps its
+    data) or the push sees the data gone (and fails, leaving no version): never a version over
+    missing data.
+    """
 
     def __init__(self, db: Database, store: str) -> None:
         self.db = db
         self.store = store
+        digest = blake3.blake3(f"llmops-store:{store}".encode()).digest()
+        self._lock_key = int.from_bytes(digest[:8], "big", signed=True)
         c = StoreChunk
         self._has = (
             select(col(c.pack_id))
             .where(col(c.store) == bindparam("store"))
             .where(col(c.digest) == bindparam("digest"))
         )
+
+    def lock(self, session: Any) -> None:
+        """Take this store's lock for the rest of the write transaction ``session``.
+
+        SQLite write transactions already hold the database's one write lock (``BEGIN
+        IMMEDIATE``); PostgreSQL takes a transaction-scoped advisory lock keyed by the store.
+        """
+        if self.db.dialect == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": self._lock_key})
+
+    def claim(self, session: Any, digests: list[str]) -> int:
+        """Under :meth:`lock`: mark the packs holding ``digests`` as used now (so a gc that
+        started earlier spares them) and return how many of ``digests`` the index has."""
+        have = 0
+        now = utcnow()
+        for i in range(0, len(digests), _BATCH):
+            part = digests[i : i + _BATCH]
+            packs = (
+                select(col(StoreChunk.pack_id))
+                .where(col(StoreChunk.store) == self.store)
+                .where(col(StoreChunk.digest).in_(part))
+            )
+            session.execute(
+                update(StorePack).where(col(StorePack.id).in_(packs)).values(last_used_at=now)
+            )
+            have += session.execute(
+                select(func.count())
+                .select_from(StoreChunk)
+                .where(col(StoreChunk.store) == self.store)
+                .where(col(StoreChunk.digest).in_(part))
+            ).scalar_one()
+        return int(have)
 
     def pack_of(self, digest: str) -> int | None:
         """The pack id holding ``digest``, or None when the store lacks it."""
@@ -77,13 +120,28 @@ class ChunkIndex:
                 update(StorePack).where(col(StorePack.id).in_(ids)).values(last_used_at=utcnow())
             )
 
-    def add_pack(self, key: str, size: int, entries: list[PackEntry]) -> None:
+    def add_pack(
+        self, key: str, size: int, entries: list[PackEntry], *, stored: Callable[[], bool]
+    ) -> None:
         """Index a pack that is already durably stored, and its chunks.
+
+        ``stored`` is asked, under the store lock, whether the object is still there: a gc that
+        ran between the upload and this call may have taken it for an orphan.
 
         When a concurrent push indexed the same chunk first, its row stands (``ON CONFLICT DO
         NOTHING``): both copies are intact, and gc reclaims the unreferenced one.
+
+        Raises:
+            StoreError: The object vanished before it was indexed.
         """
         with self.db.write() as session:
+            self.lock(session)
+            if not stored():
+                raise StoreError(
+                    f"pack {key} vanished before it was indexed (a gc with a short grace period"
+                    " ran?)",
+                    hint="run the push again; it uploads only what is missing",
+                )
             pack = StorePack(store=self.store, key=key, size=size)
             session.add(pack)
             session.flush()
@@ -149,6 +207,7 @@ class ChunkIndex:
         """Remove a pack and its chunks from the index, unless it was used after
         ``unused_since`` (checked under the write lock). Returns whether it was removed."""
         with self.db.write() as session:
+            self.lock(session)
             row = session.execute(
                 select(col(StorePack.last_used_at), col(StorePack.created_at))
                 .where(col(StorePack.id) == pack_id)
@@ -162,6 +221,36 @@ class ChunkIndex:
             session.execute(delete(StoreChunk).where(col(StoreChunk.pack_id) == pack_id))
             session.execute(delete(StorePack).where(col(StorePack.id) == pack_id))
         return True
+
+    def known_keys(self, session: Any, keys: list[str]) -> set[str]:
+        """Which of ``keys`` are indexed packs (read inside the caller's transaction)."""
+        found: set[str] = set()
+        for i in range(0, len(keys), _BATCH):
+            found.update(
+                r[0]
+                for r in session.execute(
+                    select(col(StorePack.key))
+                    .where(col(StorePack.store) == self.store)
+                    .where(col(StorePack.key).in_(keys[i : i + _BATCH]))
+                )
+            )
+        return found
+
+    def forget(self, digests: Iterable[str]) -> int:
+        """Drop index entries of chunks found corrupt, so the next push of intact bytes stores
+        them again instead of trusting the bad copy. Returns how many were dropped."""
+        wanted = sorted(set(digests))
+        dropped = 0
+        with self.db.write() as session:
+            self.lock(session)
+            for i in range(0, len(wanted), _BATCH):
+                result = session.execute(
+                    delete(StoreChunk)
+                    .where(col(StoreChunk.store) == self.store)
+                    .where(col(StoreChunk.digest).in_(wanted[i : i + _BATCH]))
+                )
+                dropped += int(getattr(result, "rowcount", 0) or 0)
+        return dropped
 
 
 def _insert_ignoring_duplicates(dialect: str) -> Any:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
@@ -31,6 +31,7 @@ from llmops.artifacts.chunking import Compression
 from llmops.artifacts.manifest import Kind, Manifest
 from llmops.artifacts.tensors import decode_tensor
 from llmops.artifacts.transfer import (
+    MISSING_CHUNK,
     ChunkProblem,
     Progress,
     PushStats,
@@ -45,7 +46,6 @@ from llmops.db.models import (
     Artifact,
     ArtifactAlias,
     ArtifactVersionRow,
-    StoreChunk,
 )
 from llmops.db.pointers import move_pointer
 from llmops.db.timestamps import as_utc
@@ -73,6 +73,8 @@ KINDS: tuple[Kind, ...] = (
 )
 _ENTITY = "artifact"
 _RETRIES = 8
+STAGING_GRACE = timedelta(hours=1)
+"""Staging files younger than this are never removed by gc (pushes in flight write them)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -141,6 +143,10 @@ class VerifyReport:
     problems: list[dict[str, Any]] = field(default_factory=list)
     chunks_checked: int = 0
     bytes_checked: int = 0
+    quarantined: int = 0
+    """Corrupt chunks dropped from the index (the next push of intact bytes stores them)."""
+    repaired: int = 0
+    """Chunks stored again from the intact source given to ``verify(repair=...)``."""
 
     @property
     def ok(self) -> bool:
@@ -154,6 +160,8 @@ class VerifyReport:
             "problems": self.problems,
             "chunks_checked": self.chunks_checked,
             "bytes_checked": self.bytes_checked,
+            "quarantined": self.quarantined,
+            "repaired": self.repaired,
         }
 
 
@@ -264,9 +272,7 @@ class ArtifactStore:
             progress=progress,
         )
         digest = manifest.digest()
-        key = _manifest_key(digest)
-        if not self.backend.exists(key):
-            self.backend.put_bytes(key, manifest.model_dump_json().encode())
+        self._put_manifest(digest, manifest)
         self._manifests[digest] = manifest
         version, created = self._commit(
             name, digest, manifest, kind=kind, parents=lineage, meta=meta or {}, message=message
@@ -290,6 +296,7 @@ class ArtifactStore:
         for attempt in range(_RETRIES):
             try:
                 with self.db.write() as session:
+                    self.index.lock(session)
                     artifact = self._lock_artifact(session, name, create=True)
                     existing = session.execute(
                         select(col(ArtifactVersionRow.version))
@@ -301,6 +308,9 @@ class ArtifactStore:
                         number, created = int(existing[0]), False
                     else:
                         self._check_chunks(session, needed)
+                        # Under the store lock: a gc that deleted this manifest as unused
+                        # finished before us (and one that starts later sees this version).
+                        self._put_manifest(digest, manifest)
                         number, created = artifact.latest_version + 1, True
                         session.add(
                             ArtifactVersionRow(
@@ -339,15 +349,14 @@ class ArtifactStore:
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def _put_manifest(self, digest: str, manifest: Manifest) -> None:
+        key = _manifest_key(digest)
+        if not self.backend.exists(key):
+            self.backend.put_bytes(key, manifest.model_dump_json().encode())
+
     def _check_chunks(self, session: Any, needed: list[str]) -> None:
-        have = 0
-        for i in range(0, len(needed), 500):
-            have += session.execute(
-                select(func.count())
-                .select_from(StoreChunk)
-                .where(col(StoreChunk.store) == self.backend.url)
-                .where(col(StoreChunk.digest).in_(needed[i : i + 500]))
-            ).scalar_one()
+        """Under the store lock: every chunk is indexed, and its pack counts as used now."""
+        have = self.index.claim(session, needed)
         if have != len(needed):
             raise StoreError(
                 f"{len(needed) - have} chunk(s) of this push vanished from the store before it"
@@ -516,7 +525,7 @@ class ArtifactStore:
                                     c.offset,
                                     c.offset + c.length,
                                     c.digest,
-                                    "is missing from the store index",
+                                    MISSING_CHUNK,
                                 )
                             )
                         )
@@ -551,17 +560,47 @@ class ArtifactStore:
 
     # -- integrity -------------------------------------------------------------------------
 
-    def verify(self, ref: str | Ref | None = None, *, workers: int | None = None) -> VerifyReport:
+    def verify(
+        self,
+        ref: str | Ref | None = None,
+        *,
+        workers: int | None = None,
+        repair: str | os.PathLike[str] | None = None,
+    ) -> VerifyReport:
         """Re-read and re-hash every chunk of one version (or of all versions).
 
-        Each problem names the artifact version, file, byte range and chunk.
+        Each problem names the artifact version, file, byte range and chunk. Chunks found
+        corrupt are dropped from the index, so that no push trusts them again: pushing the
+        intact source afterwards stores them anew. With ``repair`` (a file or folder holding
+        the intact data), that push happens now and the store is verified again.
         """
+        report = self._verify(ref, workers=workers)
+        if repair is None or report.ok:
+            return report
+        _, stats = push_tree(
+            Path(repair),
+            backend=self.backend,
+            index=self.index,
+            allow_pickle=True,  # only bytes are stored here; no version is made
+            compress_chunks=self.backend.compress_by_default
+            if self.compression == "auto"
+            else self.compression == "zstd",
+            cache=self.hash_cache,
+            workers=workers,
+        )
+        again = self._verify(ref, workers=workers)
+        again.repaired = stats.chunks_new
+        again.quarantined = report.quarantined
+        return again
+
+    def _verify(self, ref: str | Ref | None, *, workers: int | None) -> VerifyReport:
         if ref is not None:
             versions = [self.get(ref)]
         else:
             versions = [v for v in self.ls() if v.store == self.backend.url]
         report = VerifyReport()
         checked: dict[str, str | None] = {}
+        lost: list[str] = []
         lock = threading.Lock()
         uses: list[tuple[ArtifactVersion, str, Any]] = []
         for version in versions:
@@ -581,7 +620,7 @@ class ArtifactStore:
             location = locations.get(digest)
             problem: str | None = None
             if location is None:
-                problem = "is missing from the store index"
+                problem = MISSING_CHUNK
             else:
                 try:
                     data = read_chunk(self.backend, location, digest)
@@ -591,12 +630,19 @@ class ArtifactStore:
                     problem = f"is corrupt ({exc})"
                 except StoreError as exc:
                     problem = f"cannot be read ({exc.message})"
+                    if "is missing from store" in exc.message or "truncated" in exc.message:
+                        with lock:
+                            lost.append(digest)  # the bytes are gone: as bad as corrupt
             with lock:
                 checked[digest] = problem
                 report.chunks_checked += 1
 
         with ThreadPoolExecutor(workers or default_workers()) as pool:
             list(pool.map(check, sorted({c.digest for _, _, c in uses})))
+        corrupt = [d for d, found in checked.items() if found and found.startswith("is corrupt")]
+        corrupt += lost
+        if corrupt:
+            report.quarantined = self.index.forget(corrupt)
         for version, path, chunk in uses:
             problem = checked.get(chunk.digest)
             if problem is not None:
@@ -629,6 +675,11 @@ class ArtifactStore:
         reuse are touched when reused. Packs are removed from the index (under the write lock,
         re-checking their last use) before their objects are deleted.
         """
+        if not isinstance(grace, timedelta) or grace < timedelta(0):
+            raise InputError(
+                f"gc grace period must be zero or more, got {grace}",
+                hint="pass --grace-hours H with H >= 0 (default 1)",
+            )
         report = GcReport(dry_run=dry_run)
         cutoff = datetime.now(UTC) - grace
         versions = [v for v in self.ls() if v.store == self.backend.url]
@@ -657,29 +708,62 @@ class ArtifactStore:
     def _gc_orphans(
         self, known_keys: set[str], manifests: set[str], cutoff_ts: float, report: GcReport
     ) -> None:
-        """Objects nothing indexes: packs of killed pushes, unused manifests, staging files."""
-        stale = [
-            (obj.key, obj.size)
+        """Objects nothing indexes: packs of killed pushes, unused manifests, staging files.
+
+        Each deletion is re-checked under the store lock, since a push may have indexed a pack
+        or committed a version after the listing. Staging files are spared for at least
+        :data:`STAGING_GRACE` whatever the grace period: a push in flight is writing them.
+        """
+        stale = {
+            obj.key: obj.size
             for obj in self.backend.list("packs/")
             if obj.key not in known_keys and obj.modified < cutoff_ts
-        ]
-        report.orphans_deleted += len(stale)
-        report.bytes_freed += sum(size for _, size in stale)
-        unused_manifests = [
-            obj.key
+        }
+        unused_manifests = {
+            obj.key: "blake3:" + obj.key.rsplit("/", 1)[-1].removesuffix(".json")
             for obj in self.backend.list("manifests/")
             if "blake3:" + obj.key.rsplit("/", 1)[-1].removesuffix(".json") not in manifests
             and obj.modified < cutoff_ts
-        ]
-        report.manifests_deleted += len(unused_manifests)
-        leftovers = [p for p in self.backend.staging_dir().glob("*") if _older(p, cutoff_ts)]
-        report.orphans_deleted += len(leftovers)
+        }
+        staging_cutoff = min(cutoff_ts, time.time() - STAGING_GRACE.total_seconds())
+        leftovers = [p for p in self.backend.staging_dir().glob("*") if _older(p, staging_cutoff)]
         if report.dry_run:
+            report.orphans_deleted += len(stale) + len(leftovers)
+            report.bytes_freed += sum(stale.values())
+            report.manifests_deleted += len(unused_manifests)
             return
-        for key in [k for k, _ in stale] + unused_manifests:
-            self.backend.delete(key)
+        keys = sorted(stale)
+        for i in range(0, len(keys), 200):
+            with self.db.write() as session:
+                self.index.lock(session)
+                batch = keys[i : i + 200]
+                indexed = self.index.known_keys(session, batch)
+                for key in batch:
+                    if key not in indexed:
+                        self.backend.delete(key)
+                        report.orphans_deleted += 1
+                        report.bytes_freed += stale[key]
+        names = sorted(unused_manifests)
+        for i in range(0, len(names), 200):
+            with self.db.write() as session:
+                self.index.lock(session)
+                batch = names[i : i + 200]
+                used = set(
+                    session.execute(
+                        select(col(ArtifactVersionRow.digest))
+                        .where(col(ArtifactVersionRow.store) == self.backend.url)
+                        .where(
+                            col(ArtifactVersionRow.digest).in_([unused_manifests[k] for k in batch])
+                        )
+                    ).scalars()
+                )
+                for key in batch:
+                    if unused_manifests[key] not in used:
+                        self.backend.delete(key)
+                        report.manifests_deleted += 1
         for path in leftovers:
             path.unlink(missing_ok=True)
+            report.orphans_deleted += 1
 
 
 def _older(path: Path, cutoff_ts: float) -> bool:

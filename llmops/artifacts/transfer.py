@@ -41,6 +41,7 @@ from llmops.artifacts.tensors import SafetensorsHeader, UnsafeFileError, read_he
 from llmops.errors import InputError
 
 __all__ = [
+    "MISSING_CHUNK",
     "PICKLE_SUFFIXES",
     "ChunkProblem",
     "Progress",
@@ -53,6 +54,11 @@ __all__ = [
 
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
 """Weight formats that unpickle (run code) when loaded; refused unless ``allow_pickle``."""
+
+MISSING_CHUNK = (
+    "is missing from the store index (never stored, or dropped by `llmops artifacts verify` as"
+    " corrupt: push the intact source again, or run `llmops artifacts verify --repair SOURCE`)"
+)
 
 PACK_TARGET = 64 * 1024 * 1024
 """Packs are sealed at 64 MiB: object stores see few, large objects (one PUT per 64 MiB)."""
@@ -240,7 +246,7 @@ class _PackWriter:
             self.backend.put_file(key, path)
         finally:
             path.unlink(missing_ok=True)
-        self.index.add_pack(key, size, entries)
+        self.index.add_pack(key, size, entries, stored=lambda: self.backend.exists(key))
 
     def finish(self) -> None:
         self.seal()
@@ -552,7 +558,7 @@ def _fetch_all(
         location = locations.get(chunk.digest)
         problem = None
         if location is None:
-            problem = "is missing from the store index"
+            problem = MISSING_CHUNK
         else:
             try:
                 return read_chunk(backend, location, chunk.digest)

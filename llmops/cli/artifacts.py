@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from llmops.cli._common import JsonOpt, console, emit_json, workspace
+from llmops.errors import InputError
 
 app = typer.Typer(
     help="Content-addressed artifacts: models, adapters, checkpoints, datasets.",
@@ -184,15 +185,33 @@ def show(
 @app.command()
 def verify(
     ref: Annotated[str | None, typer.Argument(help="One version (default: every version).")] = None,
+    repair: Annotated[
+        Path | None,
+        typer.Option(
+            "--repair", help="A file or folder with the intact data: store bad chunks again."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Re-read and re-hash stored chunks; exit 1 when any is missing or corrupt."""
-    report = workspace().artifacts.verify(ref)
+    """Re-read and re-hash stored chunks; exit 1 when any is missing or corrupt.
+
+    Corrupt chunks are dropped from the index, so pushing the intact source again (or
+    `--repair SOURCE`) stores them anew.
+    """
+    report = workspace().artifacts.verify(ref, repair=repair)
     if json_out:
         emit_json(report.to_json())
     else:
         for problem in report.problems:
             typer.echo(f"problem: {problem['problem']}", err=True)
+        if report.repaired:
+            typer.echo(f"repaired {report.repaired} chunk(s) from {repair}")
+        if report.quarantined and not report.ok:
+            typer.echo(
+                f"{report.quarantined} corrupt chunk(s) dropped from the index: push the intact"
+                " source again, or run `llmops artifacts verify --repair SOURCE`",
+                err=True,
+            )
         state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
         typer.echo(
             f"{state}: checked {report.chunks_checked} chunks, {report.bytes_checked / 1e6:.1f} MB"
@@ -210,6 +229,13 @@ def gc(
     json_out: JsonOpt = False,
 ) -> None:
     """Delete stored data that no version refers to (never data a push in flight may use)."""
+    import math
+
+    if not math.isfinite(grace_hours) or not 0 <= grace_hours <= 1e6:
+        raise InputError(
+            f"--grace-hours must be a number of hours from 0 to 1000000, got {grace_hours}",
+            hint="e.g. --grace-hours 1 (the default) or 0 to collect everything unreferenced",
+        )
     report = workspace().artifacts.gc(grace=timedelta(hours=grace_hours), dry_run=dry_run)
     if json_out:
         emit_json(report.to_json())

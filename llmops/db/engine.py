@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 from sqlmodel import Session
 
 from llmops.db.migrations import HEAD
@@ -37,9 +38,18 @@ class Database:
             ``postgresql+psycopg://user:pass@host/db``.
         busy_timeout_s: How long a writer waits for the lock before giving up.
         migrate: Apply pending Alembic migrations now.
+        create: Create a SQLite database file (and its folder) that does not exist yet; when
+            False a missing or empty file is an error (a typo in a URL must not silently start
+            an empty registry).
+
+    Raises:
+        ConfigError: The URL does not parse, or (``create=False``) names no existing database.
+        DatabaseError: The file is corrupt or not a database.
     """
 
-    def __init__(self, url: str, *, busy_timeout_s: float = 30.0, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str, *, busy_timeout_s: float = 30.0, migrate: bool = True, create: bool = True
+    ) -> None:
         try:
             parsed = make_url(url)
         except ArgumentError:
@@ -51,6 +61,8 @@ class Database:
         self.display_url = parsed.render_as_string(hide_password=True)
         self.dialect = parsed.get_backend_name()
         self.busy_timeout_s = busy_timeout_s
+        if not create:
+            self._check_exists(parsed)
         self.engine = self._create_engine(parsed, busy_timeout_s)
         if migrate:
             try:
@@ -61,6 +73,18 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({self.display_url!r})"
+
+    def _check_exists(self, parsed: Any) -> None:
+        if self.dialect != "sqlite" or not parsed.database or parsed.database == ":memory:":
+            return  # a server database exists or the server says it does not
+        path = Path(parsed.database)
+        if not path.is_file() or path.stat().st_size == 0:
+            what = "is empty" if path.is_file() else "does not exist"
+            raise ConfigError(
+                f"registry database {self.display_url} {what}",
+                hint="check LLMOPS_DB_URL (or [database] url in llmops.toml); `llmops init`"
+                " creates a new registry",
+            )
 
     def _create_engine(self, parsed: Any, busy_timeout_s: float) -> Engine:
         if self.dialect == "sqlite":
@@ -128,6 +152,20 @@ class Database:
                 f"cannot use registry database {self.display_url}: {detail}",
                 hint="check that the server runs and LLMOPS_DB_URL is right",
             ) from exc
+        except SQLAlchemyDatabaseError as exc:
+            detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            if self.dialect == "sqlite" and ("not a database" in detail or "malformed" in detail):
+                raise DatabaseError(
+                    f"registry database {self.display_url} is corrupt ({detail})",
+                    hint="restore it from a backup, or move it away and run `llmops init` for a"
+                    " new one",
+                ) from exc
+            if exc.connection_invalidated:
+                raise DatabaseUnavailableError(
+                    f"lost the connection to registry database {self.display_url}",
+                    hint="check that the server runs, then retry",
+                ) from exc
+            raise
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise DatabaseUnavailableError(

@@ -136,3 +136,50 @@ def test_gc_during_a_push_does_not_break_it(store: ArtifactStore, tmp_path: Path
     assert not errors and results[0].created
     assert all(r.packs_deleted == 0 and r.orphans_deleted == 0 for r in reports)
     assert store.verify().ok
+
+
+@pytest.mark.parametrize("round_", range(2))
+def test_gc_with_no_grace_racing_pushes_never_leaves_a_version_over_missing_data(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, round_: int
+) -> None:
+    """gc --grace-hours 0 in a loop while pushes reuse the chunks of an abandoned push and seal
+    packs of their own: a push may fail (and say so), but every version that commits is whole."""
+    from llmops.artifacts import open_backend, transfer
+    from llmops.db import Database
+    from llmops.errors import StoreError
+
+    monkeypatch.setattr(transfer, "PACK_TARGET", 256 * 1024)  # many small packs: many races
+    db = Database(db_url)
+    store = ArtifactStore(db, open_backend("", default_root=tmp_path / "store"), actor="t")
+    outcomes = {"committed": 0, "refused": 0, "gc_deleted": 0}
+    for i in range(6):
+        model = big_model(tmp_path / f"model{i}", tensors=4, seed=100 * round_ + i)
+        # An abandoned push: its packs are indexed, unreferenced, and (with no grace) gc's prey.
+        transfer.push_tree(model, backend=store.backend, index=store.index, workers=1)
+        stop = threading.Event()
+
+        def collect() -> None:
+            while not stop.is_set():
+                report = store.gc(grace=timedelta(0))
+                outcomes["gc_deleted"] += report.packs_deleted + report.orphans_deleted
+
+        collector = threading.Thread(target=collect)
+        collector.start()
+        try:
+            result = store.push(model, name=f"m{i}", workers=2)
+        except StoreError as exc:
+            assert "run the push again" in exc.one_line()
+            outcomes["refused"] += 1
+            result = None
+        finally:
+            stop.set()
+            collector.join()
+        if result is not None:
+            outcomes["committed"] += 1
+            report = store.verify(result.version.ref)
+            assert report.ok, report.problems[:3]
+            store.pull(result.version.ref, tmp_path / f"out{i}")
+            assert files_equal(model, tmp_path / f"out{i}")
+    assert outcomes["gc_deleted"] > 0, outcomes  # the collector really raced the pushes
+    assert store.verify().ok
+    db.dispose()

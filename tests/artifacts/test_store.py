@@ -249,3 +249,31 @@ def test_pull_refuses_a_conflicting_destination_before_writing(
     with pytest.raises(UnsafeFileError, match="would be written outside"):
         store.pull("m", dest)
     assert Path("/etc/hostname").read_text() != ""  # untouched
+
+
+def test_a_corrupt_chunk_is_repaired_by_pushing_the_intact_source(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    model = make_model()
+    store.push(model, name="m")
+    _corrupt(store, _first_pack(store))
+    report = store.verify()
+    assert not report.ok and report.quarantined >= 1
+    again = store.push(model, name="m")  # the same content: no new version ...
+    assert not again.created and again.stats.bytes_new > 0  # ... but the bad bytes are stored anew
+    assert store.verify().ok
+    store.pull("m", tmp_path / "out")
+    assert files_equal(model, tmp_path / "out")
+
+
+def test_verify_repair_rewrites_corrupt_and_missing_chunks(
+    store: ArtifactStore, make_model: ModelMaker
+) -> None:
+    model = make_model()
+    store.push(model, name="m")
+    store.backend.delete(_first_pack(store))
+    report = store.verify(repair=model)
+    assert report.ok and report.repaired >= 1, report.problems
+    assert store.verify().ok
+    untouched = store.verify(repair=model)  # nothing to repair: nothing is pushed
+    assert untouched.ok and untouched.repaired == 0

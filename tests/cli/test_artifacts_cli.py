@@ -140,3 +140,27 @@ def test_alias_and_gc(project: Path) -> None:
     assert aliased["aliases"] == ["production"]
     gc = json.loads(llmops("artifacts", "gc", "--grace-hours", "0", "--json", cwd=project).stdout)
     assert gc["packs_deleted"] == 0
+
+
+def test_pushing_the_intact_source_repairs_a_corrupt_chunk(project: Path) -> None:
+    assert llmops("artifacts", "push", "model", "--name", "base", cwd=project).returncode == 0
+    pack = next((project / ".llmops" / "store" / "packs").rglob("*.pack"))
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    broken = llmops("artifacts", "verify", cwd=project)
+    assert broken.returncode == 1 and "is corrupt" in broken.stderr
+    assert "verify --repair SOURCE" in broken.stderr
+    assert llmops("artifacts", "push", "model", "--name", "base", cwd=project).returncode == 0
+    assert llmops("artifacts", "verify", cwd=project).returncode == 0
+    pack.write_bytes(b"")  # truncated to nothing: now --repair
+    assert llmops("artifacts", "verify", cwd=project).returncode == 1
+    repaired = llmops("artifacts", "verify", "--repair", "model", "--json", cwd=project)
+    assert repaired.returncode == 0 and json.loads(repaired.stdout)["repaired"] >= 1
+
+
+@pytest.mark.parametrize("grace", ["nan", "inf", "-1"])
+def test_gc_refuses_a_nonsense_grace_period(project: Path, grace: str) -> None:
+    done = llmops("artifacts", "gc", "--grace-hours", grace, cwd=project)
+    assert done.returncode == 2 and "--grace-hours" in done.stderr
+    assert done.stderr.count("\n") == 1

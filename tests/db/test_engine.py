@@ -1,0 +1,52 @@
+"""Opening the registry: a mistyped URL or a damaged file is one clear error, never a new,
+empty registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmops import Workspace
+from llmops.db import Database
+from llmops.errors import ConfigError, DatabaseError
+
+
+def test_opening_a_missing_sqlite_database_is_an_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nonexistent' / 'dir' / 'x.db'}"
+    with pytest.raises(ConfigError, match=r"x\.db does not exist; check LLMOPS_DB_URL"):
+        Database(url, create=False)
+    assert not (tmp_path / "nonexistent").exists()
+    Database(url).dispose()  # creating is explicit
+    Database(url, create=False).dispose()
+
+
+def test_a_workspace_never_creates_its_registry_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Workspace.init(tmp_path / "ws", examples=False).close()
+    monkeypatch.setenv("LLMOPS_DB_URL", f"sqlite:///{tmp_path / 'typo' / 'registry.db'}")
+    with pytest.raises(ConfigError, match="does not exist"):
+        Workspace.open(tmp_path / "ws").prompts.list()
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "error", "match"),
+    [
+        (lambda p: p.write_bytes(b"x" * 100 + p.read_bytes()[100:]), DatabaseError, "is corrupt"),
+        (lambda p: p.write_text("hello\n"), DatabaseError, "is corrupt"),
+        (lambda p: p.write_bytes(b""), ConfigError, "is empty"),
+    ],
+)
+def test_a_damaged_registry_file_is_a_clear_error(
+    tmp_path: Path, damage: object, error: type[Exception], match: str
+) -> None:
+    Workspace.init(tmp_path / "ws", examples=False).close()
+    state = tmp_path / "ws" / ".llmops"
+    for extra in state.glob("registry.db-*"):
+        extra.unlink()
+    damage(state / "registry.db")  # type: ignore[operator]
+    with pytest.raises(error, match=match) as caught:
+        Workspace.open(tmp_path / "ws").prompts.list()
+    assert "\n" not in caught.value.one_line()  # type: ignore[attr-defined]
