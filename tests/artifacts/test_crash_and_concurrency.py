@@ -158,7 +158,7 @@ def test_gc_with_no_grace_racing_pushes_never_leaves_a_version_over_missing_data
         transfer.push_tree(model, backend=store.backend, index=store.index, workers=1)
         stop = threading.Event()
 
-        def collect() -> None:
+        def collect(stop: threading.Event = stop) -> None:
             while not stop.is_set():
                 report = store.gc(grace=timedelta(0))
                 outcomes["gc_deleted"] += report.packs_deleted + report.orphans_deleted
