@@ -29,16 +29,14 @@ from llmops.artifacts._index import ChunkIndex
 from llmops.artifacts.backends import Backend, StoreError
 from llmops.artifacts.chunking import Compression
 from llmops.artifacts.manifest import Kind, Manifest
+from llmops.artifacts.pull import ChunkProblem, pull_files, read_chunk
 from llmops.artifacts.tensors import decode_tensor
 from llmops.artifacts.transfer import (
     MISSING_CHUNK,
-    ChunkProblem,
     Progress,
     PushStats,
     default_workers,
-    pull_files,
     push_tree,
-    read_chunk,
 )
 from llmops.db import Database
 from llmops.db.audit import record_event

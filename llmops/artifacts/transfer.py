@@ -1,4 +1,4 @@
-"""Streaming push and pull between a folder and a store.
+"""Streaming push of a folder into a store.
 
 Push: files are scanned and checked (no pickle weights, valid safetensors headers, no links or
 device files), cut into chunks (see :mod:`llmops.artifacts.chunking`), and worker threads read,
@@ -7,49 +7,42 @@ calling thread appends new chunks to a pack file; full packs (64 MiB) are stored
 background. Memory is bounded by the number of chunks in flight (two per worker, at most 16 MiB
 each), whatever the artifact's size.
 
-Pull: every manifest path is checked before anything is written; chunks are fetched, decompressed
-and verified in parallel and written in place into files under a staging folder inside the
-destination, which are renamed into place only when all of them are complete.
+Pull lives in :mod:`llmops.artifacts.pull`.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from llmops.artifacts._hashcache import HashCache
-from llmops.artifacts._index import ChunkIndex, ChunkLocation, PackEntry
+from llmops.artifacts._index import ChunkIndex, PackEntry
 from llmops.artifacts.backends import Backend, StoreError
 from llmops.artifacts.chunking import (
     Span,
     compress,
-    decompress,
     hash_chunk,
     plan_cdc,
     plan_safetensors,
 )
 from llmops.artifacts.manifest import ChunkRef, FileEntry, Manifest, TensorEntry, file_digest
 from llmops.artifacts.tensors import SafetensorsHeader, UnsafeFileError, read_header
-from llmops.errors import InputError
 
 __all__ = [
     "MISSING_CHUNK",
     "PICKLE_SUFFIXES",
-    "ChunkProblem",
     "Progress",
     "PushStats",
     "check_relpath",
-    "pull_files",
+    "default_workers",
     "push_tree",
-    "read_chunk",
 ]
 
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
@@ -435,181 +428,3 @@ def _drain(
         stats.chunks_new += 1
     if progress is not None:
         progress(raw_length)
-
-
-def read_chunk(backend: Backend, location: ChunkLocation, expected_digest: str) -> bytes:
-    """Fetch, decompress and verify one chunk.
-
-    Raises:
-        StoreError: The pack is missing or truncated.
-        ValueError: The chunk is corrupt (does not decompress or does not match its digest).
-    """
-    stored = backend.get_range(location.pack_key, location.offset, location.stored_length)
-    raw = decompress(stored, location.codec, location.raw_length)
-    if hash_chunk(raw) != expected_digest:
-        raise ValueError("content does not match its BLAKE3 digest")
-    return raw
-
-
-@dataclass
-class ChunkProblem:
-    """A chunk that could not be read back intact."""
-
-    path: str
-    """The artifact file affected."""
-    start: int
-    """First byte of the file affected."""
-    end: int
-    """One past the last byte affected."""
-    chunk: str
-    """The chunk's digest."""
-    problem: str
-    """What is wrong."""
-    pack: str | None = None
-    """The pack object that should hold it."""
-
-    def __str__(self) -> str:
-        where = f" in {self.pack}" if self.pack else ""
-        return (
-            f"{self.path} bytes [{self.start}, {self.end}): chunk {self.chunk[:16]} {self.problem}"
-            f"{where}"
-        )
-
-
-@dataclass
-class _Target:
-    entry: FileEntry
-    tmp: Path
-    fd: int = -1
-    locations: dict[str, ChunkLocation] = field(default_factory=dict)
-
-
-def pull_files(
-    manifest: Manifest,
-    dest: Path,
-    *,
-    backend: Backend,
-    index: ChunkIndex,
-    workers: int | None = None,
-    progress: Progress | None = None,
-) -> list[Path]:
-    """Write the manifest's files under ``dest`` with their relative paths.
-
-    Files appear only once all of them are complete and verified; a failure leaves ``dest`` as
-    it was (apart from files it already had).
-
-    Raises:
-        UnsafeFileError: A manifest path would escape ``dest``.
-        StoreError: A chunk is missing or corrupt (the message names the file and byte range).
-    """
-    root = _checked_root(manifest, dest)
-    locations = index.locate(c.digest for e in manifest.files for c in e.chunks)
-    staging = root / f".llmops-pull-{uuid.uuid4().hex[:12]}"
-    staging.mkdir()
-    targets: list[_Target] = []
-    try:
-        for entry in manifest.files:
-            tmp = staging / entry.path
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            targets.append(_Target(entry, tmp, fd))
-        _fetch_all(targets, locations, backend, workers or default_workers(), progress)
-        return [_place(target, root) for target in targets]
-    finally:
-        for target in targets:
-            if target.fd >= 0:
-                os.close(target.fd)
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _checked_root(manifest: Manifest, dest: Path) -> Path:
-    for entry in manifest.files:
-        check_relpath(entry.path)
-    dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
-    for entry in manifest.files:
-        final = root / entry.path
-        if root not in final.resolve().parents:
-            raise UnsafeFileError(f"path {entry.path!r} would be written outside {dest}")
-        # Refuse before fetching anything, so a conflict never leaves a half-written pull.
-        for parent in reversed(final.relative_to(root).parents[:-1]):
-            if (root / parent).exists() and not (root / parent).is_dir():
-                raise InputError(
-                    f"cannot pull {entry.path!r} into {dest}: {parent} is a file there",
-                    hint="pull into an empty folder",
-                )
-        if final.is_symlink() or final.is_dir():
-            raise UnsafeFileError(f"{final} exists and is a link or folder; not replacing it")
-    return root
-
-
-def _fetch_all(
-    targets: list[_Target],
-    locations: dict[str, ChunkLocation],
-    backend: Backend,
-    workers: int,
-    progress: Progress | None,
-) -> None:
-    """Workers fetch, decompress and verify chunks in parallel; this thread writes them in file
-    order with plain sequential writes (measured: concurrent ``pwrite`` into one file ran at
-    half the speed of sequential writes on this machine's ext4)."""
-
-    def fetch(target: _Target, chunk: ChunkRef) -> bytes:
-        location = locations.get(chunk.digest)
-        problem = None
-        if location is None:
-            problem = MISSING_CHUNK
-        else:
-            try:
-                return read_chunk(backend, location, chunk.digest)
-            except ValueError as exc:
-                problem = f"is corrupt ({exc})"
-            except StoreError as exc:
-                problem = f"cannot be read ({exc.message})"
-        found = ChunkProblem(
-            target.entry.path,
-            chunk.offset,
-            chunk.offset + chunk.length,
-            chunk.digest,
-            problem,
-            location.pack_key if location else None,
-        )
-        raise StoreError(str(found), hint="run `llmops artifacts verify` for the full list")
-
-    def write(item: tuple[_Target, Future[bytes]]) -> None:
-        target, future = item
-        data = future.result()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(target.fd, view) :]
-        if progress is not None:
-            progress(len(data))
-
-    with ThreadPoolExecutor(workers, thread_name_prefix="llmops-pull") as pool:
-        # A bounded window of chunks in flight keeps memory flat whatever the artifact's size.
-        window: list[tuple[_Target, Future[bytes]]] = []
-        try:
-            for target in targets:
-                for chunk in target.entry.chunks:
-                    window.append((target, pool.submit(fetch, target, chunk)))
-                    if len(window) >= 2 * workers:
-                        write(window.pop(0))
-            while window:
-                write(window.pop(0))
-        except BaseException:
-            for _, future in window:
-                future.cancel()
-            raise
-
-
-def _place(target: _Target, root: Path) -> Path:
-    os.fchmod(target.fd, target.entry.mode)
-    os.fsync(target.fd)
-    os.close(target.fd)
-    target.fd = -1
-    final = root / target.entry.path
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.is_symlink() or final.is_dir():
-        raise UnsafeFileError(f"{final} exists and is a link or folder; not replacing it")
-    target.tmp.replace(final)
-    return final

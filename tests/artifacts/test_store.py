@@ -118,7 +118,7 @@ def test_links_and_special_files_are_refused(
 def test_manifest_paths_cannot_escape_the_destination(
     store: ArtifactStore, make_model: ModelMaker, tmp_path: Path, bad: str
 ) -> None:
-    from llmops.artifacts.transfer import pull_files
+    from llmops.artifacts.pull import pull_files
 
     store.push(make_model(), name="m")
     manifest = store.manifest("m")

@@ -1,0 +1,121 @@
+"""Pulls are all or nothing for the destination, whenever they are killed."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from llmops import Workspace
+from llmops.artifacts import ArtifactStore
+
+from .conftest import ModelMaker, files_equal
+from .test_crash_and_concurrency import big_model
+
+PULLER = textwrap.dedent(
+    """
+    import sys
+    from llmops import Workspace
+    Workspace.open(sys.argv[1]).artifacts.pull(sys.argv[2], sys.argv[3], workers=1)
+    """
+)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_a_pull_killed_mid_way_leaves_the_old_tree_whole_and_the_next_one_cleans_up(
+    tmp_path: Path,
+) -> None:
+    ws = Workspace.init(tmp_path / "ws", examples=False)
+    v1 = big_model(tmp_path / "v1", tensors=8, seed=1)
+    (v1 / "config.json").write_text('{"v": 1}')
+    v2 = big_model(tmp_path / "v2", tensors=64, seed=2)  # 256 MiB: slow enough to kill
+    (v2 / "config.json").write_text('{"v": 2}')
+    ws.artifacts.push(v1, name="big")
+    ws.artifacts.push(v2, name="big")
+    dest = tmp_path / "dest"
+    ws.artifacts.pull("big@1", dest)
+    before = _tree(dest)
+    proc = subprocess.Popen([sys.executable, "-c", PULLER, str(ws.root), "big@2", str(dest)])
+    deadline = time.monotonic() + 120
+    staged: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = [p for p in tmp_path.glob(".dest.llmops-pull-*") if any(p.rglob("*.safetensors"))]
+        if staged and sum(f.stat().st_size for f in staged[0].rglob("*") if f.is_file()) > 1 << 20:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the pull finished before it could be killed"
+    assert _tree(dest) == before  # every byte still v1: never a mix
+    assert list(tmp_path.glob(".dest.llmops-pull-*"))  # the killed pull's staging is left ...
+    ws.artifacts.pull("big@2", dest)
+    assert not list(tmp_path.glob(".dest.llmops-*-*"))  # ... and the next pull removes it
+    assert files_equal(v2, dest)
+    assert ws.artifacts.push(dest, name="again").created  # nothing unsafe left inside
+    ws.close()
+
+
+def test_a_pull_killed_between_its_two_renames_is_put_right_by_the_next(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops.artifacts import pull
+
+    first, second = make_model("a", layers=2), make_model("b", layers=3, changed=(0,))
+    store.push(first, name="m")
+    store.push(second, name="m")
+    dest = tmp_path / "dest"
+    store.pull("m@1", dest)
+
+    def killed(staging: Path, root: Path) -> None:
+        root.rename(root.parent / f".{root.name}.llmops-old-x")
+        raise KeyboardInterrupt("SIGKILL between the renames")
+
+    monkeypatch.setattr(pull, "_swap_in", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.pull("m@2", dest)
+    monkeypatch.undo()
+    assert not dest.exists()  # a reader finds nothing, not a mix
+    store.pull("m@2", dest)
+    assert files_equal(second, dest)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".dest")) == [
+        ".dest.llmops-pull.lock"
+    ]
+
+
+def test_files_of_the_destination_that_the_artifact_lacks_are_kept(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    store.push(make_model(), name="m")
+    dest = tmp_path / "dest"
+    (dest / "notes").mkdir(parents=True)
+    (dest / "notes" / "readme.txt").write_text("mine")
+    (dest / "empty").mkdir()
+    store.pull("m", dest)
+    assert (dest / "notes" / "readme.txt").read_text() == "mine"
+    assert (dest / "empty").is_dir() and (dest / "model.safetensors").is_file()
+
+
+def test_a_failed_pull_changes_nothing(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    from llmops.errors import StoreError
+
+    store.push(make_model(), name="m")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "model.safetensors").write_text("old")
+    store.backend.delete(store.index.packs()[0][1])
+    with pytest.raises(StoreError):
+        store.pull("m", dest)
+    assert _tree(dest) == {"model.safetensors": b"old"}
+    assert not list(tmp_path.glob(".dest.llmops-pull-*"))
