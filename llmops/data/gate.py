@@ -129,7 +129,12 @@ class DataReport:
         failing = [f for f in self.findings if f.fails]
         if not failing:
             return
-        parts = [f"{f.check} ({f.count} rows, e.g. row {f.rows[0]}: {f.message})" for f in failing]
+        parts = [
+            f"{f.check} ({f.count} rows, e.g. row {f.rows[0]}: {f.message})"
+            if f.rows
+            else f"{f.check} ({f.message})"
+            for f in failing
+        ]
         raise DataGateError(
             f"{self.path}: the data gate failed: {'; '.join(parts)}",
             hint=f"run `llmops data validate {self.path} --format {self.format}` for the rows, "
@@ -269,6 +274,19 @@ def validate_dataset(
                 threshold=limit,
                 fraction=fraction,
                 fails=fraction > limit,
+            )
+        )
+    if not train_rows:
+        held = f", {len(eval_rows)} held out for eval" if eval_rows else ""
+        report.findings.append(
+            Finding(
+                check="no_training_rows",
+                rows=[],
+                count=0,
+                message=f"nothing to train on: {total} rows, {len(valid)} valid{held}",
+                threshold=0.0,
+                fraction=1.0,
+                fails=True,
             )
         )
     report.findings.sort(key=lambda f: (not f.fails, f.check))

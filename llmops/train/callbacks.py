@@ -58,6 +58,17 @@ class TrackingCallback(TrainerCallback):  # type: ignore[misc]
             return
         if "loss" not in logs:
             return  # the end-of-training summary
+        for key in ("loss", "grad_norm"):
+            if key == "grad_norm" and getattr(args, "fp16", False):
+                continue  # fp16 loss scaling skips steps with inf gradients by design
+            if key in logs and not _finite(logs[key]):
+                from llmops.errors import TrainingError
+
+                raise TrainingError(
+                    f"run {self.run_id}: {key} became {logs[key]} at step {step}; training"
+                    " stopped and nothing was stored",
+                    hint="lower training.learning_rate or lora.alpha, or check the data",
+                )
         values = {k: float(v) for k, v in logs.items() if k in _KEEP and _finite(v)}
         tokens = logs.get("num_tokens")
         now = time.perf_counter()

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import blake3
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llmops._version import __version__
 from llmops._yamldoc import (
@@ -47,7 +54,8 @@ MAX_RECIPE_BYTES = 1_000_000
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan pass `gt=0`-style bounds and train to NaN: refuse them everywhere.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DatasetSpec(_Spec):
@@ -99,8 +107,8 @@ class TrainingSpec(_Spec):
 
     max_steps: int = Field(default=100, ge=1)
     """Optimizer steps to run."""
-    seed: int = 42
-    """Seed for initialisation, data order and dropout."""
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
+    """Seed for initialisation, data order and dropout (0 to 2**32 - 1, as numpy takes)."""
     learning_rate: float = Field(default=2e-4, gt=0, le=1)
     batch_size: int = Field(default=4, ge=1)
     """Rows per device per step (before gradient accumulation)."""
@@ -140,6 +148,19 @@ class OutputSpec(_Spec):
     """Also store the adapter merged into the full-precision base as a ``merged-model``."""
     merged_name: str | None = None
     """Name of that artifact (default: ``<name>-merged``)."""
+
+    @field_validator("name", "merged_name")
+    @classmethod
+    def _artifact_name(cls, value: str | None) -> str | None:
+        from llmops.errors import InvalidNameError
+        from llmops.refs import check_name
+
+        if value is not None:
+            try:
+                check_name(value, what="artifact name")
+            except InvalidNameError as exc:
+                raise ValueError(exc.message) from None
+        return value
 
 
 class Recipe(_Spec):

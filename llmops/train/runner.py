@@ -113,6 +113,7 @@ def train(
 
         check_backend(device)
     inputs = _resolve_inputs(ws, spec)
+    _check_target_modules(inputs.base_dir, spec.lora.target_modules)
     tokenizer = _tokenizer(inputs.base_dir, spec)
 
     # -- gate -------------------------------------------------------------------------------
@@ -128,9 +129,11 @@ def train(
         thresholds=spec.gate,
     )
     report.raise_if_failed()
+    if inputs.dataset_ref is None and main_process():
+        inputs.dataset_ref = _store_dataset(ws, inputs.data_path)  # only data that passed
 
     # -- record -----------------------------------------------------------------------------
-    main = int(os.environ.get("RANK", "0")) == 0
+    main = main_process()
     environment = previous.environment if previous else capture_environment(ws.root)
     if previous is None:
         run_id = _run_id(spec)
@@ -149,6 +152,11 @@ def train(
             ws.runs.forget_after(run_id, checkpoint[0] if checkpoint else 0)
 
     # -- train and save ---------------------------------------------------------------------
+    stored = _stored_output(ws, spec, run_id) if previous is not None else None
+    if stored is not None:  # killed after the adapter was stored: finish, do not retrain
+        run, adapter, merged = _finish_stored(ws, spec, inputs, run_id, run_dir, stored)
+        return TrainResult(run=run, adapter=adapter, merged=merged, report=report,
+                           seconds=time.perf_counter() - started)  # fmt: skip
     try:
         with _third_party_quiet():
             trainer, tracking = _trainer(ws if main else None, spec, inputs, tokenizer, run_id,
@@ -158,6 +166,7 @@ def train(
                 seconds = time.perf_counter() - started
                 return TrainResult(run=ws.runs.get(run_id), adapter=None, merged=None,
                                    report=report, seconds=seconds)  # fmt: skip
+            _check_finite(trainer.model, run_id)
             meta = _lineage_meta(spec, run_id, inputs, report, environment)
             adapter, merged = _save(ws, spec, inputs, trainer.model, tokenizer, run_dir, meta)
     except BaseException as exc:
@@ -219,6 +228,11 @@ def _third_party_quiet() -> Iterator[None]:
         yield
 
 
+def main_process() -> bool:
+    """Rank 0 (or the only process): the one that writes records and artifacts."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _now() -> Any:
     from llmops.db.timestamps import utcnow
 
@@ -264,6 +278,32 @@ def _resolve_inputs(ws: Workspace, spec: Recipe) -> _Inputs:
     return _Inputs(ws.model_dir(source), base_ref, source.digest, data_path, eval_path, dataset_ref)
 
 
+def _check_target_modules(base_dir: Path, targets: str | list[str]) -> None:
+    """Refuse ``lora.target_modules`` the base model does not have, before loading it (read
+    from the safetensors headers: the module names are the weights' names less ``.weight``)."""
+    if isinstance(targets, str):
+        return  # all-linear
+    from llmops.artifacts.tensors import read_header
+
+    modules: set[str] = set()
+    for file in sorted(base_dir.glob("*.safetensors")):
+        with file.open("rb") as fh:
+            header = read_header(fh, path=file.name, file_size=file.stat().st_size)
+        for tensor in header.tensors:
+            parts = tensor.name.split(".")[:-1]  # drop .weight / .bias
+            modules.update(".".join(parts[i:]) for i in range(len(parts)))
+    if not modules:
+        return  # no safetensors to read names from: peft will say
+    unknown = [t for t in targets if t not in modules]
+    if unknown:
+        leaves = sorted({m.rsplit(".", 1)[-1] for m in modules if "proj" in m or "fc" in m})
+        raise RecipeError(
+            f"lora.target_modules {unknown} are not modules of the base model",
+            hint=f"use module names it has (e.g. {', '.join(leaves[:8]) or 'all-linear'}),"
+            " or all-linear",
+        )
+
+
 def _not_found(ref: str, what: str, exc: LLMOpsError) -> RecipeError:
     return RecipeError(
         f"{what} {ref!r} is neither a folder in the workspace nor a stored artifact "
@@ -300,10 +340,14 @@ def _dataset(ws: Workspace, spec: Recipe) -> tuple[Path, str | None]:
             )
         return files[0], version.ref
     assert spec.dataset.path is not None  # the schema requires path or artifact
-    path = _workspace_file(ws, spec.dataset.path, what="dataset.path")
+    return _workspace_file(ws, spec.dataset.path, what="dataset.path"), None
+
+
+def _store_dataset(ws: Workspace, path: Path) -> str:
+    """Store a data file that passed the gate as a ``dataset`` artifact (for lineage)."""
     name = "".join(c if c.isalnum() or c in "-_." else "-" for c in path.stem)[:100] or "dataset"
     pushed = ws.artifacts.push(path, name=name, kind="dataset", message="training data")
-    return path, pushed.version.ref
+    return pushed.version.ref
 
 
 def _tokenizer(base_dir: Path, spec: Recipe) -> Any:
@@ -490,6 +534,81 @@ def _fit(trainer: Any, checkpoints: Path, resume_from: Path | None) -> None:
 # -- save -----------------------------------------------------------------------------------
 
 
+def _check_finite(model: Any, run_id: str) -> None:
+    """Refuse to store an adapter holding NaN or infinite weights."""
+    import torch
+
+    for name, param in model.named_parameters():
+        if param.requires_grad and not bool(torch.isfinite(param.detach()).all()):
+            raise TrainingError(
+                f"run {run_id}: adapter weight {name} is not finite (NaN or inf); nothing was"
+                " stored",
+                hint="lower training.learning_rate or lora.alpha, or check the data",
+            )
+
+
+def _stored_output(
+    ws: Workspace, spec: Recipe, run_id: str
+) -> tuple[ArtifactVersion, ArtifactVersion | None] | None:
+    """The adapter (and merged model, if the recipe wants one) this run already stored."""
+
+    def find(name: str) -> ArtifactVersion | None:
+        try:
+            versions = ws.artifacts.ls(name)
+        except ArtifactNotFoundError:
+            return None
+        mine = [v for v in versions if v.meta.get("run_id") == run_id]
+        return mine[-1] if mine else None
+
+    adapter = find(spec.output.name)
+    if adapter is None:
+        return None
+    return adapter, find(spec.merged_name) if spec.output.merged else None
+
+
+def _finish_stored(
+    ws: Workspace,
+    spec: Recipe,
+    inputs: _Inputs,
+    run_id: str,
+    run_dir: Path,
+    stored: tuple[ArtifactVersion, ArtifactVersion | None],
+) -> tuple[RunRecord, ArtifactVersion, ArtifactVersion | None]:
+    """Complete a run whose adapter is stored (merging it first if that was cut short)."""
+    adapter, merged = stored
+    if spec.output.merged and merged is None:
+        merged = _merge(ws, spec, inputs, ws.artifact_dir(adapter), run_dir / "merged",
+                        adapter, adapter.meta)  # fmt: skip
+    run = ws.runs.update(
+        run_id, event="run.complete", status="completed", ended_at=_now(),
+        final_loss=_last_loss(ws, run_id), adapter_ref=adapter.ref,
+        merged_ref=merged.ref if merged else None,
+    )  # fmt: skip
+    return run, adapter, merged
+
+
+def _last_loss(ws: Workspace, run_id: str) -> float | None:
+    losses = [m["loss"] for m in ws.runs.metrics(run_id) if m.get("loss") is not None]
+    return float(losses[-1]) if losses else None
+
+
+def _canonical_adapter_config(adapter_dir: Path) -> None:
+    """Rewrite ``adapter_config.json`` with sorted keys and sorted name lists: peft writes
+    ``target_modules`` from a set, whose order changes from process to process, so the same
+    training would otherwise store a different digest."""
+    import json
+
+    path = adapter_dir / "adapter_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "modules_to_save", "exclude_modules", "layers_to_transform"):
+        value = config.get(key)
+        if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+            config[key] = sorted(value, key=str)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def _save(
     ws: Workspace,
     spec: Recipe,
@@ -504,6 +623,7 @@ def _save(
     shutil.rmtree(adapter_dir, ignore_errors=True)
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
+    _canonical_adapter_config(adapter_dir)
     lineage = [r for r in (inputs.base_ref, inputs.dataset_ref) if r]
     adapter = ws.artifacts.push(
         adapter_dir, name=spec.output.name, kind="adapter", parents=lineage, meta=meta,

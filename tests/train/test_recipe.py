@@ -99,3 +99,20 @@ def test_missing_and_binary_recipe_files(tmp_path: Path) -> None:
     bad.write_bytes(b"base_model: \xff\n")
     with pytest.raises(RecipeError, match="not valid UTF-8 at byte 12"):
         load_recipe(bad)
+
+
+@pytest.mark.parametrize(
+    ("sets", "match"),
+    [
+        (["training.seed=1099511627776"], "training.seed: Input should be less than or equal to"),
+        (["training.seed=-1"], "training.seed: Input should be greater than or equal to 0"),
+        (["lora.alpha=.inf"], "lora.alpha: Input should be a finite number"),
+        (["training.learning_rate=.nan"], "training.learning_rate: Input should be a finite"),
+        (["output.name=bad name/../x"], "output.name: invalid artifact name"),
+    ],
+)
+def test_values_that_would_fail_only_after_training_are_refused_up_front(
+    sets: list[str], match: str
+) -> None:
+    with pytest.raises(RecipeError, match=match):
+        parse_recipe(GOOD, overrides=parse_overrides(sets))

@@ -183,3 +183,103 @@ def test_resuming_a_completed_run_is_refused(train_ws: Workspace) -> None:
     done = train_ws.train(write_recipe(train_ws.root, steps=2, save=2))
     with pytest.raises(InputError, match="already completed"):
         train_ws.train(resume=done.run.run_id)
+
+
+def test_data_that_fails_the_gate_is_never_stored(train_ws: Workspace) -> None:
+    write_jsonl(train_ws.root / "data" / "chat.jsonl", [{"messages": []}] * 5)
+    with pytest.raises(DataGateError):
+        train_ws.train(write_recipe(train_ws.root))
+    assert [v for v in train_ws.artifacts.ls() if v.kind == "dataset"] == []
+
+
+@pytest.mark.parametrize(
+    ("rows", "overrides", "match"),
+    [
+        (0, {}, "no_training_rows .*nothing to train on: 0 rows"),
+        (5, {"dataset.eval_fraction": 0.99}, "nothing to train on: 5 rows, 5 valid, 5 held out"),
+    ],
+)
+def test_nothing_left_to_train_on_is_a_gate_failure(
+    train_ws: Workspace, rows: int, overrides: dict[str, object], match: str
+) -> None:
+    write_jsonl(train_ws.root / "data" / "chat.jsonl", chat_rows(rows))
+    with pytest.raises(DataGateError, match=match):
+        train_ws.train(write_recipe(train_ws.root), overrides=overrides)
+    assert train_ws.runs.list() == []
+
+
+def test_unknown_target_modules_are_refused_before_the_model_loads(
+    train_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import transformers
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_loading)
+    with pytest.raises(RecipeError, match=r"target_modules \['nonexistent_proj'\] are not modules"):
+        train_ws.train(
+            write_recipe(train_ws.root), overrides={"lora.target_modules": ["nonexistent_proj"]}
+        )
+
+
+def test_a_nan_training_fails_and_stores_nothing(train_ws: Workspace) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    weights = train_ws.root / "models" / "tiny" / "model.safetensors"
+    tensors = load_file(weights)
+    name = next(k for k in tensors if "embed" in k)
+    tensors[name][:] = float("nan")
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(TrainingError, match=r"(loss|grad_norm) became nan at step 1") as info:
+        train_ws.train(write_recipe(train_ws.root))
+    assert "nothing was stored" in str(info.value)
+    (run,) = train_ws.runs.list()
+    assert run.status == "failed"
+    assert [v for v in train_ws.artifacts.ls() if v.kind == "adapter"] == []
+
+
+def test_non_finite_adapter_weights_are_never_stored() -> None:
+    import torch
+
+    from llmops.train.runner import _check_finite
+
+    model = torch.nn.Linear(2, 2)
+    _check_finite(model, "run-x")
+    with torch.no_grad():
+        model.weight[0, 0] = float("inf")
+    with pytest.raises(TrainingError, match="adapter weight weight is not finite"):
+        _check_finite(model, "run-x")
+
+
+def test_a_run_killed_after_storing_its_adapter_resumes_without_a_second_version(
+    train_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops.train import runner
+
+    real_save = runner._save
+
+    def save_then_die(*args: object, **kwargs: object) -> object:
+        real_save(*args, **kwargs)  # type: ignore[arg-type]
+        raise KeyboardInterrupt("killed right after the adapter was stored")
+
+    monkeypatch.setattr(runner, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_ws.train(write_recipe(train_ws.root))
+    monkeypatch.undo()
+    (run,) = train_ws.runs.list()
+    resumed = train_ws.train(resume=run.run_id)
+    assert resumed.run.status == "completed" and resumed.run.final_loss is not None
+    assert [v.version for v in train_ws.artifacts.ls("tiny-adapter")] == [1]
+    assert resumed.adapter is not None and resumed.adapter.meta["run_id"] == run.run_id
+
+
+def test_adapter_files_are_written_deterministically(train_ws: Workspace, tmp_path: Path) -> None:
+    targets = ["v_proj", "q_proj", "o_proj", "k_proj"]
+    result = train_ws.train(write_recipe(train_ws.root), overrides={"lora.target_modules": targets})
+    assert result.adapter is not None
+    train_ws.artifacts.pull(result.adapter.ref, tmp_path / "a")
+    text = (tmp_path / "a" / "adapter_config.json").read_text(encoding="utf-8")
+    config = json.loads(text)
+    assert config["target_modules"] == sorted(config["target_modules"])
+    assert list(config) == sorted(config)
