@@ -8,13 +8,13 @@ offsets in bounds and not overlapping, byte length equal to shape times dtype si
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
 from dataclasses import dataclass
 from typing import IO, Any
 
+from llmops import _jsonsafe as jsonsafe
 from llmops.errors import UnsafeFileError
 
 __all__ = [
@@ -92,9 +92,9 @@ def read_header(fh: IO[bytes], *, path: str, file_size: int | None = None) -> Sa
         raise _bad(path, f"header length {length} runs past the end of the {file_size}-byte file")
     raw = fh.read(length)
     try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _bad(path, f"header is not UTF-8 JSON ({exc})") from None
+        doc = jsonsafe.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _bad(path, f"header is not UTF-8 JSON ({str(exc)[:200]})") from None
     if not isinstance(doc, dict):
         raise _bad(path, "header is not a JSON object")
     data_len = file_size - 8 - length

@@ -45,8 +45,11 @@ __all__ = [
     "push_tree",
 ]
 
-PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})
-"""Weight formats that unpickle (run code) when loaded; refused unless ``allow_pickle``."""
+PICKLE_SUFFIXES = frozenset(
+    {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".pkl.gz"}
+)
+"""Weight formats that unpickle (run code) when loaded; refused unless ``allow_pickle``.
+Files under other names are refused too when their content is a pickle (see ``_pickled``)."""
 
 MISSING_CHUNK = (
     "is missing from the store index (never stored, or dropped by `llmops artifacts verify` as"
@@ -97,6 +100,11 @@ def check_relpath(path: str) -> str:
         UnsafeFileError: Absolute, parent references, backslashes, empty or control characters.
     """
     parts = PurePosixPath(path).parts
+    if any("\ud800" <= ch <= "\udfff" for ch in path):
+        raise UnsafeFileError(
+            f"file name {path!a} is not valid UTF-8",
+            hint="rename the file (artifact paths are UTF-8 text)",
+        )
     bad = (
         not path
         or path.startswith("/")
@@ -138,7 +146,7 @@ def _scan(source: Path, *, allow_pickle: bool) -> list[tuple[str, Path, os.stat_
             found.append((check_relpath(rel), path, st))
     found.sort(key=lambda item: item[0])
     if not allow_pickle:
-        pickles = [rel for rel, _, _ in found if Path(rel).suffix.lower() in PICKLE_SUFFIXES]
+        pickles = [rel for rel, path, _ in found if _pickled(rel, path)]
         if pickles:
             raise UnsafeFileError(
                 f"refusing pickle-based weight file(s) {', '.join(pickles[:5])}: loading them can"
@@ -149,12 +157,53 @@ def _scan(source: Path, *, allow_pickle: bool) -> list[tuple[str, Path, os.stat_
     return found
 
 
+def _pickled(rel: str, path: Path) -> bool:
+    """Whether loading the file would unpickle: a pickle suffix, or pickle content under any
+    name (a pickle stream, a zip holding one as torch saves, a numpy object array)."""
+    if Path(rel).suffix.lower() in PICKLE_SUFFIXES:
+        return True
+    if rel.lower().endswith(".safetensors"):
+        return False  # its header is validated; it cannot hold code
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return False
+    if head.startswith(b"PK\x03\x04"):
+        return _zip_holds_pickle(path)
+    return _pickle_bytes(head)
+
+
+def _pickle_bytes(head: bytes) -> bool:
+    """A pickle stream (protocol 2-5), or a ``.npy`` array of Python objects."""
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    return head.startswith(b"\x93NUMPY") and b"'descr': '|O'" in head
+
+
+def _zip_holds_pickle(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist()[:10_000]:
+                if name.endswith((".pkl", ".pickle")):
+                    return True  # torch.save's zip format (data.pkl inside)
+                if name.endswith(".npy"):
+                    with archive.open(name) as member:
+                        if _pickle_bytes(member.read(512)):
+                            return True
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    return False
+
+
 def _plan(
     rel: str, path: Path, st: os.stat_result, *, known: list[tuple[str, int, int]] | None = None
 ) -> _SourceFile:
     mode = 0o755 if st.st_mode & 0o111 else 0o644
     header = None
-    if rel.endswith(".safetensors"):
+    if rel.lower().endswith(".safetensors"):
         with path.open("rb") as fh:  # always validated, even when the chunks are known
             header = read_header(fh, path=rel, file_size=st.st_size)
     if known is not None:

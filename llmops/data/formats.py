@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from llmops import _jsonsafe as jsonsafe
 from llmops.errors import DatasetError
 
 __all__ = [
@@ -104,9 +105,12 @@ def _jsonl_rows(path: Path) -> Iterator[Row | BadRow]:
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
+                data = jsonsafe.loads(line)
             except json.JSONDecodeError as exc:
                 yield BadRow(number, "invalid_json", f"invalid JSON: {exc.msg}")
+                continue
+            except ValueError as exc:
+                yield BadRow(number, "invalid_json", f"invalid JSON: {exc}")
                 continue
             if not isinstance(data, dict):
                 yield BadRow(number, "invalid_json", f"expected an object, got {_tname(data)}")

@@ -277,3 +277,66 @@ def test_verify_repair_rewrites_corrupt_and_missing_chunks(
     assert store.verify().ok
     untouched = store.verify(repair=model)  # nothing to repair: nothing is pushed
     assert untouched.ok and untouched.repaired == 0
+
+
+def _pickle_bytes() -> bytes:
+    import pickle
+
+    return pickle.dumps({"weights": [1, 2, 3]}, protocol=4)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("model.joblib", _pickle_bytes),
+        ("weights", _pickle_bytes),
+        ("MODEL.PT", lambda: b"\x80\x02}q\x00."),
+        ("arr.npy", "object-npy"),
+        ("torch_zip.dat", "torch-zip"),
+    ],
+)
+def test_pickles_under_any_name_are_refused(
+    store: ArtifactStore, tmp_path: Path, name: str, content: object
+) -> None:
+    import io
+    import zipfile
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    if content == "object-npy":
+        np.save(folder / name, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    elif content == "torch-zip":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr("archive/data.pkl", _pickle_bytes())
+        (folder / name).write_bytes(buf.getvalue())
+    else:
+        (folder / name).write_bytes(content())  # type: ignore[operator]
+    with pytest.raises(UnsafeFileError, match="refusing pickle-based"):
+        store.push(folder, name="p")
+    assert store.ls() == []
+    assert store.push(folder, name="p", allow_pickle=True).created
+
+
+def test_plain_numpy_files_and_upper_case_safetensors(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    model = make_model()
+    np.save(model / "plain.npy", np.arange(10, dtype=np.float32))
+    (model / "model.safetensors").rename(model / "MODEL.SAFETENSORS")
+    pushed = store.push(model, name="m")
+    entry = next(f for f in store.manifest(pushed.version).files if f.path == "MODEL.SAFETENSORS")
+    assert entry.tensors  # read as safetensors: its header was validated
+    (model / "MODEL.SAFETENSORS").write_bytes(b"garbage that is not a header")
+    with pytest.raises(UnsafeFileError, match="invalid safetensors header"):
+        store.push(model, name="m")
+
+
+def test_a_non_utf8_file_name_is_refused(store: ArtifactStore, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "ok.txt").write_text("x")
+    with open(os.fsencode(folder) + b"/\xff.txt", "wb") as fh:
+        fh.write(b"x")
+    with pytest.raises(UnsafeFileError, match=r"file name .* is not valid UTF-8"):
+        store.push(folder, name="m")

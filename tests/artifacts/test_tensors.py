@@ -98,3 +98,23 @@ def test_decode_bf16_widens_to_float32() -> None:
 def test_decode_f8_needs_raw() -> None:
     with pytest.raises(ValueError, match="raw=True"):
         decode_tensor(b"\0", "F8_E4M3", (1,))
+
+
+@pytest.mark.parametrize(
+    ("header", "match"),
+    [
+        (
+            b'{"__metadata__": {"a": "b"}, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "nested too deeply",
+        ),
+        (
+            b'{"t": {"dtype": "F32", "shape": [' + b"1" * 100_000 + b'], "data_offsets": [0, 4]}}',
+            "number too large",
+        ),
+        (b'{"__metadata__": {"a": "\\ud800"}}', "lone surrogate"),
+    ],
+)
+def test_hostile_json_in_a_header_is_one_clear_error(header: bytes, match: str) -> None:
+    blob = struct.pack("<Q", len(header)) + header + b"\0" * 4
+    with pytest.raises(UnsafeFileError, match=match):
+        parse(blob)

@@ -224,3 +224,23 @@ def test_a_yaml_bomb_is_refused_quickly(cli: CLI, ws_root: Path) -> None:
     _, err = cli("prompts", "push", "prompts/bomb.yaml", code=2)
     assert time.perf_counter() - started < 5
     assert "bomb.yaml:5" in err and "aliases" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (
+            "name: p\ntemplate: hi\nmetadata: {x: " + "[" * 100_000 + "]" * 100_000 + "}\n",
+            "nested more than",
+        ),
+        ("name: p\ntemplate: hi\nmetadata: {x: " + "1" * 100_000 + "}\n", "too large"),
+        ('name: p\ntemplate: "hi \\ud800"\n', "lone surrogate"),
+        ('{"name": "p", "template": "hi \\ud800"}\n', "lone surrogate"),
+    ],
+)
+def test_hostile_prompt_files_are_one_line_errors(
+    cli: CLI, ws_root: Path, text: str, match: str
+) -> None:
+    (ws_root / "prompts" / "p.yaml").write_text(text, encoding="utf-8")
+    _, err = cli("prompts", "push", "prompts/p.yaml", code=2)
+    assert match in err and err.count("\n") == 1

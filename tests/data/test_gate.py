@@ -176,3 +176,19 @@ def test_unusable_inputs(tmp_path: Path, name: str, fmt: str, match: str) -> Non
     (tmp_path / "d.jsonl").write_text("{}\n")
     with pytest.raises(DatasetError, match=match):
         validate_dataset(tmp_path / name, fmt)
+
+
+def test_hostile_json_rows_are_findings_not_crashes(tmp_path: Path) -> None:
+    good = json.dumps(chat_rows(1)[0])
+    lines = [
+        good,
+        '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"x": ' + "1" * 100_000 + "}",
+        '{"messages": [{"role": "user", "content": "hi \\ud800"}]}',
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = validate_dataset(path, "chat")
+    (finding,) = [f for f in report.findings if f.check == "invalid_json"]
+    assert finding.rows == [2, 3, 4] and finding.fails
+    assert report.rows == 4
