@@ -16,6 +16,7 @@ exits with :attr:`LLMOpsError.exit_code`.
     │   │   ├── RecipeError             ... a fine-tuning recipe
     │   │   └── SuiteError              ... an eval suite (or its cases file)
     │   ├── DatasetError                a dataset cannot be read or has the wrong schema
+    │   ├── MissingDependencyError      an optional package is not installed (names the extra)
     │   ├── PromptRenderError           a render failed: missing/unknown/mistyped variable, template
     │   │   ├── TemplateSecurityError   a template tried to leave the sandbox
     │   │   └── TemplateLimitError      a template exceeded the output size or time limit
@@ -57,6 +58,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidReferenceError",
     "LLMOpsError",
+    "MissingDependencyError",
     "NotFoundError",
     "PromptFileError",
     "PromptNotFoundError",
@@ -226,6 +228,10 @@ class DatabaseError(LLMOpsError):
 
 class DatabaseUnavailableError(DatabaseError):
     """The registry database cannot be reached or stayed locked past the busy timeout."""
+
+
+class MissingDependencyError(InputError):
+    """An optional dependency is not installed; the hint names the extra that installs it."""
 
 
 class UnsafeFileError(InputError):

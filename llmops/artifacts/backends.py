@@ -252,12 +252,13 @@ class S3Backend:
         retries: int = 6,
         backoff_s: float = 0.2,
     ) -> None:
-        try:
-            import boto3
-            from boto3.s3.transfer import TransferConfig
-            from botocore.config import Config
-        except ImportError:
-            raise ConfigError("the S3 store needs boto3", hint="pip install 'llmops[s3]'") from None
+        from llmops._extras import require
+
+        require("boto3", "botocore", feature="the S3 artifact store")
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
         if retries < 1 or backoff_s < 0:
             raise ValueError("retries must be >= 1 and backoff_s >= 0")
         self.retries = retries

@@ -164,13 +164,11 @@ def gguf_to_safetensors(gguf: Path, out_dir: Path) -> Path:
     transformers refuses ``save_pretrained`` on a model loaded from GGUF, so a fresh model is built
     from its config (without the quantization config) and given the dequantized weights.
     """
-    try:
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    except ImportError:
-        raise ConfigError(
-            "GGUF import needs torch and transformers", hint="pip install 'llmops[train]'"
-        ) from None
+    from llmops._extras import require
+
+    require("torch", "transformers", "gguf", feature="GGUF import")
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

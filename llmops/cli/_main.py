@@ -52,6 +52,14 @@ def _run(app: Any, argv: list[str]) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        from llmops._extras import hint_for
+
+        found = hint_for(exc) if isinstance(exc, ModuleNotFoundError) else None
+        if found is not None:  # a lazy import of an optional dependency
+            if _debug(argv):
+                traceback.print_exc()
+            print(f"error: {found.one_line()}", file=sys.stderr)
+            return found.exit_code
         if _debug(argv):
             traceback.print_exc()
         else:

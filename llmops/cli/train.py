@@ -82,7 +82,8 @@ def validate_recipes(
 @runs_app.command("list")
 def list_runs(
     status: Annotated[
-        str | None, typer.Option("--status", help="running, completed or failed.")
+        str | None,
+        typer.Option("--status", help="running, interrupted, completed or failed."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Newest runs to show.")] = 50,
     json_out: JsonOpt = False,
@@ -116,6 +117,8 @@ def show_run(
         return
     out = console()
     out.print(f"run {run.run_id}  {run.status}  (attempts: {run.attempts})")
+    if run.status in ("interrupted", "failed"):
+        out.print(f"  resume it: llmops train --resume {run.run_id}")
     for label, value in (
         ("recipe", f"{run.recipe_name}  {run.recipe_hash[:19]}"),
         ("base model", f"{run.base_model}  {run.base_model_digest[:19]}"),

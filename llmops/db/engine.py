@@ -97,6 +97,10 @@ class Database:
             _configure_sqlite(engine, busy_timeout_s)
             return engine
         if self.dialect == "postgresql":
+            from llmops._extras import require
+
+            if parsed.get_driver_name() == "psycopg":
+                require("psycopg", feature="a PostgreSQL registry")
             return create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 5})
         try:
             return create_engine(parsed, pool_pre_ping=True)

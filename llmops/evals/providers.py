@@ -16,6 +16,7 @@ Every call returns a :class:`Completion` with the text, token usage, cost and la
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import threading
@@ -204,12 +205,12 @@ class LiteLLMProvider:
 
     async def complete(self, request: Request) -> Completion:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        try:
-            import litellm
-        except ImportError:
+        if importlib.util.find_spec("litellm") is None:
             raise ProviderError(
                 "provider 'litellm' needs litellm: pip install 'llmops[eval]'", retryable=False
-            ) from None
+            )
+        import litellm
+
         litellm.suppress_debug_info = True  # it prints hints on stdout, which --json owns
         kwargs: dict[str, Any] = {
             "model": self.spec.name,
@@ -285,6 +286,11 @@ class LocalProvider:
         return self.ws.model_dir(self.ws.model_source(ref))
 
     def _load(self) -> None:
+        from llmops._extras import quiet_import, require
+
+        require("torch", "transformers", feature="provider 'transformers'")
+        if self.spec.adapter:
+            quiet_import("peft", feature="an adapter on provider 'transformers'")
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging

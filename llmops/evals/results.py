@@ -39,6 +39,16 @@ _RESULT_TABLE = SQLModel.metadata.tables["eval_result"]
 _PAIR_TABLE = SQLModel.metadata.tables["eval_pair"]
 
 
+FORMAT_VERSION = 1
+"""Version of the eval run record's JSON form (``eval show --json``, exports)."""
+
+
+def _llmops_version() -> str:
+    from llmops._version import __version__
+
+    return __version__
+
+
 def new_eval_id() -> str:
     """``eval-`` and 12 random hex digits."""
     return f"eval-{uuid.uuid4().hex[:12]}"
@@ -65,6 +75,8 @@ class EvalRunRecord:
         """The ``eval run`` contract: run_id, cases, errors, targets (with statistics)."""
         summary = self.summary or {}
         return {
+            "format_version": FORMAT_VERSION,
+            "llmops_version": _llmops_version(),
             "run_id": self.run_id,
             "suite": self.suite_name,
             "suite_path": self.suite_path,

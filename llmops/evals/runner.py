@@ -153,12 +153,17 @@ def run_suite(
 
 
 def _prompt_spec(ws: Workspace, target: Any) -> PromptSpec:
-    from llmops.prompts import PromptSpec
-
     if isinstance(target.prompt, str):
         return ws.prompts.get(target.prompt).spec
-    messages = [{"role": m.role, "content": m.content} for m in target.prompt]
-    name = "inline-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in target.name)
+    return _inline_spec(target.name, target.prompt)
+
+
+def _inline_spec(label: str, prompt: list[Any]) -> PromptSpec:
+    """A prompt spec for messages written into the suite (a target's or the judge's)."""
+    from llmops.prompts import PromptSpec
+
+    messages = [{"role": m.role, "content": m.content} for m in prompt]
+    name = "inline-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in label)
     inferred = PromptSpec.model_validate({"name": name[:128], "messages": messages})
     # Case variables come from YAML, JSONL and CSV as any JSON type; an inline prompt takes them
     # as they are (a registry prompt's declared types still apply).
@@ -318,9 +323,12 @@ class _Judges:
         self.providers = providers
         self.prompts: dict[str, PromptSpec] = {}
         if self.judge is not None and self.judge.judges:
-            if self.judge.prompt:
+            if isinstance(self.judge.prompt, str):
                 custom = ws.prompts.get(self.judge.prompt).spec
                 self.prompts = dict.fromkeys(("rubric", "reference", "pairwise"), custom)
+            elif self.judge.prompt:
+                inline = _inline_spec("judge", self.judge.prompt)
+                self.prompts = dict.fromkeys(("rubric", "reference", "pairwise"), inline)
             else:
                 built = ensure_judge_prompts(ws.prompts)
                 self.prompts = {

@@ -145,8 +145,9 @@ class JudgeSpec(_Spec):
     panel: list[ModelSpec] = Field(default_factory=list)
     """Several judges; their verdicts are aggregated."""
     aggregate: Literal["majority", "mean"] = "majority"
-    prompt: str | None = None
-    """A judge prompt in the registry (reference); default: llmops' built-in prompts."""
+    prompt: str | list[Message] | None = None
+    """A judge prompt: a registry reference, or inline messages (a list, or ``{messages: ...}``)
+    as a target's prompt may be; default: llmops' built-in prompts."""
     pattern: str | None = None
     """A regex whose last match carries the verdict (group 1, or the whole match)."""
     field: str | None = None
@@ -157,6 +158,13 @@ class JudgeSpec(_Spec):
     epochs: int = Field(default=1, ge=1, le=20)
     """Repeated judge samples per verdict, to measure judge variance."""
     threshold: float = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _messages_block(cls, value: Any) -> Any:
+        if isinstance(value, dict) and set(value) == {"messages"}:
+            return value["messages"]
+        return value
 
     @property
     def judges(self) -> list[ModelSpec]:

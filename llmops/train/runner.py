@@ -36,7 +36,7 @@ from llmops.errors import (
 )
 from llmops.train.environment import capture_environment, world_size
 from llmops.train.recipe import Recipe, load_recipe
-from llmops.train.runs import RunRecord, new_run_id
+from llmops.train.runs import RunRecord, Runs, new_run_id
 
 if TYPE_CHECKING:
     from llmops.artifacts import ArtifactVersion
@@ -106,6 +106,7 @@ def train(
     """
     started = time.perf_counter()
     # -- setup ------------------------------------------------------------------------------
+    _check_stack()
     spec, name, previous = _load_spec(ws, recipe, overrides=overrides, resume=resume)
     device = _device()
     if spec.method == "qlora":
@@ -158,7 +159,7 @@ def train(
         return TrainResult(run=run, adapter=adapter, merged=merged, report=report,
                            seconds=time.perf_counter() - started)  # fmt: skip
     try:
-        with _third_party_quiet():
+        with _third_party_quiet(), _heartbeat(ws.runs if main else None, run_id):
             trainer, tracking = _trainer(ws if main else None, spec, inputs, tokenizer, run_id,
                                          run_dir, device=device, live=live)  # fmt: skip
             _fit(trainer, run_dir / "checkpoints", checkpoint[1] if checkpoint else None)
@@ -188,6 +189,16 @@ def train(
         run=done, adapter=adapter, merged=merged, report=report,
         seconds=time.perf_counter() - started,
     )  # fmt: skip
+
+
+def _check_stack() -> None:
+    """The training stack is installed (else one line naming ``llmops[train]``), and loaded
+    with bitsandbytes' import-time warnings about optional CPU kernels kept quiet."""
+    from llmops._extras import quiet_import, require
+
+    require("torch", "transformers", "peft", "trl", "datasets", "accelerate", feature="training")
+    for module in ("peft", "trl"):
+        quiet_import(module, feature="training")
 
 
 def _load_spec(
@@ -222,10 +233,54 @@ _THIRD_PARTY_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
 
 @contextlib.contextmanager
 def _third_party_quiet() -> Iterator[None]:
-    with warnings.catch_warnings():
-        for message in _THIRD_PARTY_DEPRECATIONS:
-            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+    """While training: transformers logs errors only and no library draws progress bars (ours
+    is the live line); the caller's settings come back afterwards."""
+    from datasets.utils import logging as ds_logging
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_bars, ds_bars = hf_logging.is_progress_bar_enabled(), ds_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    ds_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            for message in _THIRD_PARTY_DEPRECATIONS:
+                warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if hf_bars:
+            hf_logging.enable_progress_bar()
+        if ds_bars:
+            ds_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def _heartbeat(runs: Runs | None, run_id: str) -> Iterator[None]:
+    """Keep the run's heartbeat fresh while it works (loading, training, saving), so that a
+    killed run shows as ``interrupted`` and a live one never does."""
+    if runs is None:
         yield
+        return
+    import threading
+
+    from llmops.train.runs import HEARTBEAT_S
+
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(LLMOpsError):
+                runs.heartbeat(run_id)
+
+    thread = threading.Thread(target=beat, name="llmops-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def main_process() -> bool:
@@ -435,17 +490,12 @@ def _trainer(
     live: bool,
 ) -> tuple[Any, Any]:
     import torch
-    from datasets.utils.logging import disable_progress_bar
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from transformers.utils import logging as hf_logging
 
     from llmops.train.callbacks import QLoRAGuard, TrackingCallback
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    disable_progress_bar()
     t = spec.training
     rows = load_split(inputs.data_path, spec.dataset.format)
     if inputs.eval_path is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import delete, select
@@ -26,7 +26,14 @@ from llmops.errors import RunNotFoundError
 
 __all__ = ["RunRecord", "RunStatus", "Runs", "new_run_id"]
 
-RunStatus = Literal["running", "completed", "failed"]
+RunStatus = Literal["running", "completed", "failed", "interrupted"]
+"""``interrupted``: stored as running, but its heartbeat stopped (the process was killed);
+``llmops train --resume RUN_ID`` continues it."""
+
+HEARTBEAT_S = 30.0
+"""A running run's heartbeat (``updated_at``) is bumped at least this often."""
+STALE_AFTER = timedelta(minutes=5)
+"""A running run whose heartbeat is older than this is shown as ``interrupted``."""
 _ENTITY = "training_run"
 
 
@@ -35,12 +42,16 @@ def new_run_id() -> str:
     return f"run-{uuid.uuid4().hex[:12]}"
 
 
+FORMAT_VERSION = 1
+"""Version of the training run record's JSON form (``runs show --json``)."""
+
+
 @dataclass(slots=True, kw_only=True)
 class RunRecord:
     """A snapshot of one training run."""
 
     run_id: str
-    status: str
+    status: RunStatus
     recipe_name: str
     recipe: dict[str, Any]
     recipe_hash: str
@@ -70,7 +81,10 @@ class RunRecord:
         """The ``runs show`` contract: run_id, status, recipe_hash, dataset_fingerprint,
         base_model_digest, metrics, and the rest of the record (``full=False`` leaves out the
         resolved recipe and the environment, for listings)."""
+        from llmops._version import __version__
+
         out: dict[str, Any] = {
+            "format_version": FORMAT_VERSION, "llmops_version": __version__,
             "run_id": self.run_id, "status": self.status, "recipe_name": self.recipe_name,
             "recipe_hash": self.recipe_hash, "dataset_fingerprint": self.dataset_fingerprint,
             "dataset_ref": self.dataset_ref, "base_model": self.base_model,
@@ -90,9 +104,15 @@ class RunRecord:
         return out
 
 
+def _status(row: TrainingRun) -> RunStatus:
+    if row.status == "running" and utcnow() - as_utc(row.updated_at) > STALE_AFTER:
+        return "interrupted"
+    return row.status  # type: ignore[return-value]
+
+
 def _record(row: TrainingRun) -> RunRecord:
     return RunRecord(
-        run_id=row.id, status=row.status, recipe_name=row.recipe_name, recipe=row.recipe,
+        run_id=row.id, status=_status(row), recipe_name=row.recipe_name, recipe=row.recipe,
         recipe_hash=row.recipe_hash, dataset_fingerprint=row.dataset_fingerprint,
         dataset_ref=row.dataset_ref, base_model=row.base_model,
         base_model_digest=row.base_model_digest, seed=row.seed, environment=row.environment,
@@ -159,6 +179,13 @@ class Runs:
                 row.step = max(row.step, step) if split == "train" else row.step
                 row.updated_at = utcnow()
 
+    def heartbeat(self, run_id: str) -> None:
+        """Mark a running run as alive now (no audit row)."""
+        with self.db.write() as session:
+            row = session.get(TrainingRun, run_id)
+            if row is not None and row.status == "running":
+                row.updated_at = utcnow()
+
     def forget_after(self, run_id: str, step: int) -> None:
         """Drop metrics logged after ``step`` (a killed attempt's steps that a resume redoes)."""
         with self.db.write() as session:
@@ -184,12 +211,17 @@ class Runs:
             return _record(row)
 
     def list(self, *, status: str | None = None, limit: int = 50) -> builtins.list[RunRecord]:
-        """Runs, newest first."""
-        query = select(TrainingRun).order_by(col(TrainingRun.started_at).desc()).limit(limit)
+        """Runs, newest first (``status`` as shown: ``interrupted`` runs are stored as
+        running)."""
+        query = select(TrainingRun).order_by(col(TrainingRun.started_at).desc())
         if status:
-            query = query.where(col(TrainingRun.status) == status)
+            stored = "running" if status == "interrupted" else status
+            query = query.where(col(TrainingRun.status) == stored)
+        if status not in ("running", "interrupted"):
+            query = query.limit(limit)
         with self.db.read() as session:
-            return [_record(r) for r in session.scalars(query)]
+            records = [_record(r) for r in session.scalars(query)]
+        return [r for r in records if not status or r.status == status][:limit]
 
     def metrics(self, run_id: str) -> builtins.list[dict[str, Any]]:
         """Every logged step in order: ``{"step", "split", "loss", "learning_rate", ...}``."""

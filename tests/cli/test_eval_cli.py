@@ -54,6 +54,7 @@ def test_run_show_gate_compare_export(project: tuple[Path, MockServer]) -> None:
     assert target["pass_rate"] == 0.75
 
     shown = json.loads(llmops("eval", "show", out["run_id"], "--json", cwd=root).stdout)
+    assert shown["format_version"] == 1 and shown["llmops_version"]
     case = shown["results"][0]
     assert {"vars", "output", "passed", "score"} <= case.keys()
     assert case["vars"] == {"country": "France"} and case["passed"] is True

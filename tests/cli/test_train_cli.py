@@ -46,6 +46,8 @@ def test_train_json_then_runs_show_json(project: Path) -> None:
     assert shown.returncode == 0, shown.stderr
     run = json.loads(shown.stdout)
     assert run["run_id"] == out["run_id"] and run["status"] == "completed"
+    assert run["format_version"] == 1 and run["llmops_version"]
+    assert "kernels-community" not in done.stderr  # third-party import noise stays off
     for key in ("recipe_hash", "dataset_fingerprint", "base_model_digest"):
         assert run[key].startswith("blake3:")
     losses = [m for m in run["metrics"] if m["split"] == "train"]
@@ -99,3 +101,66 @@ def test_bad_input_exits_2_with_one_line(project: Path, args: tuple[str, ...], m
     done = llmops(*args, cwd=project)
     assert done.returncode == 2
     assert match in done.stderr and done.stderr.count("\n") == 1
+
+
+BLOCK_TORCH = """
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {"torch", "transformers", "peft", "trl"}:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, Block())
+import importlib.util
+real = importlib.util.find_spec
+def find_spec(name, package=None):
+    if name.partition(".")[0] in {"torch", "transformers", "peft", "trl"}:
+        return None
+    return real(name, package)
+importlib.util.find_spec = find_spec
+from llmops.cli import main
+sys.argv = ["llmops", *sys.argv[1:]]
+main()
+"""
+
+
+def test_train_without_the_training_stack_names_the_extra(project: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMOPS_")}
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_TORCH, "train", "recipe.yaml"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'llmops[train]'" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_killed_run_shows_as_interrupted_with_the_resume_command(project: Path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from llmops.db.models import TrainingRun
+    from llmops.db.timestamps import utcnow
+
+    ws = Workspace.open(project)
+    ws.runs.create(
+        id="run-000000000001", recipe_name="r", recipe={}, recipe_hash="blake3:x",
+        dataset_fingerprint="blake3:y", dataset_ref="", base_model="m",
+        base_model_digest="blake3:z", seed=1, environment={}, output_dir="/tmp/x", max_steps=5,
+    )  # fmt: skip
+    assert ws.runs.get("run-000000000001").status == "running"  # fresh heartbeat
+    with ws.db.write() as session:  # the process died ten minutes ago
+        session.execute(update(TrainingRun).values(updated_at=utcnow() - timedelta(minutes=10)))
+    ws.close()
+    listed = json.loads(
+        llmops("runs", "list", "--status", "interrupted", "--json", cwd=project).stdout
+    )
+    assert [r["status"] for r in listed] == ["interrupted"]
+    assert (
+        json.loads(llmops("runs", "list", "--status", "running", "--json", cwd=project).stdout)
+        == []
+    )
+    shown = llmops("runs", "show", "run-000000000001", cwd=project)
+    assert (
+        "interrupted" in shown.stdout and "llmops train --resume run-000000000001" in shown.stdout
+    )

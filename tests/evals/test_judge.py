@@ -328,3 +328,33 @@ def test_the_verdict_parser_is_bounded(reply: str) -> None:
     assert time.perf_counter() - started < 5
     assert pattern_result.passed is None
     assert result.passed in (True, None) and 0.0 <= result.score <= 1.0
+
+
+@pytest.mark.parametrize("form", ["list", "block"])
+def test_an_inline_judge_prompt_runs(ws: Workspace, tmp_path: Path, form: str) -> None:
+    seen: list[str] = []
+
+    def respond(body: dict[str, Any]) -> str:
+        if body["messages"][0]["content"].startswith("You grade"):
+            seen.append(user_text(body))
+            return '{"pass": true, "score": 1}'
+        return "Paris"
+
+    messages = (
+        '[{role: system, content: "You grade answers."}, '
+        '{role: user, content: "Rubric: {{ rubric }}. Answer: {{ output }}"}]'
+    )
+    prompt = messages if form == "list" else f"{{messages: {messages}}}"
+    with MockServer(respond) as server:
+        suite = write_suite(
+            tmp_path,
+            server.url,
+            cases="""
+  - vars: {country: France}
+    assert: [{type: llm-rubric, value: names Paris}]
+""",
+            extra=f'judge: {{prompt: {prompt}, model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n',
+        )
+        run = ws.evaluate(suite).run
+    assert next(ws.evals.results(run.run_id))["passed"] is True
+    assert len(seen) == 1 and "Rubric: names Paris" in seen[0] and "untrusted_answer" in seen[0]

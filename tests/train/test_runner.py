@@ -283,3 +283,16 @@ def test_adapter_files_are_written_deterministically(train_ws: Workspace, tmp_pa
     config = json.loads(text)
     assert config["target_modules"] == sorted(config["target_modules"])
     assert list(config) == sorted(config)
+
+
+def test_training_leaves_the_callers_logging_settings_alone(train_ws: Workspace) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_info()
+    hf_logging.enable_progress_bar()
+    try:
+        train_ws.train(write_recipe(train_ws.root, steps=2, save=2))
+        assert hf_logging.get_verbosity() == hf_logging.INFO
+        assert hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.set_verbosity_warning()
