@@ -11,7 +11,6 @@ import getpass
 import os
 import shutil
 import tomllib
-from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -23,6 +22,7 @@ from llmops.errors import ConfigError, InputError, WorkspaceNotFoundError
 
 if TYPE_CHECKING:
     from llmops.artifacts import ArtifactStore, ArtifactVersion
+    from llmops.artifacts.resolver import ModelResolver, ModelSource
     from llmops.db import Database
     from llmops.evals.results import EvalRuns
     from llmops.evals.runner import EvalOutcome
@@ -38,16 +38,14 @@ _STATE_DIR = ".llmops"
 _EXAMPLE_DIRS = ("prompts", "evals", "recipes")
 
 
-@dataclass(frozen=True, slots=True)
-class ModelSource:
-    """Where a model or adapter named in a recipe or suite comes from, and its identity."""
+def __getattr__(name: str) -> Any:
+    # ``ModelSource`` moved to llmops.artifacts.resolver; kept importable from here, lazily
+    # (importing the store here would make ``import llmops`` heavy).
+    if name == "ModelSource":
+        from llmops.artifacts.resolver import ModelSource
 
-    folder: Path | None
-    """A local Hugging Face folder, or None for a stored artifact."""
-    version: ArtifactVersion | None
-    """The artifact version, when it is one."""
-    digest: str
-    """``blake3:`` identity of the exact files (the artifact digest, or the folder's)."""
+        return ModelSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Section(BaseModel):
@@ -300,49 +298,31 @@ class Workspace:
             hash_cache=self.state_dir / "hashcache.db",
         )
 
+    @cached_property
+    def resolver(self) -> ModelResolver:
+        """Model references (local folders or artifacts) to files on disk, with one identity."""
+        from llmops.artifacts.resolver import ModelResolver
+
+        return ModelResolver(
+            self.artifacts, root=self.root, cache_dir=self.state_dir / "cache" / "artifacts"
+        )
+
     def resolve_path(self, path: str | os.PathLike[str]) -> Path:
         """``path`` itself when absolute, else relative to the workspace root (how recipes and
         suites name local files)."""
-        p = Path(path)
-        return p if p.is_absolute() else self.root / p
+        return self.resolver.resolve_path(path)
 
     def model_source(self, ref: str) -> ModelSource:
-        """A local model folder (relative to the workspace) or else an artifact reference.
-
-        Raises:
-            ArtifactNotFoundError: It is neither.
-        """
-        local = self.resolve_path(ref)
-        if local.is_dir():
-            from llmops.artifacts.models import folder_digest
-
-            return ModelSource(folder=local, version=None, digest=folder_digest(local))
-        version = self.artifacts.get(ref)
-        return ModelSource(folder=None, version=version, digest=version.digest)
+        """A local model folder (relative to the workspace) or else an artifact reference."""
+        return self.resolver.source(ref)
 
     def model_dir(self, source: ModelSource) -> Path:
         """The files of a model source on local disk (an artifact is pulled once, cached)."""
-        if source.folder is not None:
-            return source.folder
-        assert source.version is not None
-        return self.artifact_dir(source.version)
+        return self.resolver.local_dir(source)
 
     def artifact_dir(self, ref: str | ArtifactVersion) -> Path:
-        """The files of an artifact version in the workspace cache (pulled once, atomically;
-        keyed by content digest, so every name and alias of the same content shares it)."""
-        version = ref if not isinstance(ref, str) else self.artifacts.get(ref)
-        folder = self.state_dir / "cache" / "artifacts" / version.digest.partition(":")[2][:24]
-        if (folder / ".complete").is_file():
-            return folder
-        staging = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        self.artifacts.pull(version.ref, staging)
-        (staging / ".complete").write_text(version.ref, encoding="utf-8")
-        shutil.rmtree(folder, ignore_errors=True)
-        staging.rename(folder)
-        # The pull's lock file beside the staging name is this process's alone.
-        (staging.parent / f".{staging.name}.llmops-pull.lock").unlink(missing_ok=True)
-        return folder
+        """The files of an artifact version in the workspace cache (pulled once, atomically)."""
+        return self.resolver.artifact_dir(ref)
 
     @cached_property
     def prompts(self) -> PromptRegistry:
@@ -355,6 +335,11 @@ class Workspace:
             cache_ttl_s=self.config.prompts.cache_ttl_s,
             prompts_dir=self.prompts_dir,
         )
+
+    @property
+    def eval_cache(self) -> Path:
+        """The response cache of eval runs (``.llmops/evalcache.db``)."""
+        return self.state_dir / "evalcache.db"
 
     @cached_property
     def evals(self) -> EvalRuns:
@@ -370,11 +355,16 @@ class Workspace:
         concurrency: int | None = None,
         no_cache: bool = False,
         resume: str | None = None,
+        live: bool = False,
     ) -> EvalOutcome:
         """Run an eval suite (or a promptfoo config); see :func:`llmops.evals.run_suite`."""
         from llmops.evals.runner import run_suite
 
-        return run_suite(self, suite, concurrency=concurrency, no_cache=no_cache, resume=resume)
+        return run_suite(
+            suite, prompts=self.prompts, results=self.evals, cache=self.eval_cache,
+            models=self.resolver, concurrency=concurrency, no_cache=no_cache, resume=resume,
+            live=live,
+        )  # fmt: skip
 
     @cached_property
     def runs(self) -> Runs:
@@ -398,7 +388,10 @@ class Workspace:
         """
         from llmops.train.runner import train
 
-        return train(self, recipe, overrides=overrides, resume=resume, live=live)
+        return train(
+            recipe, artifacts=self.artifacts, runs=self.runs, models=self.resolver,
+            state_dir=self.state_dir, overrides=overrides, resume=resume, live=live,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Release database connections."""

@@ -196,14 +196,12 @@ def _file_digest(path: Path) -> str:
 
 
 def folder_digest(folder: Path) -> str:
-    """``blake3:`` over every file's relative path and content digest: a local model folder's
-    identity for lineage (same files, same digest), without storing it."""
-    import blake3
+    """A local model folder's identity: the digest of the manifest its files make, the same as
+    the artifact digest of those files once pushed (same files, same digest), without storing
+    them."""
+    from llmops.artifacts.transfer import manifest_of
 
-    h = blake3.blake3()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h.update(f"{path.relative_to(folder).as_posix()}\0{_file_digest(path)}\n".encode())
-    return "blake3:" + h.hexdigest()
+    return manifest_of(folder).digest()
 
 
 def import_model(

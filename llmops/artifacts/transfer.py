@@ -42,6 +42,7 @@ __all__ = [
     "PushStats",
     "check_relpath",
     "default_workers",
+    "manifest_of",
     "push_tree",
 ]
 
@@ -121,19 +122,24 @@ def check_relpath(path: str) -> str:
     return path
 
 
-def _scan(source: Path, *, allow_pickle: bool) -> list[tuple[str, Path, os.stat_result]]:
-    if source.is_symlink():
+def _scan(
+    source: Path, *, allow_pickle: bool, follow_links: bool = False
+) -> list[tuple[str, Path, os.stat_result]]:
+    """Every file under ``source`` with its relative path and stat. Links are refused (a push
+    stores what is there, never what a link points at) unless ``follow_links``, used when only
+    hashing a folder such as a Hugging Face cache snapshot, whose files are links to blobs."""
+    if source.is_symlink() and not follow_links:
         raise UnsafeFileError(f"{source} is a symbolic link", hint="push the real folder or file")
     if source.is_file():
         return [(source.name, source, source.stat())]
     if not source.is_dir():
         raise UnsafeFileError(f"{source} does not exist or is not a file or folder")
     found = []
-    for root, dirs, files in os.walk(source):
+    for root, dirs, files in os.walk(source, followlinks=follow_links):
         dirs.sort()
         for name in sorted(dirs + files):
             path = Path(root) / name
-            st = path.lstat()
+            st = path.stat() if follow_links else path.lstat()
             if stat.S_ISDIR(st.st_mode):
                 continue
             rel = path.relative_to(source).as_posix()
@@ -365,6 +371,43 @@ def push_tree(
     index.touch(work.reused_packs)
     _remember(scanned, files, digests, cached, cache)
     return _manifest(files, digests), stats
+
+
+def manifest_of(
+    source: Path, *, cache: HashCache | None = None, workers: int | None = None
+) -> Manifest:
+    """The manifest a push of ``source`` would store, computed without storing anything: its
+    digest is the identity of those files whether they sit in a folder or in the store.
+
+    Raises:
+        UnsafeFileError: Links, special files or a bad safetensors header (pickles are allowed:
+            nothing is loaded or stored here).
+    """
+    scanned = _scan(source, allow_pickle=True, follow_links=True)
+    known: dict[str, list[tuple[str, int, int]]] = {}
+    if cache is not None:
+        for rel, path, st in scanned:
+            hit = cache.lookup(path.resolve(), st)
+            if hit is not None:
+                known[rel] = hit
+    files = [_plan(rel, path, st, known=known.get(rel)) for rel, path, st in scanned]
+
+    def hashes(f: _SourceFile) -> list[str]:
+        if f.rel in known:
+            return [d for d, _, _ in known[f.rel]]
+        out = []
+        fd = os.open(f.path, os.O_RDONLY)
+        try:
+            for span in f.spans:
+                out.append(hash_chunk(os.pread(fd, span.length, span.offset)))
+        finally:
+            os.close(fd)
+        return out
+
+    with ThreadPoolExecutor(workers or default_workers(), thread_name_prefix="llmops-hash") as pool:
+        digests = list(pool.map(hashes, files))
+    _remember(scanned, files, digests, known, cache)
+    return _manifest(files, digests)
 
 
 _ChunkResult = tuple[str, bytes | memoryview | None, str, int]

@@ -90,10 +90,7 @@ def run(
     json_out: JsonOpt = False,
 ) -> None:
     """Run a suite: every case against every target, scored, stored, summarised."""
-    from llmops.evals.runner import run_suite
-
-    outcome = run_suite(
-        workspace(),
+    outcome = workspace().evaluate(
         suite,
         concurrency=concurrency,
         no_cache=no_cache,

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from llmops.artifacts.resolver import ModelResolver
     from llmops.evals.suite import ModelSpec
-    from llmops.workspace import Workspace
 
 __all__ = [
     "PROVIDERS",
@@ -261,9 +261,9 @@ class LocalProvider:
 
     _lock = threading.Lock()
 
-    def __init__(self, spec: ModelSpec, *, ws: Workspace | None) -> None:
+    def __init__(self, spec: ModelSpec, *, models: ModelResolver | None) -> None:
         self.spec = spec
-        self.ws = ws
+        self.models = models
         self.key = f"transformers|{self._identity(spec.name)}|{self._identity(spec.adapter)}"
         self._model: Any = None
         self._tokenizer: Any = None
@@ -271,19 +271,19 @@ class LocalProvider:
     def _identity(self, ref: str | None) -> str:
         if not ref:
             return ""
-        if self.ws is None:
+        if self.models is None:
             return str(Path(ref).resolve())
         try:
-            return self.ws.model_source(ref).digest
+            return self.models.source(ref).digest
         except Exception:  # reported when the model loads, per case
             return ref
 
     def _folder(self, ref: str) -> Path:
-        if self.ws is None:
+        if self.models is None:
             if not Path(ref).is_dir():
                 raise ProviderError(f"no model folder {ref!r}", retryable=False)
             return Path(ref)
-        return self.ws.model_dir(self.ws.model_source(ref))
+        return self.models.local_dir(self.models.source(ref))
 
     def _load(self) -> None:
         from llmops._extras import quiet_import, require
@@ -359,14 +359,16 @@ class LocalProvider:
 
 
 PROVIDERS: dict[str, Callable[..., Provider]] = {
-    "openai": lambda spec, *, ws, timeout_s: OpenAIProvider(spec, timeout_s=timeout_s),
-    "litellm": lambda spec, *, ws, timeout_s: LiteLLMProvider(spec, timeout_s=timeout_s),
-    "transformers": lambda spec, *, ws, timeout_s: LocalProvider(spec, ws=ws),
+    "openai": lambda spec, *, models, timeout_s: OpenAIProvider(spec, timeout_s=timeout_s),
+    "litellm": lambda spec, *, models, timeout_s: LiteLLMProvider(spec, timeout_s=timeout_s),
+    "transformers": lambda spec, *, models, timeout_s: LocalProvider(spec, models=models),
 }
 """Provider kinds by name."""
 
 
-def make_provider(spec: ModelSpec, *, ws: Workspace | None, timeout_s: float) -> Provider:
+def make_provider(
+    spec: ModelSpec, *, models: ModelResolver | None = None, timeout_s: float
+) -> Provider:
     """The provider for a model spec (its ``provider`` names the kind)."""
     try:
         factory = PROVIDERS[spec.provider]
@@ -374,4 +376,4 @@ def make_provider(spec: ModelSpec, *, ws: Workspace | None, timeout_s: float) ->
         raise ValueError(
             f"unknown provider {spec.provider!r}; known: {', '.join(PROVIDERS)}"
         ) from None
-    return factory(spec, ws=ws, timeout_s=timeout_s)
+    return factory(spec, models=models, timeout_s=timeout_s)

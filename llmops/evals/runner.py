@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops._liveline import LiveLine, bar
@@ -47,8 +48,9 @@ from llmops.evals.suite import (
 )
 
 if TYPE_CHECKING:
-    from llmops.prompts import PromptSpec
-    from llmops.workspace import Workspace
+    from llmops.artifacts.resolver import ModelResolver
+    from llmops.evals.results import EvalRuns
+    from llmops.prompts import PromptRegistry, PromptSpec
 
 __all__ = ["EvalOutcome", "run_suite"]
 
@@ -126,10 +128,26 @@ class _Stats:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class _Stage:
+    """What a run uses: prompts (targets' and judges'), the run store, the response cache,
+    and model files for local providers."""
+
+    prompts: PromptRegistry
+    results: EvalRuns
+    cache: Path | None
+    models: ModelResolver | None
+    root: Path | None
+
+
 def run_suite(
-    ws: Workspace,
     source: str | os.PathLike[str] | LoadedSuite,
     *,
+    prompts: PromptRegistry,
+    results: EvalRuns,
+    cache: Path | None = None,
+    models: ModelResolver | None = None,
+    root: Path | None = None,
     concurrency: int | None = None,
     no_cache: bool = False,
     resume: str | None = None,
@@ -138,6 +156,11 @@ def run_suite(
     """Run a suite file (llmops or promptfoo) and store every result.
 
     Args:
+        prompts: Registry prompts named by targets and judges (built-in judges go here too).
+        results: Where the run and its results are stored.
+        cache: The response cache file (None: no cache).
+        models: Resolves local models and adapters (``provider: transformers``).
+        root: The project folder whose git state is recorded (default: ``models.root``).
         concurrency: Model calls in flight (default: the suite's ``concurrency``).
         no_cache: Call the models even for requests answered before (answers are still cached).
         resume: Continue this run: finished cases are kept, the rest are run.
@@ -147,12 +170,15 @@ def run_suite(
         SuiteError: The suite is invalid, or a case lacks a variable its prompt needs.
     """
     loaded = source if isinstance(source, LoadedSuite) else load_suite(source)
+    if root is None and models is not None:
+        root = models.root
+    ws = _Stage(prompts, results, cache, models, root)
     return asyncio.run(
         _run(ws, loaded, concurrency=concurrency, no_cache=no_cache, resume=resume, live=live)
     )
 
 
-def _prompt_spec(ws: Workspace, target: Any) -> PromptSpec:
+def _prompt_spec(ws: _Stage, target: Any) -> PromptSpec:
     if isinstance(target.prompt, str):
         return ws.prompts.get(target.prompt).spec
     return _inline_spec(target.name, target.prompt)
@@ -315,7 +341,7 @@ class _Judges:
     """Model-graded assertions and pairwise judging."""
 
     def __init__(
-        self, ws: Workspace, suite: Suite, engine: _Engine, providers: dict[str, Provider]
+        self, ws: _Stage, suite: Suite, engine: _Engine, providers: dict[str, Provider]
     ) -> None:
         self.suite = suite
         self.judge = suite.judge
@@ -684,7 +710,7 @@ def _result(
 
 
 async def _run(
-    ws: Workspace,
+    ws: _Stage,
     loaded: LoadedSuite,
     *,
     concurrency: int | None,
@@ -696,17 +722,19 @@ async def _run(
     timeout = suite.timeout_s
     providers: dict[str, Provider] = {}
     for spec in [t.model for t in suite.targets] + (suite.judge.judges if suite.judge else []):
-        providers.setdefault(_model_key(spec), make_provider(spec, ws=ws, timeout_s=timeout))
+        providers.setdefault(
+            _model_key(spec), make_provider(spec, models=ws.models, timeout_s=timeout)
+        )
     targets = [
         _Target(t.name, _prompt_spec(ws, t), t.model, providers[_model_key(t.model)])
         for t in suite.targets
     ]
     total = _check_variables(loaded, targets)
     names = [t.name for t in targets]
-    evals = ws.evals
+    evals = ws.results
     run_id, skip = _open_run(ws, loaded, names, total, resume)
     stats = _Stats()
-    cache = ResponseCache(ws.state_dir / "evalcache.db")
+    cache = ResponseCache(ws.cache) if ws.cache is not None else None
     engine = _Engine(
         suite,
         concurrency=concurrency or suite.concurrency,
@@ -752,7 +780,8 @@ async def _run(
     finally:
         for provider in providers.values():
             await provider.close()
-        cache.close()
+        if cache is not None:
+            cache.close()
         if progress is not None:
             progress.close()
     judge = suite.judge
@@ -771,10 +800,10 @@ async def _run(
 
 
 def _open_run(
-    ws: Workspace, loaded: LoadedSuite, names: list[str], total: int, resume: str | None
+    ws: _Stage, loaded: LoadedSuite, names: list[str], total: int, resume: str | None
 ) -> tuple[str, set[tuple[int, str]]]:
     """A new run record, or the resumed one with the ``(case, target)`` pairs it finished."""
-    evals = ws.evals
+    evals = ws.results
     if resume:
         previous = evals.get(resume)
         if previous.suite_digest != loaded.digest:
@@ -797,7 +826,10 @@ def _open_run(
         suite=loaded.suite.model_dump(mode="json", by_alias=True),
         targets=names,
         cases=total,
-        environment={"llmops": _version(), "git": git_state(ws.root)},
+        environment={
+            "llmops": _version(),
+            "git": git_state(ws.root) if ws.root is not None else None,
+        },
     )
     return run_id, set()
 

@@ -39,8 +39,8 @@ from llmops.train.recipe import Recipe, load_recipe
 from llmops.train.runs import RunRecord, Runs, new_run_id
 
 if TYPE_CHECKING:
-    from llmops.artifacts import ArtifactVersion
-    from llmops.workspace import Workspace
+    from llmops.artifacts import ArtifactStore, ArtifactVersion
+    from llmops.artifacts.resolver import ModelResolver
 
 __all__ = ["TrainResult", "train"]
 
@@ -88,15 +88,35 @@ class _Inputs:
     dataset_ref: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Stage:
+    """What a run uses: the store, the run records, model files, and a folder for its state."""
+
+    artifacts: ArtifactStore
+    runs: Runs
+    models: ModelResolver
+    state_dir: Path
+
+
 def train(
-    ws: Workspace,
     recipe: str | os.PathLike[str] | Recipe | None = None,
     *,
+    artifacts: ArtifactStore,
+    runs: Runs,
+    models: ModelResolver,
+    state_dir: Path,
     overrides: dict[str, Any] | None = None,
     resume: str | None = None,
     live: bool = False,
 ) -> TrainResult:
     """Run a recipe (or resume run ``resume``) and store the adapter it trains.
+
+    Args:
+        recipe: A recipe file (relative paths from ``models.root``) or a :class:`Recipe`.
+        artifacts: Where the base model may come from and the adapter goes.
+        runs: The run records.
+        models: Resolves ``base_model`` and local data paths.
+        state_dir: Run folders (checkpoints, adapter files) go under ``state_dir/runs``.
 
     Raises:
         RecipeError: The recipe is invalid.
@@ -106,7 +126,7 @@ def train(
     """
     started = time.perf_counter()
     # -- setup ------------------------------------------------------------------------------
-    _check_stack()
+    ws = _Stage(artifacts, runs, models, state_dir)
     spec, name, previous = _load_spec(ws, recipe, overrides=overrides, resume=resume)
     device = _device()
     if spec.method == "qlora":
@@ -135,7 +155,7 @@ def train(
 
     # -- record -----------------------------------------------------------------------------
     main = main_process()
-    environment = previous.environment if previous else capture_environment(ws.root)
+    environment = previous.environment if previous else capture_environment(ws.models.root)
     if previous is None:
         run_id = _run_id(spec)
         run_dir = ws.state_dir / "runs" / run_id
@@ -202,13 +222,14 @@ def _check_stack() -> None:
 
 
 def _load_spec(
-    ws: Workspace,
+    ws: _Stage,
     recipe: str | os.PathLike[str] | Recipe | None,
     *,
     overrides: dict[str, Any] | None,
     resume: str | None,
 ) -> tuple[Recipe, str, RunRecord | None]:
     """The recipe to run, its name, and the run being resumed (if any)."""
+    _check_stack()
     if resume:
         previous = ws.runs.get(resume)
         if previous.status == "completed":
@@ -314,10 +335,10 @@ def _run_id(spec: Recipe) -> str:
 # -- setup ----------------------------------------------------------------------------------
 
 
-def _resolve_inputs(ws: Workspace, spec: Recipe) -> _Inputs:
+def _resolve_inputs(ws: _Stage, spec: Recipe) -> _Inputs:
     base = spec.base_model
     try:
-        source = ws.model_source(base)
+        source = ws.models.source(base)
     except (ArtifactNotFoundError, InputError) as exc:
         raise _not_found(base, "base_model", exc) from None
     if source.folder is not None and not (source.folder / "config.json").is_file():
@@ -330,7 +351,9 @@ def _resolve_inputs(ws: Workspace, spec: Recipe) -> _Inputs:
     eval_path = None
     if spec.dataset.eval_path:
         eval_path = _workspace_file(ws, spec.dataset.eval_path, what="dataset.eval_path")
-    return _Inputs(ws.model_dir(source), base_ref, source.digest, data_path, eval_path, dataset_ref)
+    return _Inputs(
+        ws.models.local_dir(source), base_ref, source.digest, data_path, eval_path, dataset_ref
+    )
 
 
 def _check_target_modules(base_dir: Path, targets: str | list[str]) -> None:
@@ -368,25 +391,27 @@ def _not_found(ref: str, what: str, exc: LLMOpsError) -> RecipeError:
     )
 
 
-def _artifact(ws: Workspace, ref: str, *, what: str) -> ArtifactVersion:
+def _artifact(ws: _Stage, ref: str, *, what: str) -> ArtifactVersion:
     try:
         return ws.artifacts.get(ref)
     except (ArtifactNotFoundError, InputError) as exc:
         raise _not_found(ref, what, exc) from None
 
 
-def _workspace_file(ws: Workspace, path: str, *, what: str) -> Path:
-    p = ws.resolve_path(path)
+def _workspace_file(ws: _Stage, path: str, *, what: str) -> Path:
+    p = ws.models.resolve_path(path)
     if not p.is_file():
-        raise RecipeError(f"{what} {path!r}: no such file under {ws.root}", hint="check the path")
+        raise RecipeError(
+            f"{what} {path!r}: no such file under {ws.models.root}", hint="check the path"
+        )
     return p
 
 
-def _dataset(ws: Workspace, spec: Recipe) -> tuple[Path, str | None]:
+def _dataset(ws: _Stage, spec: Recipe) -> tuple[Path, str | None]:
     """The data file, and the dataset artifact that records it for lineage."""
     if spec.dataset.artifact:
         version = _artifact(ws, spec.dataset.artifact, what="dataset.artifact")
-        folder = ws.artifact_dir(version)
+        folder = ws.models.artifact_dir(version)
         files = [p for p in folder.rglob("*") if p.suffix in (".jsonl", ".csv", ".parquet")]
         if len(files) != 1:
             raise RecipeError(
@@ -398,7 +423,7 @@ def _dataset(ws: Workspace, spec: Recipe) -> tuple[Path, str | None]:
     return _workspace_file(ws, spec.dataset.path, what="dataset.path"), None
 
 
-def _store_dataset(ws: Workspace, path: Path) -> str:
+def _store_dataset(ws: _Stage, path: Path) -> str:
     """Store a data file that passed the gate as a ``dataset`` artifact (for lineage)."""
     name = "".join(c if c.isalnum() or c in "-_." else "-" for c in path.stem)[:100] or "dataset"
     pushed = ws.artifacts.push(path, name=name, kind="dataset", message="training data")
@@ -420,7 +445,7 @@ def _tokenizer(base_dir: Path, spec: Recipe) -> Any:
 
 
 def _start_record(
-    ws: Workspace,
+    ws: _Stage,
     spec: Recipe,
     name: str,
     run_id: str,
@@ -479,7 +504,7 @@ def _rows(rows: list[Row], fmt: str) -> Any:
 
 
 def _trainer(
-    ws: Workspace | None,
+    ws: _Stage | None,
     spec: Recipe,
     inputs: _Inputs,
     tokenizer: Any,
@@ -598,7 +623,7 @@ def _check_finite(model: Any, run_id: str) -> None:
 
 
 def _stored_output(
-    ws: Workspace, spec: Recipe, run_id: str
+    ws: _Stage, spec: Recipe, run_id: str
 ) -> tuple[ArtifactVersion, ArtifactVersion | None] | None:
     """The adapter (and merged model, if the recipe wants one) this run already stored."""
 
@@ -617,7 +642,7 @@ def _stored_output(
 
 
 def _finish_stored(
-    ws: Workspace,
+    ws: _Stage,
     spec: Recipe,
     inputs: _Inputs,
     run_id: str,
@@ -627,7 +652,7 @@ def _finish_stored(
     """Complete a run whose adapter is stored (merging it first if that was cut short)."""
     adapter, merged = stored
     if spec.output.merged and merged is None:
-        merged = _merge(ws, spec, inputs, ws.artifact_dir(adapter), run_dir / "merged",
+        merged = _merge(ws, spec, inputs, ws.models.artifact_dir(adapter), run_dir / "merged",
                         adapter, adapter.meta)  # fmt: skip
     run = ws.runs.update(
         run_id, event="run.complete", status="completed", ended_at=_now(),
@@ -637,7 +662,7 @@ def _finish_stored(
     return run, adapter, merged
 
 
-def _last_loss(ws: Workspace, run_id: str) -> float | None:
+def _last_loss(ws: _Stage, run_id: str) -> float | None:
     losses = [m["loss"] for m in ws.runs.metrics(run_id) if m.get("loss") is not None]
     return float(losses[-1]) if losses else None
 
@@ -660,7 +685,7 @@ def _canonical_adapter_config(adapter_dir: Path) -> None:
 
 
 def _save(
-    ws: Workspace,
+    ws: _Stage,
     spec: Recipe,
     inputs: _Inputs,
     model: Any,
@@ -686,7 +711,7 @@ def _save(
 
 
 def _merge(
-    ws: Workspace,
+    ws: _Stage,
     spec: Recipe,
     inputs: _Inputs,
     adapter_dir: Path,
@@ -714,7 +739,7 @@ def _merge(
 # -- finish ---------------------------------------------------------------------------------
 
 
-def _fail(ws: Workspace, run_id: str, exc: BaseException) -> None:
+def _fail(ws: _Stage, run_id: str, exc: BaseException) -> None:
     if isinstance(exc, KeyboardInterrupt):
         message = "interrupted"
     elif isinstance(exc, LLMOpsError):
