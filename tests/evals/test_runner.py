@@ -119,7 +119,7 @@ def test_rate_limit_paces_requests(ws: Workspace, tmp_path: Path, server: MockSe
 def test_huge_and_non_utf8_outputs(
     ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
 ) -> None:
-    from llmops.evals.runner import MAX_OUTPUT_CHARS
+    from llmops.evals.cases import MAX_OUTPUT_CHARS
 
     def respond(body: dict[str, Any]) -> str:
         q = body["messages"][-1]["content"]

@@ -1,0 +1,238 @@
+"""Judging inside an eval run: model-graded assertions and pairwise comparison, through the
+run's engine, with the graded text cut to size and fenced (see :mod:`llmops.evals.judge` for
+the prompts, the fences and the verdict parsing)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from llmops.evals.engine import Engine, make_request
+from llmops.evals.judge import (
+    aggregate,
+    combine_orders,
+    delimit,
+    ensure_judge_prompts,
+    parse_pairwise,
+    parse_single,
+)
+from llmops.evals.providers import Provider, ProviderError
+from llmops.evals.scorers import ScoreResult
+from llmops.evals.suite import Assertion, Case, ModelSpec, NumberedCase, Suite
+
+if TYPE_CHECKING:
+    from llmops.prompts import PromptRegistry, PromptSpec
+
+__all__ = ["MAX_JUDGE_CHARS", "Judges", "for_judge", "inline_spec", "model_key", "question_of"]
+
+Row = dict[str, Any]
+
+
+def inline_spec(label: str, prompt: list[Any]) -> PromptSpec:
+    """A prompt spec for messages written into the suite (a target's or the judge's)."""
+    from llmops.prompts import PromptSpec
+
+    messages = [{"role": m.role, "content": m.content} for m in prompt]
+    name = "inline-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in label)
+    inferred = PromptSpec.model_validate({"name": name[:128], "messages": messages})
+    # Case variables come from YAML, JSONL and CSV as any JSON type; an inline prompt takes them
+    # as they are (a registry prompt's declared types still apply).
+    variables = {v: {"type": "any"} for v in inferred.variables}
+    return PromptSpec.model_validate(
+        {"name": name[:128], "messages": messages, "variables": variables}
+    )
+
+
+def question_of(messages: list[dict[str, str]]) -> str:
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    return users[-1] if users else messages[-1]["content"] if messages else ""
+
+
+class Judges:
+    """Model-graded assertions and pairwise judging."""
+
+    def __init__(
+        self, prompts: PromptRegistry, suite: Suite, engine: Engine, providers: dict[str, Provider]
+    ) -> None:
+        self.suite = suite
+        self.judge = suite.judge
+        self.engine = engine
+        self.providers = providers
+        self.prompts: dict[str, PromptSpec] = {}
+        if self.judge is not None and self.judge.judges:
+            if isinstance(self.judge.prompt, str):
+                custom = prompts.get(self.judge.prompt).spec
+                self.prompts = dict.fromkeys(("rubric", "reference", "pairwise"), custom)
+            elif self.judge.prompt:
+                inline = inline_spec("judge", self.judge.prompt)
+                self.prompts = dict.fromkeys(("rubric", "reference", "pairwise"), inline)
+            else:
+                built = ensure_judge_prompts(prompts)
+                self.prompts = {
+                    "rubric": built["llmops-judge-rubric"].spec,
+                    "reference": built["llmops-judge-reference"].spec,
+                    "pairwise": built["llmops-judge-pairwise"].spec,
+                }
+
+    async def _verdicts(self, kind: str, values: dict[str, str]) -> list[tuple[str, str | None]]:
+        """Every judge x epoch reply: ``(text, error)``."""
+        assert self.judge is not None
+        spec = self.prompts[kind]
+        known = {k: v for k, v in values.items() if k in spec.variables}
+        messages = spec.render(known).messages
+        calls = []
+        for model in self.judge.judges:
+            provider = self.providers[model_key(model)]
+            request = make_request(messages, model)
+            calls += [
+                self.engine.call(provider, model, request, epoch)
+                for epoch in range(self.judge.epochs)
+            ]
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        out: list[tuple[str, str | None]] = []
+        for reply in replies:
+            if isinstance(reply, ProviderError):
+                out.append(("", f"judge call failed: {reply}"))
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                out.append((reply.text, None))
+        return out
+
+    async def grade(
+        self, assertion: Assertion, output: str, messages: list[dict[str, str]], case: Case
+    ) -> tuple[ScoreResult, dict[str, Any]]:
+        assert self.judge is not None
+        kind = assertion.type.removeprefix("not-")
+        threshold = assertion.threshold if assertion.threshold is not None else self.judge.threshold
+        shown = [
+            for_judge(output),
+            for_judge(question_of(messages)),
+            for_judge(str(case.expected or assertion.value or "")),
+        ]
+        values = {
+            "rubric": for_judge(str(assertion.value or self.judge.rubric)),
+            "output": delimit(shown[0], "answer"),
+            "question": delimit(shown[1], "question"),
+            "expected": delimit(shown[2], "reference"),
+        }
+        prompt_kind = "reference" if kind == "reference-graded" else "rubric"
+        if kind == "reference-graded":
+            values["rubric"] = self.judge.rubric
+        replies = await self._verdicts(prompt_kind, values)
+        results = [
+            ScoreResult(None, 0.0, error)
+            if error
+            else parse_single(
+                text,
+                field=self.judge.field,
+                pattern=self.judge.pattern,
+                threshold=threshold,
+                untrusted=shown,
+            )
+            for text, error in replies
+        ]
+        verdict = aggregate(results, self.judge.aggregate, threshold)
+        if verdict.passed is not None and threshold is not None and self.judge.aggregate == "mean":
+            verdict = ScoreResult(verdict.score >= threshold, verdict.score, verdict.reason)
+        if assertion.type.startswith("not-") and verdict.passed is not None:
+            verdict = ScoreResult(not verdict.passed, 1 - verdict.score, verdict.reason)
+        samples = [r.score for r in results if r.passed is not None]
+        detail: dict[str, Any] = {
+            "judge_samples": samples,
+            "judge_replies": [t[-2000:] for t, _ in replies],
+        }
+        if len(output) > MAX_JUDGE_CHARS:
+            detail["judge_saw_chars"] = MAX_JUDGE_CHARS
+        return verdict, detail
+
+    @staticmethod
+    def failed_pair(case: NumberedCase, error: str) -> Row:
+        """A pairwise row with no verdict: ``error`` says why."""
+        return dict(
+            kind="pair",
+            run_id="",
+            case_index=case.index,
+            verdict=None,
+            consistent=None,
+            details={"orders": [], "replies": [], "errors": [error[:4000]]},
+            human=case.case.human.upper() if case.case.human else None,
+        )
+
+    async def pairwise(self, case: NumberedCase, question: str, a: str, b: str) -> Row:
+        assert self.judge is not None
+        question, a, b = for_judge(question), for_judge(a), for_judge(b)
+        q = delimit(question, "question")
+        shown = [question, a, b]
+        first = await self._verdicts(
+            "pairwise",
+            {
+                "question": q,
+                "answer_a": delimit(a),
+                "answer_b": delimit(b),
+                "rubric": self.judge.rubric,
+            },
+        )
+        second = await self._verdicts(
+            "pairwise",
+            {
+                "question": q,
+                "answer_a": delimit(b),
+                "answer_b": delimit(a),
+                "rubric": self.judge.rubric,
+            },
+        )
+        combined = []
+        for (t1, e1), (t2, e2) in zip(first, second, strict=True):
+            v1 = (
+                None
+                if e1
+                else parse_pairwise(
+                    t1, field=self.judge.field, pattern=self.judge.pattern, untrusted=shown
+                )
+            )
+            v2 = (
+                None
+                if e2
+                else parse_pairwise(
+                    t2, field=self.judge.field, pattern=self.judge.pattern, untrusted=shown
+                )
+            )
+            combined.append(combine_orders(v1, v2))
+        valid = [c for c in combined if c.verdict is not None]
+        verdict, consistent = None, None
+        if valid:
+            votes: list[str] = [str(c.verdict) for c in valid]
+            verdict = max(("A", "B", "TIE"), key=lambda v: (votes.count(v), v == "TIE"))
+            consistent = sum(1 for c in valid if c.consistent) * 2 > len(valid) or (
+                len(valid) == 1 and bool(valid[0].consistent)
+            )
+        return dict(
+            kind="pair",
+            run_id="",
+            case_index=case.index,
+            verdict=verdict,
+            consistent=consistent,
+            details={
+                "orders": [[c.verdict, c.consistent] for c in combined],
+                "replies": [t[-1000:] for t, _ in first + second],
+                "errors": [e for _, e in first + second if e],
+            },
+            human=case.case.human.upper() if case.case.human else None,
+        )
+
+
+MAX_JUDGE_CHARS = 100_000
+"""Text shown to a judge is cut to this many characters (a note says how much was cut), so one
+huge answer cannot overflow the judge prompt's render limit or the judge's context."""
+
+
+def for_judge(text: str) -> str:
+    if len(text) <= MAX_JUDGE_CHARS:
+        return text
+    cut = len(text) - MAX_JUDGE_CHARS
+    return text[:MAX_JUDGE_CHARS] + f"\n[... {cut} more characters not shown to the judge]"
+
+
+def model_key(model: ModelSpec) -> str:
+    return model.model_dump_json()
