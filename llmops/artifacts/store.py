@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import builtins
 import os
-import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from llmops.artifacts._hashcache import HashCache
 from llmops.artifacts._index import ChunkIndex
 from llmops.artifacts.backends import Backend, StoreError
 from llmops.artifacts.chunking import Compression
+from llmops.artifacts.integrity import GcReport, VerifyReport
 from llmops.artifacts.manifest import Kind, Manifest
 from llmops.artifacts.pull import ChunkProblem, pull_files, read_chunk
 from llmops.artifacts.tensors import decode_tensor
@@ -35,7 +34,6 @@ from llmops.artifacts.transfer import (
     MISSING_CHUNK,
     Progress,
     PushStats,
-    default_workers,
     push_tree,
 )
 from llmops.db import Database
@@ -71,8 +69,6 @@ KINDS: tuple[Kind, ...] = (
 )
 _ENTITY = "artifact"
 _RETRIES = 8
-STAGING_GRACE = timedelta(hours=1)
-"""Staging files younger than this are never removed by gc (pushes in flight write them)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -131,57 +127,6 @@ class PushResult:
             "chunks_total": self.stats.chunks_total,
             "chunks_new": self.stats.chunks_new,
             "seconds": round(self.seconds, 3),
-        }
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    """Result of re-reading and re-hashing stored chunks."""
-
-    problems: list[dict[str, Any]] = field(default_factory=list)
-    chunks_checked: int = 0
-    bytes_checked: int = 0
-    quarantined: int = 0
-    """Corrupt chunks dropped from the index (the next push of intact bytes stores them)."""
-    repaired: int = 0
-    """Chunks stored again from the intact source given to ``verify(repair=...)``."""
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing is missing or corrupt."""
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"ok", "problems", ...}``."""
-        return {
-            "ok": self.ok,
-            "problems": self.problems,
-            "chunks_checked": self.chunks_checked,
-            "bytes_checked": self.bytes_checked,
-            "quarantined": self.quarantined,
-            "repaired": self.repaired,
-        }
-
-
-@dataclass(slots=True)
-class GcReport:
-    """What garbage collection removed (or would remove, in a dry run)."""
-
-    packs_deleted: int = 0
-    bytes_freed: int = 0
-    orphans_deleted: int = 0
-    """Objects no index row knew (packs of killed pushes, stale staging files)."""
-    manifests_deleted: int = 0
-    dry_run: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain data."""
-        return {
-            "packs_deleted": self.packs_deleted,
-            "bytes_freed": self.bytes_freed,
-            "orphans_deleted": self.orphans_deleted,
-            "manifests_deleted": self.manifests_deleted,
-            "dry_run": self.dry_run,
         }
 
 
@@ -565,212 +510,16 @@ class ArtifactStore:
         workers: int | None = None,
         repair: str | os.PathLike[str] | None = None,
     ) -> VerifyReport:
-        """Re-read and re-hash every chunk of one version (or of all versions).
+        """Re-read and re-hash stored chunks (see :func:`llmops.artifacts.integrity.verify`)."""
+        from llmops.artifacts.integrity import verify
 
-        Each problem names the artifact version, file, byte range and chunk. Chunks found
-        corrupt are dropped from the index, so that no push trusts them again: pushing the
-        intact source afterwards stores them anew. With ``repair`` (a file or folder holding
-        the intact data), that push happens now and the store is verified again.
-        """
-        report = self._verify(ref, workers=workers)
-        if repair is None or report.ok:
-            return report
-        _, stats = push_tree(
-            Path(repair),
-            backend=self.backend,
-            index=self.index,
-            allow_pickle=True,  # only bytes are stored here; no version is made
-            compress_chunks=self.backend.compress_by_default
-            if self.compression == "auto"
-            else self.compression == "zstd",
-            cache=self.hash_cache,
-            workers=workers,
-        )
-        again = self._verify(ref, workers=workers)
-        again.repaired = stats.chunks_new
-        again.quarantined = report.quarantined
-        return again
-
-    def _verify(self, ref: str | Ref | None, *, workers: int | None) -> VerifyReport:
-        if ref is not None:
-            versions = [self.get(ref)]
-        else:
-            versions = [v for v in self.ls() if v.store == self.backend.url]
-        report = VerifyReport()
-        checked: dict[str, str | None] = {}
-        lost: list[str] = []
-        lock = threading.Lock()
-        uses: list[tuple[ArtifactVersion, str, Any]] = []
-        for version in versions:
-            try:
-                manifest = self.manifest(version)
-            except StoreError as exc:
-                report.problems.append(
-                    {"artifact": version.ref, "file": None, "problem": exc.message}
-                )
-                continue
-            for entry in manifest.files:
-                for chunk in entry.chunks:
-                    uses.append((version, entry.path, chunk))
-        locations = self.index.locate({c.digest for _, _, c in uses})
-
-        def check(digest: str) -> None:
-            location = locations.get(digest)
-            problem: str | None = None
-            if location is None:
-                problem = MISSING_CHUNK
-            else:
-                try:
-                    data = read_chunk(self.backend, location, digest)
-                    with lock:
-                        report.bytes_checked += len(data)
-                except ValueError as exc:
-                    problem = f"is corrupt ({exc})"
-                except StoreError as exc:
-                    problem = f"cannot be read ({exc.message})"
-                    if "is missing from store" in exc.message or "truncated" in exc.message:
-                        with lock:
-                            lost.append(digest)  # the bytes are gone: as bad as corrupt
-            with lock:
-                checked[digest] = problem
-                report.chunks_checked += 1
-
-        with ThreadPoolExecutor(workers or default_workers()) as pool:
-            list(pool.map(check, sorted({c.digest for _, _, c in uses})))
-        corrupt = [d for d, found in checked.items() if found and found.startswith("is corrupt")]
-        corrupt += lost
-        if corrupt:
-            report.quarantined = self.index.forget(corrupt)
-        for version, path, chunk in uses:
-            problem = checked.get(chunk.digest)
-            if problem is not None:
-                location = locations.get(chunk.digest)
-                found = ChunkProblem(
-                    path,
-                    chunk.offset,
-                    chunk.offset + chunk.length,
-                    chunk.digest,
-                    problem,
-                    location.pack_key if location else None,
-                )
-                report.problems.append(
-                    {
-                        "artifact": version.ref,
-                        "file": path,
-                        "start": found.start,
-                        "end": found.end,
-                        "chunk": chunk.digest,
-                        "pack": found.pack,
-                        "problem": f"{version.ref}: {found}",
-                    }
-                )
-        return report
+        return verify(self, ref, workers=workers, repair=repair)
 
     def gc(self, *, grace: timedelta = timedelta(hours=1), dry_run: bool = False) -> GcReport:
-        """Delete data no version refers to and nothing has used within ``grace``.
+        """Delete unreferenced data past ``grace`` (see :func:`llmops.artifacts.integrity.gc`)."""
+        from llmops.artifacts.integrity import gc
 
-        The grace period protects pushes in flight: their packs are new, and the packs they
-        reuse are touched when reused. Packs are removed from the index (under the write lock,
-        re-checking their last use) before their objects are deleted.
-        """
-        if not isinstance(grace, timedelta) or grace < timedelta(0):
-            raise InputError(
-                f"gc grace period must be zero or more, got {grace}",
-                hint="pass --grace-hours H with H >= 0 (default 1)",
-            )
-        report = GcReport(dry_run=dry_run)
-        cutoff = datetime.now(UTC) - grace
-        versions = [v for v in self.ls() if v.store == self.backend.url]
-        referenced: set[str] = set()
-        for version in versions:
-            manifest = self.manifest(version)
-            referenced.update(c.digest for f in manifest.files for c in f.chunks)
-        known_keys = self._gc_packs(referenced, cutoff, report)
-        self._gc_orphans(known_keys, {v.digest for v in versions}, cutoff.timestamp(), report)
-        return report
-
-    def _gc_packs(self, referenced: set[str], cutoff: datetime, report: GcReport) -> set[str]:
-        known_keys: set[str] = set()
-        for pack_id, key, size, created, last_used in self.index.packs():
-            known_keys.add(key)
-            unused = as_utc(created) < cutoff and as_utc(last_used) < cutoff
-            if not unused or any(d in referenced for d in self.index.chunks_of_pack(pack_id)):
-                continue
-            if report.dry_run or self.index.drop_pack(pack_id, unused_since=cutoff):
-                if not report.dry_run:
-                    self.backend.delete(key)
-                report.packs_deleted += 1
-                report.bytes_freed += size
-        return known_keys
-
-    def _gc_orphans(
-        self, known_keys: set[str], manifests: set[str], cutoff_ts: float, report: GcReport
-    ) -> None:
-        """Objects nothing indexes: packs of killed pushes, unused manifests, staging files.
-
-        Each deletion is re-checked under the store lock, since a push may have indexed a pack
-        or committed a version after the listing. Staging files are spared for at least
-        :data:`STAGING_GRACE` whatever the grace period: a push in flight is writing them.
-        """
-        stale = {
-            obj.key: obj.size
-            for obj in self.backend.list("packs/")
-            if obj.key not in known_keys and obj.modified < cutoff_ts
-        }
-        unused_manifests = {
-            obj.key: "blake3:" + obj.key.rsplit("/", 1)[-1].removesuffix(".json")
-            for obj in self.backend.list("manifests/")
-            if "blake3:" + obj.key.rsplit("/", 1)[-1].removesuffix(".json") not in manifests
-            and obj.modified < cutoff_ts
-        }
-        staging_cutoff = min(cutoff_ts, time.time() - STAGING_GRACE.total_seconds())
-        leftovers = [p for p in self.backend.staging_dir().glob("*") if _older(p, staging_cutoff)]
-        if report.dry_run:
-            report.orphans_deleted += len(stale) + len(leftovers)
-            report.bytes_freed += sum(stale.values())
-            report.manifests_deleted += len(unused_manifests)
-            return
-        keys = sorted(stale)
-        for i in range(0, len(keys), 200):
-            with self.db.write() as session:
-                self.index.lock(session)
-                batch = keys[i : i + 200]
-                indexed = self.index.known_keys(session, batch)
-                for key in batch:
-                    if key not in indexed:
-                        self.backend.delete(key)
-                        report.orphans_deleted += 1
-                        report.bytes_freed += stale[key]
-        names = sorted(unused_manifests)
-        for i in range(0, len(names), 200):
-            with self.db.write() as session:
-                self.index.lock(session)
-                batch = names[i : i + 200]
-                used = set(
-                    session.execute(
-                        select(col(ArtifactVersionRow.digest))
-                        .where(col(ArtifactVersionRow.store) == self.backend.url)
-                        .where(
-                            col(ArtifactVersionRow.digest).in_([unused_manifests[k] for k in batch])
-                        )
-                    ).scalars()
-                )
-                for key in batch:
-                    if unused_manifests[key] not in used:
-                        self.backend.delete(key)
-                        report.manifests_deleted += 1
-        for path in leftovers:
-            path.unlink(missing_ok=True)
-            report.orphans_deleted += 1
-
-
-def _older(path: Path, cutoff_ts: float) -> bool:
-    """Whether ``path`` is a file last modified before ``cutoff_ts`` (False if it vanished)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return False
-    return path.is_file() and st.st_mtime < cutoff_ts
+        return gc(self, grace=grace, dry_run=dry_run)
 
 
 def _version(row: ArtifactVersionRow, name: str, aliases: builtins.list[str]) -> ArtifactVersion:

@@ -8,8 +8,6 @@ for pairwise suites, ``eval_pair`` rows.
 from __future__ import annotations
 
 import builtins
-import csv
-import io
 import json
 import math
 import statistics
@@ -18,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
-from xml.sax.saxutils import escape, quoteattr
 
 from sqlalchemy import select
 from sqlmodel import col
@@ -27,10 +24,12 @@ from llmops.db import Database
 from llmops.db.audit import record_event
 from llmops.db.models import EvalPair, EvalResult, EvalRun, SQLModel
 from llmops.db.timestamps import as_utc, utcnow
-from llmops.errors import EvalGateError, EvalRunNotFoundError, InputError
+from llmops.errors import EvalRunNotFoundError
+from llmops.evals.gate import GateReport
 from llmops.evals.stats import Paired, agreement, bootstrap_ci, paired
 
 __all__ = ["EvalRunRecord", "EvalRuns", "GateReport", "new_eval_id"]
+
 
 _ENTITY = "eval_run"
 _Scores = dict[str, dict[int, tuple[bool | None, float | None]]]
@@ -127,36 +126,6 @@ def _result_json(r: EvalResult) -> dict[str, Any]:
         "cached": r.cached,
         "human": r.human,
     }
-
-
-@dataclass(slots=True)
-class GateReport:
-    """Whether a run may pass a CI gate, and why not."""
-
-    run_id: str
-    baseline: str | None
-    problems: list[str]
-    targets: list[dict[str, Any]]
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing regressed."""
-        return not self.problems
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"ok", "problems", "targets", ...}``."""
-        return {
-            "ok": self.ok,
-            "run_id": self.run_id,
-            "baseline": self.baseline,
-            "problems": self.problems,
-            "targets": self.targets,
-        }
-
-    def raise_if_failed(self) -> None:
-        """Raise :class:`EvalGateError` listing the problems."""
-        if self.problems:
-            raise EvalGateError(f"eval gate failed for {self.run_id}: {'; '.join(self.problems)}")
 
 
 class EvalRuns:
@@ -502,126 +471,23 @@ class EvalRuns:
         min_pass_rate: float | None = None,
         max_errors: int | None = 0,
     ) -> GateReport:
-        """Check a run against a baseline run and thresholds (see :class:`GateReport`).
+        """Check a run against a baseline and thresholds (see :func:`llmops.evals.gate.gate`)."""
+        from llmops.evals.gate import gate
 
-        Errored cases count against the run: by default any error fails the gate
-        (``max_errors`` allows that many per target; None ignores errors), and a target with
-        no graded case fails every threshold it is checked against.
-        """
-        run = self.get(run_id)
-        if run.summary is None:
-            raise InputError(
-                f"eval run {run_id} has no summary (status {run.status})",
-                hint=f"finish it first: llmops eval run SUITE --resume {run_id}",
-            )
-        rows = {t["name"]: t for t in run.summary["targets"]}
-        base_rows: dict[str, Any] = {}
-        if baseline:
-            base = self.get(baseline)
-            base_rows = {t["name"]: t for t in (base.summary or {}).get("targets", [])}
-        problems: list[str] = []
-        report_rows = []
-        for name, row in rows.items():
-            rate = row["pass_rate"]
-            errors = int(row["errors"])
-            entry: dict[str, Any] = {"name": name, "pass_rate": rate, "errors": errors}
-            if rate is None:
-                problems.append(f"{name}: no case was graded ({errors} of {row['cases']} errored)")
-            if name in base_rows:
-                before = base_rows[name]["pass_rate"]
-                entry["baseline_pass_rate"] = before
-                if rate is not None and before is not None and before - rate > max_drop + 1e-12:
-                    problems.append(
-                        f"{name}: pass rate {rate:.3f} dropped {before - rate:.3f} "
-                        f"below the baseline {before:.3f} (max drop {max_drop})"
-                    )
-            elif baseline:
-                entry["baseline_pass_rate"] = None
-            if min_pass_rate is not None and rate is not None and rate < min_pass_rate:
-                problems.append(f"{name}: pass rate {rate:.3f} under {min_pass_rate}")
-            if max_errors is not None and errors > max_errors:
-                problems.append(
-                    f"{name}: {errors} errored case(s), over the {max_errors} allowed"
-                    " (see `llmops eval show`; --max-errors N to allow some)"
-                )
-            report_rows.append(entry)
-        return GateReport(run_id, baseline, problems, report_rows)
+        return gate(
+            self, run_id, baseline=baseline, max_drop=max_drop, min_pass_rate=min_pass_rate,
+            max_errors=max_errors,
+        )  # fmt: skip
 
     def export(self, run_id: str, fmt: Literal["jsonl", "csv", "junit"]) -> Iterator[str]:
         """The run's results as JSONL, CSV or JUnit XML text, in pieces."""
-        if fmt == "jsonl":
-            for r in self.results(run_id):
-                yield json.dumps(r, ensure_ascii=False, default=str) + "\n"
-        elif fmt == "csv":
-            fields = [
-                "case_index",
-                "case_id",
-                "target",
-                "vars",
-                "output",
-                "passed",
-                "score",
-                "error",
-                "prompt_tokens",
-                "completion_tokens",
-                "cost",
-                "latency_ms",
-                "cached",
-            ]
-            buf = io.StringIO()
-            writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-            writer.writeheader()
-            for r in self.results(run_id):
-                writer.writerow({**r, "vars": json.dumps(r["vars"], ensure_ascii=False)})
-                if buf.tell() > 1 << 16:
-                    yield buf.getvalue()
-                    buf.seek(0)
-                    buf.truncate()
-            yield buf.getvalue()
-        elif fmt == "junit":
-            yield from self._junit(run_id)
-        else:
-            raise InputError(f"unknown export format {fmt!r}", hint="use jsonl, csv or junit")
+        from llmops.evals.export import export_run
 
-    def _junit(self, run_id: str) -> Iterator[str]:
-        run = self.get(run_id)
-        yield '<?xml version="1.0" encoding="UTF-8"?>\n'
-        yield f"<testsuites name={quoteattr(run.suite_name)}>\n"
-        for target in run.targets:
-            results = list(self.results(run_id, target=target))
-            failures = sum(1 for r in results if r["passed"] is False)
-            errors = sum(1 for r in results if r["passed"] is None)
-            yield (
-                f'  <testsuite name={quoteattr(target)} tests="{len(results)}" '
-                f'failures="{failures}" errors="{errors}">\n'
-            )
-            for r in results:
-                name = quoteattr(str(r["case_id"] or f"case-{r['case_index']}"))
-                seconds = r["latency_ms"] / 1000
-                cls = quoteattr(target)
-                yield f'    <testcase classname={cls} name={name} time="{seconds:.3f}">'
-                if r["passed"] is None:
-                    yield f"<error message={quoteattr(_clip(r['error'] or 'error'))}/>"
-                elif not r["passed"]:
-                    reasons = "; ".join(
-                        a.get("reason", "") for a in r["assertions"] if a.get("passed") is False
-                    )
-                    yield (
-                        f"<failure message={quoteattr(_clip(reasons or 'failed'))}>"
-                        f"{escape(_clip(r['output'], 4000))}</failure>"
-                    )
-                yield "</testcase>\n"
-            yield "  </testsuite>\n"
-        yield "</testsuites>\n"
+        return export_run(self, run_id, fmt)
 
 
 def _no_usage() -> dict[str, Any]:
     return {"prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0, "cached": 0, "fresh": []}
-
-
-def _clip(text: str, n: int = 500) -> str:
-    cleaned = "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in text)
-    return cleaned[:n]
 
 
 def _num(value: float) -> float | None:
