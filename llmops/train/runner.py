@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from llmops.data.formats import FORMATS, Row
-from llmops.data.gate import DataReport, load_split, split_indices, validate_dataset
+from llmops.data.gate import DataReport, validate_dataset
 from llmops.errors import (
     ArtifactNotFoundError,
     InputError,
@@ -35,8 +34,11 @@ from llmops.errors import (
     TrainingError,
 )
 from llmops.train.environment import capture_environment, world_size
+from llmops.train.outputs import check_finite, finish_stored, save_outputs, stored_output
 from llmops.train.recipe import Recipe, load_recipe
 from llmops.train.runs import RunRecord, Runs, new_run_id
+from llmops.train.stage import Inputs, Stage
+from llmops.train.trainer import build_trainer, fit
 
 if TYPE_CHECKING:
     from llmops.artifacts import ArtifactStore, ArtifactVersion
@@ -78,26 +80,6 @@ class TrainResult:
         }
 
 
-@dataclass(slots=True)
-class _Inputs:
-    base_dir: Path
-    base_ref: str | None
-    base_digest: str
-    data_path: Path
-    eval_path: Path | None
-    dataset_ref: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Stage:
-    """What a run uses: the store, the run records, model files, and a folder for its state."""
-
-    artifacts: ArtifactStore
-    runs: Runs
-    models: ModelResolver
-    state_dir: Path
-
-
 def train(
     recipe: str | os.PathLike[str] | Recipe | None = None,
     *,
@@ -126,7 +108,7 @@ def train(
     """
     started = time.perf_counter()
     # -- setup ------------------------------------------------------------------------------
-    ws = _Stage(artifacts, runs, models, state_dir)
+    ws = Stage(artifacts, runs, models, state_dir)
     spec, name, previous = _load_spec(ws, recipe, overrides=overrides, resume=resume)
     device = _device()
     if spec.method == "qlora":
@@ -173,23 +155,25 @@ def train(
             ws.runs.forget_after(run_id, checkpoint[0] if checkpoint else 0)
 
     # -- train and save ---------------------------------------------------------------------
-    stored = _stored_output(ws, spec, run_id) if previous is not None else None
+    stored = stored_output(ws, spec, run_id) if previous is not None else None
     if stored is not None:  # killed after the adapter was stored: finish, do not retrain
-        run, adapter, merged = _finish_stored(ws, spec, inputs, run_id, run_dir, stored)
+        run, adapter, merged = finish_stored(ws, spec, inputs, run_id, run_dir, stored)
         return TrainResult(run=run, adapter=adapter, merged=merged, report=report,
                            seconds=time.perf_counter() - started)  # fmt: skip
     try:
         with _third_party_quiet(), _heartbeat(ws.runs if main else None, run_id):
-            trainer, tracking = _trainer(ws if main else None, spec, inputs, tokenizer, run_id,
+            trainer, tracking = build_trainer(ws if main else None, spec, inputs, tokenizer, run_id,
                                          run_dir, device=device, live=live)  # fmt: skip
-            _fit(trainer, run_dir / "checkpoints", checkpoint[1] if checkpoint else None)
+            fit(trainer, run_dir / "checkpoints", checkpoint[1] if checkpoint else None)
             if not main:
                 seconds = time.perf_counter() - started
                 return TrainResult(run=ws.runs.get(run_id), adapter=None, merged=None,
                                    report=report, seconds=seconds)  # fmt: skip
-            _check_finite(trainer.model, run_id)
+            check_finite(trainer.model, run_id)
             meta = _lineage_meta(spec, run_id, inputs, report, environment)
-            adapter, merged = _save(ws, spec, inputs, trainer.model, tokenizer, run_dir, meta)
+            adapter, merged = save_outputs(
+                ws, spec, inputs, trainer.model, tokenizer, run_dir, meta
+            )
     except BaseException as exc:
         full = exc.errno == errno.ENOSPC if isinstance(exc, OSError) else False
         error = _disk_full(run_id, run_dir / "checkpoints", exc) if full else exc
@@ -222,7 +206,7 @@ def _check_stack() -> None:
 
 
 def _load_spec(
-    ws: _Stage,
+    ws: Stage,
     recipe: str | os.PathLike[str] | Recipe | None,
     *,
     overrides: dict[str, Any] | None,
@@ -335,7 +319,7 @@ def _run_id(spec: Recipe) -> str:
 # -- setup ----------------------------------------------------------------------------------
 
 
-def _resolve_inputs(ws: _Stage, spec: Recipe) -> _Inputs:
+def _resolve_inputs(ws: Stage, spec: Recipe) -> Inputs:
     base = spec.base_model
     try:
         source = ws.models.source(base)
@@ -351,7 +335,7 @@ def _resolve_inputs(ws: _Stage, spec: Recipe) -> _Inputs:
     eval_path = None
     if spec.dataset.eval_path:
         eval_path = _workspace_file(ws, spec.dataset.eval_path, what="dataset.eval_path")
-    return _Inputs(
+    return Inputs(
         ws.models.local_dir(source), base_ref, source.digest, data_path, eval_path, dataset_ref
     )
 
@@ -391,14 +375,14 @@ def _not_found(ref: str, what: str, exc: LLMOpsError) -> RecipeError:
     )
 
 
-def _artifact(ws: _Stage, ref: str, *, what: str) -> ArtifactVersion:
+def _artifact(ws: Stage, ref: str, *, what: str) -> ArtifactVersion:
     try:
         return ws.artifacts.get(ref)
     except (ArtifactNotFoundError, InputError) as exc:
         raise _not_found(ref, what, exc) from None
 
 
-def _workspace_file(ws: _Stage, path: str, *, what: str) -> Path:
+def _workspace_file(ws: Stage, path: str, *, what: str) -> Path:
     p = ws.models.resolve_path(path)
     if not p.is_file():
         raise RecipeError(
@@ -407,7 +391,7 @@ def _workspace_file(ws: _Stage, path: str, *, what: str) -> Path:
     return p
 
 
-def _dataset(ws: _Stage, spec: Recipe) -> tuple[Path, str | None]:
+def _dataset(ws: Stage, spec: Recipe) -> tuple[Path, str | None]:
     """The data file, and the dataset artifact that records it for lineage."""
     if spec.dataset.artifact:
         version = _artifact(ws, spec.dataset.artifact, what="dataset.artifact")
@@ -423,7 +407,7 @@ def _dataset(ws: _Stage, spec: Recipe) -> tuple[Path, str | None]:
     return _workspace_file(ws, spec.dataset.path, what="dataset.path"), None
 
 
-def _store_dataset(ws: _Stage, path: Path) -> str:
+def _store_dataset(ws: Stage, path: Path) -> str:
     """Store a data file that passed the gate as a ``dataset`` artifact (for lineage)."""
     name = "".join(c if c.isalnum() or c in "-_." else "-" for c in path.stem)[:100] or "dataset"
     pushed = ws.artifacts.push(path, name=name, kind="dataset", message="training data")
@@ -445,12 +429,12 @@ def _tokenizer(base_dir: Path, spec: Recipe) -> Any:
 
 
 def _start_record(
-    ws: _Stage,
+    ws: Stage,
     spec: Recipe,
     name: str,
     run_id: str,
     run_dir: Path,
-    inputs: _Inputs,
+    inputs: Inputs,
     report: DataReport,
     environment: dict[str, Any],
 ) -> RunRecord:
@@ -476,7 +460,7 @@ def _resume_point(checkpoints: Path) -> tuple[int, Path] | None:
 
 
 def _lineage_meta(
-    spec: Recipe, run_id: str, inputs: _Inputs, report: DataReport, environment: dict[str, Any]
+    spec: Recipe, run_id: str, inputs: Inputs, report: DataReport, environment: dict[str, Any]
 ) -> dict[str, Any]:
     """What the adapter was made from: the run, recipe, base model, data and code."""
     return {
@@ -496,250 +480,7 @@ def _lineage_meta(
 # -- train ----------------------------------------------------------------------------------
 
 
-def _rows(rows: list[Row], fmt: str) -> Any:
-    from datasets import Dataset
-
-    fields = FORMATS[fmt]
-    return Dataset.from_list([{f: r.data[f] for f in fields} for r in rows])
-
-
-def _trainer(
-    ws: _Stage | None,
-    spec: Recipe,
-    inputs: _Inputs,
-    tokenizer: Any,
-    run_id: str,
-    run_dir: Path,
-    *,
-    device: str,
-    live: bool,
-) -> tuple[Any, Any]:
-    import torch
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    from llmops.train.callbacks import QLoRAGuard, TrackingCallback
-
-    t = spec.training
-    rows = load_split(inputs.data_path, spec.dataset.format)
-    if inputs.eval_path is not None:
-        train_rows, eval_rows = rows, load_split(inputs.eval_path, spec.dataset.format)
-    else:
-        train_idx, eval_idx = split_indices(len(rows), spec.dataset.eval_fraction, t.seed)
-        train_rows, eval_rows = [rows[i] for i in train_idx], [rows[i] for i in eval_idx]
-    load: dict[str, Any] = {"dtype": torch.float32}
-    if spec.method == "qlora":
-        from llmops.train.qlora import quantization_config
-
-        q = spec.quantization
-        load["quantization_config"] = quantization_config(
-            quant_type=q.quant_type, double_quant=q.double_quant, compute_dtype=q.compute_dtype
-        )
-        load["device_map"] = {"": device}
-    torch.manual_seed(t.seed)
-    model = AutoModelForCausalLM.from_pretrained(inputs.base_dir, **load)
-    if spec.method == "qlora":
-        from peft import prepare_model_for_kbit_training
-
-        from llmops.train.qlora import keep_trainable_layout
-
-        keep_trainable_layout(model)  # before anything can run an inference forward
-
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=t.gradient_checkpointing
-        )
-    peft_config = LoraConfig(
-        r=spec.lora.r, lora_alpha=spec.lora.alpha, lora_dropout=spec.lora.dropout,
-        target_modules=spec.lora.target_modules, use_dora=spec.method == "dora",
-        task_type="CAUSAL_LM",
-    )  # fmt: skip
-    has_eval = bool(eval_rows)
-    common: dict[str, Any] = {
-        "output_dir": str(run_dir / "checkpoints"), "max_steps": t.max_steps,
-        "per_device_train_batch_size": t.batch_size, "per_device_eval_batch_size": t.batch_size,
-        "gradient_accumulation_steps": t.gradient_accumulation_steps,
-        "learning_rate": t.learning_rate, "lr_scheduler_type": t.lr_scheduler,
-        "warmup_steps": t.warmup_steps, "weight_decay": t.weight_decay,
-        "max_grad_norm": t.max_grad_norm, "logging_steps": t.logging_steps,
-        "save_steps": t.save_steps, "save_total_limit": t.save_total_limit, "seed": t.seed,
-        "data_seed": t.seed, "report_to": [], "disable_tqdm": True, "use_cpu": device == "cpu",
-        "max_length": t.max_length, "bf16": t.precision == "bf16", "fp16": t.precision == "fp16",
-        "activation_checkpointing": t.gradient_checkpointing, "dataloader_num_workers": 0,
-        "eval_strategy": "steps" if has_eval else "no",
-        "eval_steps": (t.eval_steps or t.save_steps) if has_eval else None,
-    }  # fmt: skip
-    tracking = TrackingCallback(
-        ws.runs if ws is not None else None, run_id, max_steps=t.max_steps, live=live
-    )
-    callbacks: list[Any] = [tracking]
-    if spec.method == "qlora":
-        callbacks.append(QLoRAGuard())
-    datasets = {
-        "train_dataset": _rows(train_rows, spec.dataset.format),
-        "eval_dataset": _rows(eval_rows, spec.dataset.format) if has_eval else None,
-    }
-    if spec.trainer == "dpo":
-        from trl import DPOConfig, DPOTrainer
-
-        args = DPOConfig(**common, beta=spec.dpo.beta, loss_type=[spec.dpo.loss_type])
-        trainer = DPOTrainer(
-            model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
-            callbacks=callbacks, **datasets,
-        )  # fmt: skip
-    else:
-        from trl import SFTConfig, SFTTrainer
-
-        args = SFTConfig(**common)
-        trainer = SFTTrainer(
-            model=model, args=args, processing_class=tokenizer, peft_config=peft_config,
-            callbacks=callbacks, **datasets,
-        )  # fmt: skip
-    # Trainer prints its logs to stdout; ours go to the registry and the live display.
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
-    return trainer, tracking
-
-
-def _fit(trainer: Any, checkpoints: Path, resume_from: Path | None) -> None:
-    checkpoints.mkdir(parents=True, exist_ok=True)
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-
-
-# -- save -----------------------------------------------------------------------------------
-
-
-def _check_finite(model: Any, run_id: str) -> None:
-    """Refuse to store an adapter holding NaN or infinite weights."""
-    import torch
-
-    for name, param in model.named_parameters():
-        if param.requires_grad and not bool(torch.isfinite(param.detach()).all()):
-            raise TrainingError(
-                f"run {run_id}: adapter weight {name} is not finite (NaN or inf); nothing was"
-                " stored",
-                hint="lower training.learning_rate or lora.alpha, or check the data",
-            )
-
-
-def _stored_output(
-    ws: _Stage, spec: Recipe, run_id: str
-) -> tuple[ArtifactVersion, ArtifactVersion | None] | None:
-    """The adapter (and merged model, if the recipe wants one) this run already stored."""
-
-    def find(name: str) -> ArtifactVersion | None:
-        try:
-            versions = ws.artifacts.ls(name)
-        except ArtifactNotFoundError:
-            return None
-        mine = [v for v in versions if v.meta.get("run_id") == run_id]
-        return mine[-1] if mine else None
-
-    adapter = find(spec.output.name)
-    if adapter is None:
-        return None
-    return adapter, find(spec.merged_name) if spec.output.merged else None
-
-
-def _finish_stored(
-    ws: _Stage,
-    spec: Recipe,
-    inputs: _Inputs,
-    run_id: str,
-    run_dir: Path,
-    stored: tuple[ArtifactVersion, ArtifactVersion | None],
-) -> tuple[RunRecord, ArtifactVersion, ArtifactVersion | None]:
-    """Complete a run whose adapter is stored (merging it first if that was cut short)."""
-    adapter, merged = stored
-    if spec.output.merged and merged is None:
-        merged = _merge(ws, spec, inputs, ws.models.artifact_dir(adapter), run_dir / "merged",
-                        adapter, adapter.meta)  # fmt: skip
-    run = ws.runs.update(
-        run_id, event="run.complete", status="completed", ended_at=_now(),
-        final_loss=_last_loss(ws, run_id), adapter_ref=adapter.ref,
-        merged_ref=merged.ref if merged else None,
-    )  # fmt: skip
-    return run, adapter, merged
-
-
-def _last_loss(ws: _Stage, run_id: str) -> float | None:
-    losses = [m["loss"] for m in ws.runs.metrics(run_id) if m.get("loss") is not None]
-    return float(losses[-1]) if losses else None
-
-
-def _canonical_adapter_config(adapter_dir: Path) -> None:
-    """Rewrite ``adapter_config.json`` with sorted keys and sorted name lists: peft writes
-    ``target_modules`` from a set, whose order changes from process to process, so the same
-    training would otherwise store a different digest."""
-    import json
-
-    path = adapter_dir / "adapter_config.json"
-    if not path.is_file():
-        return
-    config = json.loads(path.read_text(encoding="utf-8"))
-    for key in ("target_modules", "modules_to_save", "exclude_modules", "layers_to_transform"):
-        value = config.get(key)
-        if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
-            config[key] = sorted(value, key=str)
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
-def _save(
-    ws: _Stage,
-    spec: Recipe,
-    inputs: _Inputs,
-    model: Any,
-    tokenizer: Any,
-    run_dir: Path,
-    meta: dict[str, Any],
-) -> tuple[ArtifactVersion, ArtifactVersion | None]:
-    """Store the adapter (weights, config, tokenizer, chat template) with its lineage."""
-    adapter_dir = run_dir / "adapter"
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    model.save_pretrained(adapter_dir)
-    tokenizer.save_pretrained(adapter_dir)
-    _canonical_adapter_config(adapter_dir)
-    lineage = [r for r in (inputs.base_ref, inputs.dataset_ref) if r]
-    adapter = ws.artifacts.push(
-        adapter_dir, name=spec.output.name, kind="adapter", parents=lineage, meta=meta,
-        message=f"trained by {meta['run_id']}",
-    ).version  # fmt: skip
-    merged = None
-    if spec.output.merged:
-        merged = _merge(ws, spec, inputs, adapter_dir, run_dir / "merged", adapter, meta)
-    return adapter, merged
-
-
-def _merge(
-    ws: _Stage,
-    spec: Recipe,
-    inputs: _Inputs,
-    adapter_dir: Path,
-    out: Path,
-    adapter: ArtifactVersion,
-    meta: dict[str, Any],
-) -> ArtifactVersion:
-    """Merge the adapter into the full-precision base (never into 4-bit weights) and store it."""
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    base = AutoModelForCausalLM.from_pretrained(inputs.base_dir, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
-    shutil.rmtree(out, ignore_errors=True)
-    merged.save_pretrained(out)
-    AutoTokenizer.from_pretrained(adapter_dir).save_pretrained(out)
-    parents = [adapter.ref, *([inputs.base_ref] if inputs.base_ref else [])]
-    return ws.artifacts.push(
-        out, name=spec.merged_name, kind="merged-model", parents=parents,
-        meta={**meta, "merged_from": adapter.ref}, message=f"{adapter.ref} merged into its base",
-    ).version  # fmt: skip
-
-
-# -- finish ---------------------------------------------------------------------------------
-
-
-def _fail(ws: _Stage, run_id: str, exc: BaseException) -> None:
+def _fail(ws: Stage, run_id: str, exc: BaseException) -> None:
     if isinstance(exc, KeyboardInterrupt):
         message = "interrupted"
     elif isinstance(exc, LLMOpsError):

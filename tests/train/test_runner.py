@@ -242,14 +242,14 @@ def test_a_nan_training_fails_and_stores_nothing(train_ws: Workspace) -> None:
 def test_non_finite_adapter_weights_are_never_stored() -> None:
     import torch
 
-    from llmops.train.runner import _check_finite
+    from llmops.train.runner import check_finite
 
     model = torch.nn.Linear(2, 2)
-    _check_finite(model, "run-x")
+    check_finite(model, "run-x")
     with torch.no_grad():
         model.weight[0, 0] = float("inf")
     with pytest.raises(TrainingError, match="adapter weight weight is not finite"):
-        _check_finite(model, "run-x")
+        check_finite(model, "run-x")
 
 
 def test_a_run_killed_after_storing_its_adapter_resumes_without_a_second_version(
@@ -257,13 +257,13 @@ def test_a_run_killed_after_storing_its_adapter_resumes_without_a_second_version
 ) -> None:
     from llmops.train import runner
 
-    real_save = runner._save
+    real_save = runner.save_outputs
 
     def save_then_die(*args: object, **kwargs: object) -> object:
         real_save(*args, **kwargs)  # type: ignore[arg-type]
         raise KeyboardInterrupt("killed right after the adapter was stored")
 
-    monkeypatch.setattr(runner, "_save", save_then_die)
+    monkeypatch.setattr(runner, "save_outputs", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train_ws.train(write_recipe(train_ws.root))
     monkeypatch.undo()
