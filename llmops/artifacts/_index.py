@@ -203,9 +203,16 @@ class ChunkIndex:
                 )
             ]
 
-    def drop_pack(self, pack_id: int, *, unused_since: datetime) -> bool:
+    def drop_pack(
+        self,
+        pack_id: int,
+        *,
+        unused_since: datetime,
+        unreferenced: Callable[[Any, list[str]], bool],
+    ) -> bool:
         """Remove a pack and its chunks from the index, unless it was used after
-        ``unused_since`` (checked under the write lock). Returns whether it was removed."""
+        ``unused_since`` or ``unreferenced(session, digests)`` says a version now needs one of
+        its chunks (both checked under the store lock). Returns whether it was removed."""
         with self.db.write() as session:
             self.lock(session)
             row = session.execute(
@@ -217,6 +224,14 @@ class ChunkIndex:
                 return False
             last_used, created = (as_utc(v) for v in row)
             if last_used >= unused_since or created >= unused_since:
+                return False
+            digests = [
+                r[0]
+                for r in session.execute(
+                    select(col(StoreChunk.digest)).where(col(StoreChunk.pack_id) == pack_id)
+                )
+            ]
+            if not unreferenced(session, digests):
                 return False
             session.execute(delete(StoreChunk).where(col(StoreChunk.pack_id) == pack_id))
             session.execute(delete(StorePack).where(col(StorePack.id) == pack_id))

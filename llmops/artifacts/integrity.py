@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from llmops.artifacts.backends import StoreError
@@ -29,6 +29,7 @@ from llmops.db.timestamps import as_utc
 from llmops.errors import InputError
 
 if TYPE_CHECKING:
+    from llmops.artifacts.manifest import Manifest
     from llmops.artifacts.store import ArtifactStore, ArtifactVersion
     from llmops.refs import Ref
 
@@ -106,7 +107,7 @@ def verify(
     report = _verify(store, ref, workers=workers)
     if repair is None or report.ok:
         return report
-    _, stats = push_tree(
+    manifest, stats = push_tree(
         Path(repair),
         backend=store.backend,
         index=store.index,
@@ -117,6 +118,10 @@ def verify(
         cache=store.hash_cache,
         workers=workers,
     )
+    digest = manifest.digest()
+    if any(v.digest == digest for v in store.ls() if v.store == store.backend.url):
+        store._put_manifest(digest, manifest)  # the source's manifest replaces a damaged one
+        store._manifests.pop(digest, None)
     again = _verify(store, ref, workers=workers)
     again.repaired = stats.chunks_new
     again.quarantined = report.quarantined
@@ -213,26 +218,64 @@ def gc(
         )
     report = GcReport(dry_run=dry_run)
     cutoff = datetime.now(UTC) - grace
+    refs = _References(store)
     versions = [v for v in store.ls() if v.store == store.backend.url]
-    referenced: set[str] = set()
     for version in versions:
-        manifest = store.manifest(version)
-        referenced.update(c.digest for f in manifest.files for c in f.chunks)
-    known_keys = _gc_packs(store, referenced, cutoff, report)
+        refs.add(store.manifest(version))
+    known_keys = _gc_packs(store, refs, cutoff, report)
     _gc_orphans(store, known_keys, {v.digest for v in versions}, cutoff.timestamp(), report)
     return report
 
 
+class _References:
+    """The chunks committed versions refer to. Read once at the start, and brought up to date
+    under the store lock before each deletion: a version that committed while gc was looking
+    (its packs stamped as used just before gc's cutoff) must still keep its data."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+        self.chunks: set[str] = set()
+        # Versions are inserted under the store lock, so every version with a larger id than
+        # this committed after it was read: the refresh below finds them.
+        with store.db.connect() as conn:
+            latest = conn.execute(
+                select(func.max(col(ArtifactVersionRow.id))).where(
+                    col(ArtifactVersionRow.store) == store.backend.url
+                )
+            ).scalar_one()
+        self.seen: int = int(latest or 0)
+
+    def add(self, manifest: Manifest) -> None:
+        self.chunks.update(c.digest for f in manifest.files for c in f.chunks)
+
+    def refresh(self, session: Any) -> None:
+        """Under the store lock: add the versions committed since the last look."""
+        rows = session.execute(
+            select(col(ArtifactVersionRow.id), col(ArtifactVersionRow.digest))
+            .where(col(ArtifactVersionRow.store) == self.store.backend.url)
+            .where(col(ArtifactVersionRow.id) > self.seen)
+        ).all()
+        for row_id, digest in rows:
+            self.add(self.store.manifest_by_digest(str(digest)))
+            self.seen = max(self.seen, int(row_id or 0))
+
+    def unreferenced(self, session: Any, digests: list[str]) -> bool:
+        self.refresh(session)
+        return not any(d in self.chunks for d in digests)
+
+
 def _gc_packs(
-    store: ArtifactStore, referenced: set[str], cutoff: datetime, report: GcReport
+    store: ArtifactStore, refs: _References, cutoff: datetime, report: GcReport
 ) -> set[str]:
     known_keys: set[str] = set()
     for pack_id, key, size, created, last_used in store.index.packs():
         known_keys.add(key)
         unused = as_utc(created) < cutoff and as_utc(last_used) < cutoff
-        if not unused or any(d in referenced for d in store.index.chunks_of_pack(pack_id)):
+        if not unused or any(d in refs.chunks for d in store.index.chunks_of_pack(pack_id)):
             continue
-        if report.dry_run or store.index.drop_pack(pack_id, unused_since=cutoff):
+        if report.dry_run or store.index.drop_pack(
+            pack_id, unused_since=cutoff, unreferenced=refs.unreferenced
+        ):
             if not report.dry_run:
                 store.backend.delete(key)
             report.packs_deleted += 1

@@ -91,16 +91,20 @@ def pull_files(
     killed at any point leaves ``dest`` as it was (or, killed between the two renames, absent
     with both trees kept beside it: the next pull into ``dest`` puts the old one back first).
     Files of ``dest`` that the artifact does not have are kept (hard-linked into the new tree).
-    Pulls into the same ``dest`` take turns (a lock file beside it).
+    Pulls into the same folder take turns (a lock on its parent). Into the current directory,
+    the complete files are renamed into place one by one instead (a swap would leave the shell
+    in a deleted folder).
 
     Raises:
         UnsafeFileError: A manifest path would escape ``dest``.
         InputError: ``dest`` (or a folder the artifact needs inside it) is a file.
         StoreError: A chunk is missing or corrupt (the message names the file and byte range).
     """
-    dest = Path(os.path.abspath(dest))  # noqa: PTH100 - keep a link named as dest a link
+    dest = _absolute(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _pull_lock(dest.parent / f".{dest.name}.llmops-pull.lock"):
+    if dest.is_symlink():
+        dest = dest.resolve()  # one real name, so pulls through a link and not take turns
+    with _pull_lock(dest.parent):
         _recover(dest)
         root = _checked_root(manifest, dest)
         locations = index.locate(c.digest for e in manifest.files for c in e.chunks)
@@ -116,9 +120,14 @@ def pull_files(
             _fetch_all(targets, locations, backend, workers or default_workers(), progress)
             for target in targets:
                 _finish(target)
-            if root.exists():
-                _keep_others(root, staging, {e.path for e in manifest.files})
-            _swap_in(staging, root)
+            if root.exists() and _holds_cwd(root):
+                # Swapping the folder a shell (or this process) sits in would strand it in a
+                # deleted directory: place the complete, verified files one by one instead.
+                _place_each(staging, root, manifest)
+            else:
+                if root.exists():
+                    _keep_others(root, staging, {e.path for e in manifest.files})
+                _swap_in(staging, root)
             return [root / e.path for e in manifest.files]
         finally:
             for target in targets:
@@ -127,16 +136,49 @@ def pull_files(
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _absolute(dest: Path) -> Path:
+    """``dest`` made absolute without resolving a link named as ``dest`` itself."""
+    if dest.is_absolute():
+        return dest
+    try:
+        return Path.cwd() / dest
+    except FileNotFoundError:
+        raise InputError(
+            f"cannot pull into {dest}: the current directory no longer exists",
+            hint="cd into an existing folder, or give an absolute destination",
+        ) from None
+
+
 @contextmanager
-def _pull_lock(path: Path) -> Iterator[None]:
+def _pull_lock(parent: Path) -> Iterator[None]:
+    """Pulls into one folder take turns: a lock on the folder that holds it (an flock on the
+    directory itself, so no lock file is left behind)."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _holds_cwd(root: Path) -> bool:
+    try:
+        here = Path.cwd().resolve()
+    except FileNotFoundError:
+        return False
+    return here == root or root in here.parents
+
+
+def _place_each(staging: Path, root: Path, manifest: Manifest) -> None:
+    for entry in manifest.files:
+        final = root / entry.path
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.is_symlink() or final.is_dir():
+            raise UnsafeFileError(f"{final} exists and is a link or folder; not replacing it")
+        (staging / entry.path).replace(final)
+    _fsync_dir(root)
 
 
 def _recover(dest: Path) -> None:

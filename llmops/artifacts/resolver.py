@@ -95,6 +95,4 @@ class ModelResolver:
         (staging / ".complete").write_text(version.ref, encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)
-        # The pull's lock file beside the staging name is this process's alone.
-        (staging.parent / f".{staging.name}.llmops-pull.lock").unlink(missing_ok=True)
         return folder

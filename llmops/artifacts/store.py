@@ -293,9 +293,15 @@ class ArtifactStore:
         raise AssertionError("unreachable")
 
     def _put_manifest(self, digest: str, manifest: Manifest) -> None:
+        """Store a manifest, replacing a stored copy that is missing or damaged."""
         key = _manifest_key(digest)
-        if not self.backend.exists(key):
-            self.backend.put_bytes(key, manifest.model_dump_json().encode())
+        if self.backend.exists(key):
+            try:
+                if Manifest.model_validate_json(self.backend.get_bytes(key)).digest() == digest:
+                    return
+            except (ValueError, StoreError):
+                pass  # damaged: rewritten below from the intact one
+        self.backend.put_bytes(key, manifest.model_dump_json().encode())
 
     def _check_chunks(self, session: Any, needed: list[str]) -> None:
         """Under the store lock: every chunk is indexed, and its pack counts as used now."""
@@ -398,17 +404,33 @@ class ArtifactStore:
                 f"{version.ref} is stored in {version.store}, not in {self.backend.url}",
                 hint=f"set LLMOPS_STORE_URL={version.store} (or [store] url) to read it",
             )
-        cached = self._manifests.get(version.digest)
+        return self.manifest_by_digest(version.digest, what=version.ref)
+
+    def manifest_by_digest(self, digest: str, *, what: str | None = None) -> Manifest:
+        """The manifest stored under ``digest`` (checked against it; cached).
+
+        Raises:
+            StoreError: It is missing, unreadable or does not match its digest.
+        """
+        cached = self._manifests.get(digest)
         if cached is not None:
             return cached
-        raw = self.backend.get_bytes(_manifest_key(version.digest))
-        manifest = Manifest.model_validate_json(raw)
-        if manifest.digest() != version.digest:
+        label = what or digest[:19]
+        repair = "push the version's files again (or `llmops artifacts verify --repair SOURCE`)"
+        raw = self.backend.get_bytes(_manifest_key(digest))
+        try:
+            manifest = Manifest.model_validate_json(raw)
+        except ValueError:  # pydantic's ValidationError: truncated or not JSON
             raise StoreError(
-                f"manifest of {version.ref} in {self.backend.url} does not match its digest",
-                hint="the store was tampered with or corrupted; restore it from a backup",
+                f"manifest of {label} in {self.backend.url} is corrupt (not a valid manifest)",
+                hint=repair,
+            ) from None
+        if manifest.digest() != digest:
+            raise StoreError(
+                f"manifest of {label} in {self.backend.url} does not match its digest",
+                hint=repair,
             )
-        self._manifests[version.digest] = manifest
+        self._manifests[digest] = manifest
         return manifest
 
     def pull(

@@ -183,3 +183,38 @@ def test_gc_with_no_grace_racing_pushes_never_leaves_a_version_over_missing_data
     assert outcomes["gc_deleted"] > 0, outcomes  # the collector really raced the pushes
     assert store.verify().ok
     db.dispose()
+
+
+def test_gc_starting_while_a_push_commits_keeps_the_new_versions_data(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gc takes its cutoff and its list of versions while a push's commit is open (its packs
+    already stamped as used, its version not yet visible): the data must survive."""
+    from llmops.artifacts import open_backend
+    from llmops.artifacts import store as store_module
+    from llmops.db import Database
+
+    db = Database(db_url)
+    store = ArtifactStore(db, open_backend("", default_root=tmp_path / "store"), actor="t")
+    model = big_model(tmp_path / "model", tensors=2)
+    reports = []
+    real_event = store_module.record_event
+
+    def event_then_gc(*args: object, **kwargs: object) -> None:
+        real_event(*args, **kwargs)  # type: ignore[arg-type]
+        collector = threading.Thread(target=lambda: reports.append(store.gc(grace=timedelta(0))))
+        collector.start()
+        time.sleep(1.0)  # gc lists versions (not this one yet) and waits for the store lock
+        threads.append(collector)
+
+    threads: list[threading.Thread] = []
+    monkeypatch.setattr(store_module, "record_event", event_then_gc)
+    pushed = store.push(model, name="m")
+    monkeypatch.undo()
+    for thread in threads:
+        thread.join()
+    assert pushed.created and reports and reports[0].packs_deleted == 0
+    assert store.verify().ok
+    store.pull("m@1", tmp_path / "out")
+    assert files_equal(model, tmp_path / "out")
+    db.dispose()

@@ -87,9 +87,7 @@ def test_a_pull_killed_between_its_two_renames_is_put_right_by_the_next(
     assert not dest.exists()  # a reader finds nothing, not a mix
     store.pull("m@2", dest)
     assert files_equal(second, dest)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".dest")) == [
-        ".dest.llmops-pull.lock"
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".dest")) == []
 
 
 def test_files_of_the_destination_that_the_artifact_lacks_are_kept(
@@ -119,3 +117,53 @@ def test_a_failed_pull_changes_nothing(
         store.pull("m", dest)
     assert _tree(dest) == {"model.safetensors": b"old"}
     assert not list(tmp_path.glob(".dest.llmops-pull-*"))
+
+
+def test_pulls_through_a_link_and_the_real_name_take_turns(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    import threading
+
+    store.push(make_model("a", layers=2), name="m")
+    store.push(make_model("b", layers=3, changed=(0,)), name="m")
+    real, link = tmp_path / "R", tmp_path / "L"
+    store.pull("m@1", real)
+    (real / "notes.txt").write_text("mine")
+    link.symlink_to(real)
+    errors: list[BaseException] = []
+
+    def pull(ref: str, dest: Path) -> None:
+        try:
+            store.pull(ref, dest)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=pull, args=("m@2", link)),
+        threading.Thread(target=pull, args=("m@1", real)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    names = {p.name for p in real.iterdir()}
+    assert {"model.safetensors", "config.json", "notes.txt"} <= names
+    assert link.is_symlink() and not [p for p in tmp_path.iterdir() if ".llmops-" in p.name]
+
+
+def test_a_pull_into_the_current_directory_leaves_it_usable(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = make_model("a", layers=2), make_model("b", layers=3, changed=(0,))
+    store.push(first, name="m")
+    store.push(second, name="m")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    store.pull("m@1", Path("."))
+    inode = here.stat().st_ino
+    store.pull("m@2", Path("."))
+    assert Path.cwd().stat().st_ino == inode  # the same folder, not a swapped-in one
+    assert files_equal(second, here)
+    assert not [p for p in tmp_path.iterdir() if ".llmops-" in p.name]

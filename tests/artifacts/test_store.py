@@ -340,3 +340,30 @@ def test_a_non_utf8_file_name_is_refused(store: ArtifactStore, tmp_path: Path) -
         fh.write(b"x")
     with pytest.raises(UnsafeFileError, match=r"file name .* is not valid UTF-8"):
         store.push(folder, name="m")
+
+
+def _manifest_file(store: ArtifactStore, digest: str) -> str:
+    hexpart = digest.partition(":")[2]
+    return f"manifests/{hexpart[:2]}/{hexpart}.json"
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_manifest_is_a_clear_error_and_a_repush_repairs_it(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path, damage: str
+) -> None:
+    model = make_model()
+    version = store.push(model, name="m").version
+    key = _manifest_file(store, version.digest)
+    raw = store.backend.get_bytes(key)
+    broken = raw[:100] if damage == "truncate" else raw.replace(b'"size":', b'"size": 1', 1)
+    store.backend.put_bytes(key, broken)
+    fresh = ArtifactStore(store.db, store.backend, actor="t")  # no cached manifest
+    report = fresh.verify()
+    assert not report.ok and "manifest of m@1" in report.problems[0]["problem"]
+    with pytest.raises(StoreError, match=r"manifest of m@1 .* (corrupt|does not match)"):
+        fresh.pull("m@1", tmp_path / "out")
+    with pytest.raises(StoreError, match="manifest of"):
+        fresh.gc(grace=timedelta(0))  # never collects without knowing what is referenced
+    again = fresh.push(model, name="m")
+    assert not again.created
+    assert ArtifactStore(store.db, store.backend, actor="t").verify().ok
