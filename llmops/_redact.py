@@ -19,7 +19,11 @@ __all__ = ["REDACTED", "Redactor", "redact", "secret_fields", "url_credentials"]
 
 REDACTED = "[REDACTED]"
 
-_SECRET_NAME = re.compile(r"(api_?key|apikey|token|secret|password|passwd|credential)", re.I)
+_SECRET_NAME = re.compile(
+    r"(api[_-]?key|apikey|token|secret|password|passwd|credential|subscription[_-]?key"
+    r"|cookie|(^|[_-])auth($|[_-])|authorization|^key$|^x-key$|signature|^sig$)",
+    re.I,
+)
 _PATTERNS = [
     # Authorization headers and bearer tokens, as echoed in error bodies and logs.
     re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+|basic\s+)?[^\s\"',}]+"),
@@ -51,6 +55,20 @@ def _env_secrets(names: Iterable[str], environ: Mapping[str, str]) -> set[str]:
     }
 
 
+def _echoes(value: str) -> set[str]:
+    r"""How a secret comes back in echoed text: as is, JSON-escaped (also with ``\/``, as PHP
+    writes it), and URL-encoded."""
+    import json
+    from urllib.parse import quote, quote_plus
+
+    dumped = json.dumps(value)[1:-1]
+    forms = {
+        value, dumped, dumped.replace("/", "\\/"), quote(value, safe=""), quote_plus(value),
+        json.dumps(value, ensure_ascii=True)[1:-1].replace("+", "\\u002b"),
+    }  # fmt: skip
+    return {f for f in forms if len(f) >= _MIN_SECRET_LEN}
+
+
 class Redactor:
     """Replaces secrets in text (build once, use for many texts).
 
@@ -69,6 +87,7 @@ class Redactor:
     ) -> None:
         found = _env_secrets(env_names, os.environ if environ is None else environ)
         found.update(v for v in values if len(v) >= _MIN_SECRET_LEN)
+        found = {form for value in found for form in _echoes(value)}
         ordered = sorted(found, key=len, reverse=True)  # longest first: no partial leftovers
         self._exact = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
 
@@ -119,11 +138,15 @@ def secret_fields(data: Any, *, prefix: str = "") -> list[str]:
 
 
 def url_credentials(url: str) -> bool:
-    """Whether ``url`` carries a user name or password (``scheme://user:key@host``)."""
-    from urllib.parse import urlsplit
+    """Whether ``url`` carries credentials: a user name or password (``scheme://user:key@``),
+    or a query parameter named like a key (``?api-key=...``, ``?key=...``, ``?token=...``)."""
+    from urllib.parse import parse_qsl, urlsplit
 
     try:
         parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return False
-    return bool(parts.password or parts.username)
+    return bool(parts.password or parts.username) or any(
+        _SECRET_NAME.search(name) and value for name, value in query
+    )

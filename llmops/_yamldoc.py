@@ -88,6 +88,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             )
         return self.construct_yaml_int(node)
 
+    def _text(self, node: yaml.ScalarNode) -> Any:
+        return self.construct_scalar(node)
+
     def _str(self, node: yaml.ScalarNode) -> Any:
         value = self.construct_yaml_str(node)
         if isinstance(value, str) and _SURROGATE.search(value):
@@ -101,6 +104,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader._int)
+# YAML 1.1 turns 2024-01-01 into a date object that JSON (and so the registry) cannot hold;
+# keep the text, as YAML 1.2 and JSON do.
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:timestamp", _UniqueKeyLoader._text)
 _UniqueKeyLoader.add_constructor("tag:yaml.org,2002:str", _UniqueKeyLoader._str)
 
 

@@ -47,3 +47,35 @@ def test_secret_fields_and_url_credentials() -> None:
     assert secret_fields({"headers": {"Authorization": "Bearer x"}}) == ["headers.Authorization"]
     assert secret_fields({"stop": ["sk-ABCDEFGHIJKLMNOPQRSTUVWX"]}) == ["stop[0]"]
     assert url_credentials("http://u:p@h/v1") and not url_credentials("http://h:8000/v1")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"extra_headers": {"api-key": "azure-secret-1"}},
+        {"extra_headers": {"X-Api-Key": "k-123456"}},
+        {"extra_headers": {"Ocp-Apim-Subscription-Key": "k-123456"}},
+        {"extra_headers": {"Proxy-Authorization": "Basic dXNlcjpodW50ZXIy"}},
+        {"extra_headers": {"Cookie": "session=abcdef"}},
+        {"extra_headers": {"X-Auth": "abcdef"}},
+        {"extra_body": {"key": "abcdef"}},
+    ],
+)
+def test_keys_under_other_names_are_found(extra: dict[str, object]) -> None:
+    assert secret_fields(extra), extra
+
+
+@pytest.mark.parametrize(
+    "url", ["http://h/v1?api-key=abc", "http://h/v1?key=abc", "http://h/v1?token=abc"]
+)
+def test_keys_in_url_queries_are_credentials(url: str) -> None:
+    assert url_credentials(url)
+    assert not url_credentials("http://h/v1?version=2024-01-01")
+
+
+def test_escaped_and_encoded_echoes_of_a_key_are_redacted() -> None:
+    env = {"MYLLM": "k3y/Part2/Part3+Part4xyz"}
+    redactor = Redactor(["MYLLM"], environ=env)
+    for echo in ["k3y\\/Part2\\/Part3+Part4xyz", "k3y%2FPart2%2FPart3%2BPart4xyz",
+                 "k3y/Part2/Part3\\u002bPart4xyz"]:  # fmt: skip
+        assert redactor.values(f"bad key {echo}!") == f"bad key {REDACTED}!", echo

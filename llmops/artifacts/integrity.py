@@ -216,6 +216,7 @@ def gc(
             f"gc grace period must be zero or more, got {grace}",
             hint="pass --grace-hours H with H >= 0 (default 1)",
         )
+    store.check_owner()  # gc only knows this registry's versions: never collect a shared store
     report = GcReport(dry_run=dry_run)
     cutoff = datetime.now(UTC) - grace
     refs = _References(store)

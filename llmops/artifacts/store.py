@@ -130,6 +130,10 @@ class PushResult:
         }
 
 
+_OWNER_KEY = "registry.json"
+"""An object naming the registry that owns the store (the first one that wrote to it)."""
+
+
 def _manifest_key(digest: str) -> str:
     hexpart = digest.partition(":")[2]
     return f"manifests/{hexpart[:2]}/{hexpart}.json"
@@ -163,6 +167,7 @@ class ArtifactStore:
         self.compression = compression
         self.index = ChunkIndex(db, backend.url)
         self._manifests: dict[str, Manifest] = {}
+        self._owner_checked = False
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.backend.url!r})"
@@ -193,6 +198,7 @@ class ArtifactStore:
             StoreError: The store failed or filled up; nothing became visible.
         """
         check_name(name, what="artifact name")
+        self.check_owner()
         if kind not in KINDS:
             raise InputError(
                 f"unknown artifact kind {kind!r}", hint=f"use one of {', '.join(KINDS)}"
@@ -291,6 +297,36 @@ class ArtifactStore:
                     raise
                 time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    def check_owner(self) -> None:
+        """Claim the store for this registry, or raise if another registry uses it.
+
+        The registry database is what knows which stored data is referenced; a second registry
+        sharing the store would see the first one's data as garbage.
+
+        Raises:
+            StoreError: The store belongs to another registry.
+        """
+        import json
+
+        mine = self.db.display_url
+        if self._owner_checked:
+            return
+        if self.backend.exists(_OWNER_KEY):
+            try:
+                owner = json.loads(self.backend.get_bytes(_OWNER_KEY)).get("registry")
+            except (ValueError, AttributeError):
+                owner = None
+            if owner is not None and owner != mine:
+                raise StoreError(
+                    f"store {self.backend.url} belongs to registry {owner}, not {mine}: its gc"
+                    " would take the other registry's data for garbage",
+                    hint="give each registry its own store (LLMOPS_STORE_URL), or run gc from"
+                    f" the registry at {owner}",
+                )
+        else:
+            self.backend.put_bytes(_OWNER_KEY, json.dumps({"registry": mine}).encode())
+        self._owner_checked = True
 
     def _put_manifest(self, digest: str, manifest: Manifest) -> None:
         """Store a manifest, replacing a stored copy that is missing or damaged."""

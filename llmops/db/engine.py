@@ -75,8 +75,14 @@ class Database:
         return f"Database({self.display_url!r})"
 
     def _check_exists(self, parsed: Any) -> None:
-        if self.dialect != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        if self.dialect != "sqlite":
             return  # a server database exists or the server says it does not
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError(
+                f"registry database {self.display_url} is in memory: everything in it would be"
+                " lost when the command ends",
+                hint="give a file (sqlite:///path/registry.db) or a PostgreSQL URL",
+            )
         path = Path(parsed.database)
         if not path.is_file() or path.stat().st_size == 0:
             what = "is empty" if path.is_file() else "does not exist"
@@ -204,6 +210,8 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         known = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+        if current is None:
+            self._check_empty()
         if current is not None and current not in known:
             raise DatabaseError(
                 f"registry database {self.display_url} is at schema revision {current!r}, which"
@@ -218,6 +226,20 @@ class Database:
                 # Another process may have migrated while we waited for the lock.
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
+
+    def _check_empty(self) -> None:
+        """A database without llmops' schema must be empty before llmops creates its tables
+        in it (a URL pointing at another application's database is refused)."""
+        from sqlalchemy import inspect
+
+        with self._errors(), self.engine.connect() as conn:
+            tables = [t for t in inspect(conn).get_table_names() if not t.startswith("sqlite_")]
+        if tables:
+            raise DatabaseError(
+                f"database {self.display_url} holds tables ({', '.join(sorted(tables)[:5])})"
+                " but is not an llmops registry",
+                hint="point LLMOPS_DB_URL at an empty database or an llmops registry",
+            )
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -17,9 +17,10 @@ from llmops.evals.scorers import MODEL_GRADED, ScoreContext, ScoreResult, run_sc
 from llmops.evals.suite import LoadedSuite, ModelSpec, NumberedCase, Suite
 
 if TYPE_CHECKING:
+    from llmops._redact import Redactor
     from llmops.prompts import PromptSpec
 
-__all__ = ["MAX_OUTPUT_CHARS", "Row", "Target", "run_case", "scrubber"]
+__all__ = ["MAX_OUTPUT_CHARS", "Row", "Target", "run_case", "scrubber", "suite_redactor"]
 
 Row = dict[str, Any]
 """A finished result (``kind`` ``result``) or pairwise judgement (``kind`` ``pair``)."""
@@ -134,14 +135,18 @@ async def run_case(
     return rows
 
 
-def scrubber(suite: Suite) -> Callable[[Row], Row]:
-    """Rows with secrets removed before they are stored: errors lose anything shaped like a
-    key (endpoints echo requests in error bodies); outputs and judge replies lose the values of
-    the key variables (a model may repeat what it was sent)."""
+def suite_redactor(suite: Suite) -> Redactor:
+    """Redaction for a suite's run: the values of every key variable its models name."""
     from llmops._redact import Redactor
 
     models = [t.model for t in suite.targets] + (suite.judge.judges if suite.judge else [])
-    redactor = Redactor(m.api_key_env for m in models if m.api_key_env)
+    return Redactor(m.api_key_env for m in models if m.api_key_env)
+
+
+def scrubber(redactor: Redactor) -> Callable[[Row], Row]:
+    """Rows with secrets removed before they are stored: errors lose anything shaped like a
+    key (endpoints echo requests in error bodies); outputs and judge replies lose the values of
+    the key variables (a model may repeat what it was sent)."""
 
     def scrub(row: Row) -> Row:
         if row.get("error"):

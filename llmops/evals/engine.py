@@ -9,6 +9,7 @@ import math
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,8 +31,11 @@ class Engine:
         cache: ResponseCache | None,
         read_cache: bool,
         stats: RunStats,
+        scrub: Callable[[str], str] | None = None,
     ) -> None:
         self.suite = suite
+        self.scrub = scrub
+        """Applied to answers before they are cached (keys a model repeats stay out of it)."""
         self.semaphore = asyncio.Semaphore(concurrency)
         self.cache = cache
         self.read_cache = read_cache
@@ -73,7 +77,10 @@ class Engine:
             self._inflight.pop(key, None)
         future.set_result(completion)
         if self.cache is not None:
-            self.cache.put(key, completion)
+            cached = completion
+            if self.scrub is not None:
+                cached = replace(completion, text=self.scrub(completion.text))
+            self.cache.put(key, cached)
         return completion
 
     async def _call(self, provider: Provider, model: ModelSpec, request: Request) -> Completion:

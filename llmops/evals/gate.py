@@ -58,6 +58,7 @@ def gate(
     (``max_errors`` allows that many per target; None ignores errors), and a target with
     no graded case fails every threshold it is checked against.
     """
+    _check_thresholds(max_drop, min_pass_rate, max_errors)
     run = runs.get(run_id)
     if run.summary is None:
         raise InputError(
@@ -80,7 +81,12 @@ def gate(
         if name in base_rows:
             before = base_rows[name]["pass_rate"]
             entry["baseline_pass_rate"] = before
-            if rate is not None and before is not None and before - rate > max_drop + 1e-12:
+            if before is None:
+                problems.append(
+                    f"{name}: the baseline {baseline} graded no case of it, so there is"
+                    " nothing to compare against"
+                )
+            elif rate is not None and before - rate > max_drop + 1e-12:
                 problems.append(
                     f"{name}: pass rate {rate:.3f} dropped {before - rate:.3f} "
                     f"below the baseline {before:.3f} (max drop {max_drop})"
@@ -96,3 +102,18 @@ def gate(
             )
         report_rows.append(entry)
     return GateReport(run_id, baseline, problems, report_rows)
+
+
+def _check_thresholds(max_drop: float, min_pass_rate: float | None, max_errors: int | None) -> None:
+    """NaN compares false with everything, so ``--max-drop nan`` would pass any run."""
+    import math
+
+    def fraction(value: float) -> bool:
+        return math.isfinite(value) and 0 <= value <= 1
+
+    if not fraction(max_drop):
+        raise InputError(f"--max-drop must be a number from 0 to 1, got {max_drop}")
+    if min_pass_rate is not None and not fraction(min_pass_rate):
+        raise InputError(f"--min-pass-rate must be a number from 0 to 1, got {min_pass_rate}")
+    if max_errors is not None and max_errors < 0:
+        raise InputError(f"--max-errors must be zero or more, got {max_errors}")

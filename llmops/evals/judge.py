@@ -118,9 +118,13 @@ def ensure_judge_prompts(prompts: PromptRegistry) -> dict[str, PromptVersion]:
     return out
 
 
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def delimit(text: str, kind: str = "answer") -> str:
     """``text`` escaped and wrapped in ``<untrusted_KIND id=...>`` tags (id: its digest)."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = _escape(text)
     tag = f"untrusted_{kind}"
     nonce = _nonce(text)
     return f'<{tag} id="{nonce}">\n{escaped}\n</{tag} id="{nonce}">'
@@ -165,8 +169,10 @@ class _Quotes:
     text. A verdict found there cannot be told from a quote of the answer, so it is ignored."""
 
     def __init__(self, untrusted: Sequence[str]) -> None:
-        self.texts = [" ".join(t.split()) for t in untrusted if t]
-        self.objects = {_canonical(o) for t in untrusted for o, _, _ in _json_spans(t)}
+        # The judge saw the escaped text; it may quote that, or undo the escaping.
+        forms = [form for t in untrusted if t for form in {t, _escape(t)}]
+        self.texts = [" ".join(t.split()) for t in forms]
+        self.objects = {_canonical(o) for t in forms for o, _, _ in _json_spans(t)}
 
     def quoted(self, raw: str, obj: Any = None) -> bool:
         if obj is not None and _canonical(obj) in self.objects:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from llmops._liveline import LiveLine, bar
 from llmops.errors import InputError, PromptRenderError, SuiteError
 from llmops.evals.cache import ResponseCache
-from llmops.evals.cases import Row, Target, run_case, scrubber
+from llmops.evals.cases import Row, Target, run_case, scrubber, suite_redactor
 from llmops.evals.engine import Engine, RunStats
 from llmops.evals.judging import (
     Judges,
@@ -195,12 +195,14 @@ async def _run(
     run_id, skip = _open_run(ws, loaded, names, total, resume)
     stats = RunStats()
     cache = ResponseCache(ws.cache) if ws.cache is not None else None
+    redactor = suite_redactor(suite)
     engine = Engine(
         suite,
         concurrency=concurrency or suite.concurrency,
         cache=cache,
         read_cache=not no_cache,
         stats=stats,
+        scrub=redactor.values,
     )
     judges = Judges(ws.prompts, suite, engine, providers)
     pairwise = bool(suite.judge and suite.judge.mode == "pairwise")
@@ -213,7 +215,7 @@ async def _run(
             pending.clear()
 
     cases = _todo(iter_cases(loaded), skip, names, pairwise)
-    scrub = scrubber(suite)
+    scrub = scrubber(redactor)
 
     async def worker() -> None:
         for item in cases:

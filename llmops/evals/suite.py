@@ -82,7 +82,9 @@ class ModelSpec(_Spec):
             " variable in api_key_env"
         )
         if self.api_base and url_credentials(self.api_base):
-            raise ValueError(f"api_base carries credentials (user:key@); {where_keys_go}")
+            raise ValueError(
+                f"api_base carries credentials (user:key@ or a key in its query); {where_keys_go}"
+            )
         secrets = secret_fields(self.extra, prefix="extra")
         if secrets:
             raise ValueError(f"{', '.join(secrets)} holds a secret; {where_keys_go}")

@@ -271,9 +271,25 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         def guarded(*args: Any, **kwargs: Any) -> Any:
             self._check_args(args, kwargs)
             self._check_filter(name, args, kwargs)
-            return self._check_result(fn(*args, **kwargs))
+            result = fn(*args, **kwargs)
+            if isinstance(result, Iterator) and not isinstance(result, str):
+                # Lazy results (map, select, batch ...) are sized as they are consumed, so
+                # list/join/sort over them cannot collect more than the limit.
+                return self._bounded(name, result)
+            return self._check_result(result)
 
         return guarded
+
+    def _bounded(self, name: str, items: Iterator[Any]) -> Iterator[Any]:
+        total = 0
+        for item in items:
+            total += max(_deep_size(item, self.limit), 1)
+            if total > self.limit:
+                raise TemplateLimitError(
+                    f"{name!r} produced more than {self.limit} characters and items",
+                    hint="shorten the template or the values passed to it",
+                )
+            yield item
 
     def _check_replace(self, s: Any, old: Any, new: Any) -> None:
         if isinstance(s, str) and isinstance(old, str) and isinstance(new, str):

@@ -367,3 +367,17 @@ def test_a_damaged_manifest_is_a_clear_error_and_a_repush_repairs_it(
     again = fresh.push(model, name="m")
     assert not again.created
     assert ArtifactStore(store.db, store.backend, actor="t").verify().ok
+
+
+def test_gc_refuses_a_store_that_another_registry_uses(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    from llmops.db import Database
+
+    store.push(make_model(), name="m")
+    other = ArtifactStore(Database(f"sqlite:///{tmp_path / 'other.db'}"), store.backend, actor="t")
+    with pytest.raises(StoreError, match="belongs to registry"):
+        other.gc(grace=timedelta(0))
+    with pytest.raises(StoreError, match="belongs to registry"):
+        other.push(make_model("x"), name="x")
+    assert store.verify().ok

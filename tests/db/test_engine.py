@@ -50,3 +50,22 @@ def test_a_damaged_registry_file_is_a_clear_error(
     with pytest.raises(error, match=match) as caught:
         Workspace.open(tmp_path / "ws").prompts.list()
     assert "\n" not in caught.value.one_line()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_registry_is_refused_for_a_workspace(url: str) -> None:
+    with pytest.raises(ConfigError, match="in memory"):
+        Database(url, create=False)
+
+
+def test_another_applications_database_is_never_taken_over(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    with pytest.raises(DatabaseError, match=r"holds tables \(customers\) but is not an llmops"):
+        Database(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    assert tables == ["customers"]

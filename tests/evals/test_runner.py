@@ -482,3 +482,66 @@ def test_keys_echoed_by_an_endpoint_are_never_stored(
     )
     assert "ABCDEFGHIJKLMNOPQRSTUV" not in stored
     assert "[REDACTED]" in stored and "HTTP 401" in stored
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_drop": float("nan")}, "--max-drop must be a number from 0 to 1"),
+        ({"max_drop": float("inf")}, "--max-drop must be a number from 0 to 1"),
+        ({"min_pass_rate": float("nan")}, "--min-pass-rate must be a number from 0 to 1"),
+        ({"max_errors": -1}, "--max-errors must be zero or more"),
+    ],
+)
+def test_nonsense_gate_thresholds_are_refused(
+    ws: Workspace, tmp_path: Path, server: MockServer, kwargs: dict[str, Any], match: str
+) -> None:
+    run = ws.evaluate(write_suite(tmp_path, server.url)).run
+    with pytest.raises(InputError, match=match):
+        ws.evals.gate(run.run_id, **kwargs)
+
+
+def test_a_baseline_that_graded_nothing_fails_the_gate(
+    ws: Workspace, tmp_path: Path, server: MockServer, make_server: Callable[..., MockServer]
+) -> None:
+    dead = make_server(lambda body: Fault("500"))
+    empty = ws.evaluate(write_suite(tmp_path, dead.url, extra="max_retries: 0\n")).run
+    good = ws.evaluate(write_suite(tmp_path, server.url, name="good.yaml")).run
+    report = ws.evals.gate(good.run_id, baseline=empty.run_id)
+    assert not report.ok and "graded no case" in report.problems[0]
+
+
+def test_dates_in_case_vars_are_text(ws: Workspace, tmp_path: Path, server: MockServer) -> None:
+    suite = write_suite(
+        tmp_path,
+        server.url,
+        cases="""
+  - vars: {country: France, day: 2024-01-01}
+    assert: [{type: icontains, value: paris}]
+""",
+    )
+    run = ws.evaluate(suite).run
+    assert run.status == "completed"
+    assert next(ws.evals.results(run.run_id))["vars"]["day"] == "2024-01-01"
+
+
+def test_keys_a_model_repeats_stay_out_of_the_response_cache(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    monkeypatch.setenv("PROVIDER_CRED", "sk-cache-ABCDEFGHIJKLMNOPQRSTUV")
+    with MockServer(lambda body: "the key is sk-cache-ABCDEFGHIJKLMNOPQRSTUV") as server:
+        suite = write_suite(
+            tmp_path,
+            server.url,
+            targets=f"""
+  - name: model
+    prompt: [{{role: user, content: "hi {{{{ country }}}}"}}]
+    model: {{provider: openai, name: m, api_base: "{server.url}", api_key_env: PROVIDER_CRED}}
+""",
+        )
+        ws.evaluate(suite)
+    with sqlite3.connect(ws.eval_cache) as conn:
+        cached = " ".join(str(row) for row in conn.execute("SELECT * FROM response"))
+    assert "ABCDEFGHIJKLMNOPQRSTUV" not in cached and "[REDACTED]" in cached

@@ -154,3 +154,19 @@ def test_ordinary_arithmetic_and_formatting_still_work() -> None:
     )
     assert render_template(source, {}) == "18446744073709551616    ab|    7 a-b"
     assert render_template("{{ 'a\tb'.expandtabs(4) }}", {}) == "a   b"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ (['a'] * 1000) | map('center', 999999) | list | length }}",
+        "{{ (['a'] * 1500) | map('center', 999999) | join | length }}",
+        "{{ (['a'] * 1500) | map('center', 999999) | sort | length }}",
+    ],
+)
+def test_lazy_filter_results_are_sized_as_they_are_collected(source: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateLimitError, match="'map' produced more than"):
+        render_template(source, {}, limits=RenderLimits(timeout_s=2.0))
+    assert time.monotonic() - started < 1
+    assert render_template("{{ [1, 2, 3] | map('string') | join(',') }}", {}) == "1,2,3"
