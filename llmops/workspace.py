@@ -342,11 +342,16 @@ class Workspace:
         return self.state_dir / "evalcache.db"
 
     @cached_property
-    def evals(self) -> EvalRuns:
+    def eval_runs(self) -> EvalRuns:
         """Eval runs: ``get``, ``list``, ``results``, ``compare``, ``gate``, ``export``."""
         from llmops.evals.results import EvalRuns
 
         return EvalRuns(self.db, actor=self.actor)
+
+    @property
+    def evals(self) -> EvalRuns:
+        """The old name of :attr:`eval_runs` (kept for one release)."""
+        return self.eval_runs
 
     def evaluate(
         self,
@@ -361,17 +366,22 @@ class Workspace:
         from llmops.evals.runner import run_suite
 
         return run_suite(
-            suite, prompts=self.prompts, results=self.evals, cache=self.eval_cache,
+            suite, prompts=self.prompts, results=self.eval_runs, cache=self.eval_cache,
             models=self.resolver, concurrency=concurrency, no_cache=no_cache, resume=resume,
             live=live,
         )  # fmt: skip
 
     @cached_property
-    def runs(self) -> Runs:
+    def train_runs(self) -> Runs:
         """Training runs: ``get``, ``list``, ``metrics``."""
         from llmops.train.runs import Runs
 
         return Runs(self.db, actor=self.actor)
+
+    @property
+    def runs(self) -> Runs:
+        """The old name of :attr:`train_runs` (kept for one release)."""
+        return self.train_runs
 
     def train(
         self,
@@ -389,7 +399,7 @@ class Workspace:
         from llmops.train.runner import train
 
         return train(
-            recipe, artifacts=self.artifacts, runs=self.runs, models=self.resolver,
+            recipe, artifacts=self.artifacts, runs=self.train_runs, models=self.resolver,
             state_dir=self.state_dir, overrides=overrides, resume=resume, live=live,
         )  # fmt: skip
 

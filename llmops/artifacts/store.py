@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from llmops.artifacts._hashcache import HashCache
@@ -37,7 +36,6 @@ from llmops.artifacts.transfer import (
     push_tree,
 )
 from llmops.db import Database
-from llmops.db.audit import record_event
 from llmops.db.models import (
     Artifact,
     ArtifactAlias,
@@ -45,6 +43,7 @@ from llmops.db.models import (
 )
 from llmops.db.pointers import move_pointer
 from llmops.db.timestamps import as_utc
+from llmops.db.versioned import Appended, append_version, lock_owner, with_retries
 from llmops.errors import ArtifactNotFoundError, InputError
 from llmops.refs import Ref, check_label, check_name, parse_ref
 
@@ -242,61 +241,33 @@ class ArtifactStore:
         message: str,
     ) -> tuple[ArtifactVersion, bool]:
         needed = sorted({c.digest for f in manifest.files for c in f.chunks})
-        for attempt in range(_RETRIES):
-            try:
-                with self.db.write() as session:
-                    self.index.lock(session)
-                    artifact = self._lock_artifact(session, name, create=True)
-                    existing = session.execute(
-                        select(col(ArtifactVersionRow.version))
-                        .where(col(ArtifactVersionRow.artifact_id) == artifact.id)
-                        .where(col(ArtifactVersionRow.digest) == digest)
-                        .where(col(ArtifactVersionRow.store) == self.backend.url)
-                    ).first()
-                    if existing is not None:
-                        number, created = int(existing[0]), False
-                    else:
-                        self._check_chunks(session, needed)
-                        # Under the store lock: a gc that deleted this manifest as unused
-                        # finished before us (and one that starts later sees this version).
-                        self._put_manifest(digest, manifest)
-                        number, created = artifact.latest_version + 1, True
-                        session.add(
-                            ArtifactVersionRow(
-                                artifact_id=artifact.id or 0,
-                                version=number,
-                                digest=digest,
-                                kind=kind,
-                                store=self.backend.url,
-                                bytes_total=manifest.bytes_total,
-                                file_count=len(manifest.files),
-                                parents=parents,
-                                meta=meta,
-                                message=message,
-                                created_by=self.actor,
-                            )
-                        )
-                        artifact.latest_version = number
-                        session.add(artifact)
-                        record_event(
-                            session,
-                            actor=self.actor,
-                            action="artifact.version.create",
-                            entity_type=_ENTITY,
-                            entity_key=name,
-                            after={
-                                "version": number,
-                                "digest": digest,
-                                "kind": kind,
-                                "parents": parents,
-                            },
-                        )
-                return self.get(f"{name}@{number}"), created
-            except IntegrityError:
-                if attempt == _RETRIES - 1:
-                    raise
-                time.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+
+        def before_insert(session: Any) -> None:
+            self._check_chunks(session, needed)
+            # Under the store lock: a gc that deleted this manifest as unused finished before
+            # us (and one that starts later sees this version).
+            self._put_manifest(digest, manifest)
+
+        def write() -> Appended:
+            with self.db.write() as session:
+                self.index.lock(session)
+                artifact = self._lock_artifact(session, name, create=True)
+                return append_version(
+                    session, artifact, versions=ArtifactVersionRow, owner_column="artifact_id",
+                    digest=digest, actor=self.actor, entity_type=_ENTITY,
+                    audit={"kind": kind, "parents": parents},
+                    same_content=[col(ArtifactVersionRow.store) == self.backend.url],
+                    before_insert=lambda: before_insert(session),
+                    build=lambda owner_id, number: ArtifactVersionRow(
+                        artifact_id=owner_id, version=number, digest=digest, kind=kind,
+                        store=self.backend.url, bytes_total=manifest.bytes_total,
+                        file_count=len(manifest.files), parents=parents, meta=meta,
+                        message=message, created_by=self.actor,
+                    ),
+                )  # fmt: skip
+
+        appended = with_retries(write)
+        return self.get(f"{name}@{appended.number}"), appended.created
 
     def check_owner(self) -> None:
         """Claim the store for this registry, or raise if another registry uses it.
@@ -350,19 +321,12 @@ class ArtifactStore:
             )
 
     def _lock_artifact(self, session: Any, name: str, *, create: bool = False) -> Artifact:
-        found: Artifact | None = session.execute(
-            select(Artifact).where(col(Artifact.name) == name).with_for_update()
-        ).scalar_one_or_none()
-        if found is not None:
-            return found
-        if not create:
-            raise ArtifactNotFoundError(
-                f"no artifact named {name!r}", hint="see `llmops artifacts ls`"
-            )
-        artifact = Artifact(name=name, created_by=self.actor, latest_version=0)
-        session.add(artifact)
-        session.flush()
-        return artifact
+        return lock_owner(
+            session, Artifact, name, create_as=self.actor if create else None,
+            not_found=lambda n: ArtifactNotFoundError(
+                f"no artifact named {n!r}", hint="see `llmops artifacts ls`"
+            ),
+        )  # fmt: skip
 
     # -- read ------------------------------------------------------------------------------
 

@@ -126,19 +126,19 @@ def show(
 ) -> None:
     """A run's summary and per-case results (vars, output, passed, score, reasons)."""
     ws = workspace()
-    record = ws.evals.get(run_id)
+    record = ws.eval_runs.get(run_id)
     if json_out:
         emit_json(
             {
                 **record.to_json(),
-                "results": list(ws.evals.results(run_id)),
-                "pairs": ws.evals.pairs(run_id),
+                "results": list(ws.eval_runs.results(run_id)),
+                "pairs": ws.eval_runs.pairs(run_id),
             }
         )
         return
     _print_summary(record.to_json())
     out = console()
-    for i, r in enumerate(ws.evals.results(run_id)):
+    for i, r in enumerate(ws.eval_runs.results(run_id)):
         if i >= limit:
             out.print(f"... (--limit {limit}; --json for all)")
             break
@@ -154,7 +154,7 @@ def list_runs(
     limit: Annotated[int, typer.Option("--limit")] = 50, json_out: JsonOpt = False
 ) -> None:
     """Eval runs, newest first."""
-    runs = workspace().evals.list(limit=limit)
+    runs = workspace().eval_runs.list(limit=limit)
     if json_out:
         emit_json([r.to_json() for r in runs])
         return
@@ -173,7 +173,7 @@ def compare(
     json_out: JsonOpt = False,
 ) -> None:
     """Per-case differences and paired statistics of run B against run A."""
-    data = workspace().evals.compare(a, b)
+    data = workspace().eval_runs.compare(a, b)
     if json_out:
         emit_json(data)
         return
@@ -208,7 +208,7 @@ def gate(
     json_out: JsonOpt = False,
 ) -> None:
     """Exit 1 when the run regressed against the baseline or misses a threshold."""
-    report = workspace().evals.gate(
+    report = workspace().eval_runs.gate(
         run_id,
         baseline=baseline,
         max_drop=max_drop,
@@ -238,7 +238,7 @@ def export(
 
     if fmt not in ("jsonl", "csv", "junit"):
         raise InputError(f"unknown export format {fmt!r}", hint="use jsonl, csv or junit")
-    pieces = workspace().evals.export(run_id, fmt)  # type: ignore[arg-type]
+    pieces = workspace().eval_runs.export(run_id, fmt)  # type: ignore[arg-type]
     if output is None:
         for piece in pieces:
             sys.stdout.write(piece)

@@ -89,7 +89,7 @@ def list_runs(
     json_out: JsonOpt = False,
 ) -> None:
     """Training runs, newest first."""
-    runs = workspace().runs.list(status=status, limit=limit)
+    runs = workspace().train_runs.list(status=status, limit=limit)
     if json_out:
         emit_json([r.to_json(full=False) for r in runs])
         return
@@ -110,8 +110,8 @@ def show_run(
 ) -> None:
     """One run: inputs (recipe hash, dataset fingerprint, base model digest), metrics, output."""
     ws = workspace()
-    run = ws.runs.get(run_id)
-    metrics = ws.runs.metrics(run_id)
+    run = ws.train_runs.get(run_id)
+    metrics = ws.train_runs.metrics(run_id)
     if json_out:
         emit_json(run.to_json(metrics))
         return

@@ -13,7 +13,7 @@ from llmops.errors import PromptRenderError
 from llmops.evals.engine import Engine, make_request
 from llmops.evals.judging import Judges, question_of
 from llmops.evals.providers import Completion, Provider, ProviderError
-from llmops.evals.scorers import MODEL_GRADED, ScoreContext, ScoreResult, run_scorer
+from llmops.evals.scorers import ScoreContext, ScoreResult, score
 from llmops.evals.suite import LoadedSuite, ModelSpec, NumberedCase, Suite
 
 if TYPE_CHECKING:
@@ -78,12 +78,14 @@ async def run_case(
         outputs[target.name] = (completion.text, messages)
         if (item.index, target.name) in skip:
             return None
+        judge = judges.hook(messages, case) if judges.judge is not None else None
         ctx = ScoreContext(
             vars=case.vars,
             expected=case.expected,
             latency_s=completion.latency_s,
             cost=completion.cost,
             folder=loaded.folder,
+            judge=judge,
         )
         scored: list[dict[str, Any]] = []
         results: list[tuple[ScoreResult, float]] = []
@@ -96,15 +98,10 @@ async def run_case(
                     {"type": raw.type, "passed": None, "score": 0.0, "reason": exc.one_line()}
                 )
                 continue
-            if assertion.type.removeprefix("not-") in MODEL_GRADED:
-                result, detail = await judges.grade(assertion, completion.text, messages, case)
-            else:
-                result, detail = (
-                    run_scorer(assertion.type, completion.text, assertion.value, ctx),
-                    {},
-                )
+            ctx.threshold = assertion.threshold
+            result = await score(assertion.type, completion.text, assertion.value, ctx)
             results.append((result, assertion.weight))
-            scored.append({"type": assertion.type, **result.to_json(), **detail})
+            scored.append({"type": assertion.type, **result.to_json()})
         return _result(run_id, item, target.name, completion, results, scored)
 
     async def guarded(target: Target) -> Row | None:

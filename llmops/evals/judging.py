@@ -17,8 +17,8 @@ from llmops.evals.judge import (
     parse_single,
 )
 from llmops.evals.providers import Provider, ProviderError
-from llmops.evals.scorers import ScoreResult
-from llmops.evals.suite import Assertion, Case, ModelSpec, NumberedCase, Suite
+from llmops.evals.scorers import JudgeHook, ScoreResult
+from llmops.evals.suite import Case, ModelSpec, NumberedCase, Suite
 
 if TYPE_CHECKING:
     from llmops.prompts import PromptRegistry, PromptSpec
@@ -99,27 +99,41 @@ class Judges:
                 out.append((reply.text, None))
         return out
 
-    async def grade(
-        self, assertion: Assertion, output: str, messages: list[dict[str, str]], case: Case
-    ) -> tuple[ScoreResult, dict[str, Any]]:
+    def hook(self, messages: list[dict[str, str]], case: Case) -> JudgeHook:
+        """The judge as model-graded scorers of one answer see it (see :class:`JudgeHook`)."""
+
+        async def judge(
+            kind: str, value: Any, output: str, *, threshold: float | None
+        ) -> ScoreResult:
+            return await self._grade(kind, value, output, messages, case, threshold)
+
+        return judge
+
+    async def _grade(
+        self,
+        kind: str,
+        value: Any,
+        output: str,
+        messages: list[dict[str, str]],
+        case: Case,
+        own_threshold: float | None,
+    ) -> ScoreResult:
         assert self.judge is not None
-        kind = assertion.type.removeprefix("not-")
-        threshold = assertion.threshold if assertion.threshold is not None else self.judge.threshold
+        threshold = own_threshold if own_threshold is not None else self.judge.threshold
         shown = [
             for_judge(output),
             for_judge(question_of(messages)),
-            for_judge(str(case.expected or assertion.value or "")),
+            for_judge(str(case.expected or value or "")),
         ]
         values = {
-            "rubric": for_judge(str(assertion.value or self.judge.rubric)),
+            "rubric": for_judge(str(value or self.judge.rubric)),
             "output": delimit(shown[0], "answer"),
             "question": delimit(shown[1], "question"),
             "expected": delimit(shown[2], "reference"),
         }
-        prompt_kind = "reference" if kind == "reference-graded" else "rubric"
-        if kind == "reference-graded":
+        if kind == "reference":
             values["rubric"] = self.judge.rubric
-        replies = await self._verdicts(prompt_kind, values)
+        replies = await self._verdicts(kind, values)
         results = [
             ScoreResult(None, 0.0, error)
             if error
@@ -133,18 +147,15 @@ class Judges:
             for text, error in replies
         ]
         verdict = aggregate(results, self.judge.aggregate, threshold)
-        if verdict.passed is not None and threshold is not None and self.judge.aggregate == "mean":
+        if verdict.passed is not None and self.judge.aggregate == "mean":
             verdict = ScoreResult(verdict.score >= threshold, verdict.score, verdict.reason)
-        if assertion.type.startswith("not-") and verdict.passed is not None:
-            verdict = ScoreResult(not verdict.passed, 1 - verdict.score, verdict.reason)
-        samples = [r.score for r in results if r.passed is not None]
-        detail: dict[str, Any] = {
-            "judge_samples": samples,
+        details: dict[str, Any] = {
+            "judge_samples": [r.score for r in results if r.passed is not None],
             "judge_replies": [t[-2000:] for t, _ in replies],
         }
         if len(output) > MAX_JUDGE_CHARS:
-            detail["judge_saw_chars"] = MAX_JUDGE_CHARS
-        return verdict, detail
+            details["judge_saw_chars"] = MAX_JUDGE_CHARS
+        return ScoreResult(verdict.passed, verdict.score, verdict.reason, details)
 
     @staticmethod
     def failed_pair(case: NumberedCase, error: str) -> Row:

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from llmops._plugins import Registry
+
 if TYPE_CHECKING:
     from llmops.artifacts.resolver import ModelResolver
-    from llmops.evals.suite import ModelSpec
+from llmops.evals.suite import ModelSpec
 
 __all__ = [
     "PROVIDERS",
@@ -358,22 +360,28 @@ class LocalProvider:
         return None
 
 
-PROVIDERS: dict[str, Callable[..., Provider]] = {
-    "openai": lambda spec, *, models, timeout_s: OpenAIProvider(spec, timeout_s=timeout_s),
-    "litellm": lambda spec, *, models, timeout_s: LiteLLMProvider(spec, timeout_s=timeout_s),
-    "transformers": lambda spec, *, models, timeout_s: LocalProvider(spec, models=models),
-}
-"""Provider kinds by name."""
+ProviderFactory = Callable[..., Provider]
+"""``factory(spec, *, models, timeout_s) -> Provider``."""
+
+PROVIDERS: Registry[ProviderFactory] = Registry("provider", group="llmops.providers")
+"""Provider kinds by name (third-party ones through the ``llmops.providers`` entry points)."""
+PROVIDERS.register(
+    "openai", lambda spec, *, models, timeout_s: OpenAIProvider(spec, timeout_s=timeout_s)
+)
+PROVIDERS.register(
+    "litellm", lambda spec, *, models, timeout_s: LiteLLMProvider(spec, timeout_s=timeout_s)
+)
+PROVIDERS.register(
+    "transformers", lambda spec, *, models, timeout_s: LocalProvider(spec, models=models)
+)
 
 
 def make_provider(
     spec: ModelSpec, *, models: ModelResolver | None = None, timeout_s: float
 ) -> Provider:
-    """The provider for a model spec (its ``provider`` names the kind)."""
-    try:
-        factory = PROVIDERS[spec.provider]
-    except KeyError:
-        raise ValueError(
-            f"unknown provider {spec.provider!r}; known: {', '.join(PROVIDERS)}"
-        ) from None
-    return factory(spec, models=models, timeout_s=timeout_s)
+    """The provider for a model spec (its ``provider`` names the kind).
+
+    Raises:
+        ValueError: The kind is not registered.
+    """
+    return PROVIDERS.get(spec.provider)(spec, models=models, timeout_s=timeout_s)

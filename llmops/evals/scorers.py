@@ -1,4 +1,5 @@
-"""Scorers: deterministic checks of an output, registered by name in :data:`SCORERS`.
+"""Scorers: checks of an output, registered by name in :data:`SCORERS` (third-party ones through
+the ``llmops.scorers`` entry-point group).
 
 Semantics follow promptfoo's assertions of the same names (so its configs grade the same):
 ``contains`` is case-sensitive, ``icontains`` is not; ``contains-any``/``-all`` take a list or a
@@ -6,8 +7,9 @@ comma-separated string; ``equals`` with an object or list value compares parsed 
 needs the whole output to be JSON (optionally matching a schema given as ``value``);
 ``contains-json`` looks for a JSON object anywhere in it; any type prefixed ``not-`` inverts.
 
-Model-graded types (``llm-rubric``, ``reference-graded``) are names here too (:data:`MODEL_GRADED`)
-but are scored by :mod:`llmops.evals.judge`.
+The LLM judge is an ordinary scorer that happens to call a model: ``llm-rubric`` and
+``reference-graded`` (:data:`MODEL_GRADED`) are async scorers that ask the run's judge
+(``ScoreContext.judge``, see :mod:`llmops.evals.judging`). :func:`score` runs any of them.
 """
 
 from __future__ import annotations
@@ -15,14 +17,54 @@ from __future__ import annotations
 import csv
 import importlib
 import importlib.util
+import inspect
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["MODEL_GRADED", "SCORERS", "ScoreContext", "ScoreResult", "run_scorer"]
+from llmops._plugins import Registry
+
+__all__ = [
+    "MODEL_GRADED",
+    "SCORERS",
+    "JudgeHook",
+    "ScoreContext",
+    "ScoreResult",
+    "Scorer",
+    "run_scorer",
+    "score",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """One assertion's outcome. ``passed`` is None when the scorer itself failed (an error is
+    neither a pass nor a fail)."""
+
+    passed: bool | None
+    score: float
+    reason: str = ""
+    details: dict[str, Any] | None = None
+    """More to record with the assertion (a judge's samples and replies)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (``details`` merged in)."""
+        return {
+            "passed": self.passed, "score": self.score, "reason": self.reason,
+            **(self.details or {}),
+        }  # fmt: skip
+
+
+class JudgeHook(Protocol):
+    """How a model-graded scorer asks the run's judge: ``kind`` is ``rubric`` or
+    ``reference``, ``value`` the assertion's value, ``threshold`` its own (or None)."""
+
+    def __call__(
+        self, kind: str, value: Any, output: str, *, threshold: float | None
+    ) -> Awaitable[ScoreResult]: ...
 
 
 @dataclass(slots=True)
@@ -35,23 +77,13 @@ class ScoreContext:
     cost: float = 0.0
     folder: Path | None = None
     """The suite's folder (for ``python`` scorers given as ``file.py:function``)."""
+    judge: JudgeHook | None = None
+    """The run's judge, for model-graded scorers (None: the suite has none)."""
+    threshold: float | None = None
+    """The assertion's own threshold (model-graded scores pass at or above it)."""
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreResult:
-    """One assertion's outcome. ``passed`` is None when the scorer itself failed (an error is
-    neither a pass nor a fail)."""
-
-    passed: bool | None
-    score: float
-    reason: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain data."""
-        return {"passed": self.passed, "score": self.score, "reason": self.reason}
-
-
-Scorer = Callable[[str, Any, ScoreContext], ScoreResult]
+Scorer = Callable[[str, Any, ScoreContext], ScoreResult | Awaitable[ScoreResult]]
 
 
 def _ok(passed: bool, reason: str) -> ScoreResult:
@@ -258,43 +290,73 @@ def _python(output: str, value: Any, ctx: ScoreContext) -> ScoreResult:
     raise ValueError(f"{value!r} returned {type(result).__name__}; expected bool, number or dict")
 
 
-SCORERS: dict[str, Scorer | None] = {
-    "equals": _equals,
-    "contains": _contains,
-    "icontains": _icontains,
-    "contains-any": _contains_any,
-    "icontains-any": _icontains_any,
-    "contains-all": _contains_all,
-    "icontains-all": _icontains_all,
-    "regex": _regex,
-    "starts-with": _starts_with,
-    "is-json": _is_json,
-    "contains-json": _contains_json,
-    "json-schema": _json_schema,
-    "length": _length,
-    "latency": _latency,
-    "cost": _cost,
-    "python": _python,
-    "llm-rubric": None,
-    "reference-graded": None,
-}
-"""Every assertion type; None marks the model-graded ones."""
-
-MODEL_GRADED = frozenset(name for name, fn in SCORERS.items() if fn is None)
+async def _llm_rubric(output: str, value: Any, ctx: ScoreContext) -> ScoreResult:
+    """A judge grades the output against the rubric in ``value``."""
+    if ctx.judge is None:
+        raise ValueError("'llm-rubric' needs a judge: give the suite a judge.model")
+    return await ctx.judge("rubric", value, output, threshold=ctx.threshold)
 
 
-def run_scorer(kind: str, output: str, value: Any, ctx: ScoreContext) -> ScoreResult:
-    """Run a deterministic assertion (``not-`` inverts); a broken assertion is an error result."""
+async def _reference_graded(output: str, value: Any, ctx: ScoreContext) -> ScoreResult:
+    """A judge grades the output against the case's reference answer (or ``value``)."""
+    if ctx.judge is None:
+        raise ValueError("'reference-graded' needs a judge: give the suite a judge.model")
+    return await ctx.judge("reference", value, output, threshold=ctx.threshold)
+
+
+SCORERS: Registry[Scorer] = Registry("assertion type", group="llmops.scorers")
+"""Every assertion type by name (``not-`` inverts any of them)."""
+_BUILTIN: dict[str, Scorer] = {
+    "equals": _equals, "contains": _contains, "icontains": _icontains,
+    "contains-any": _contains_any, "icontains-any": _icontains_any,
+    "contains-all": _contains_all, "icontains-all": _icontains_all, "regex": _regex,
+    "starts-with": _starts_with, "is-json": _is_json, "contains-json": _contains_json,
+    "json-schema": _json_schema, "length": _length, "latency": _latency, "cost": _cost,
+    "python": _python, "llm-rubric": _llm_rubric, "reference-graded": _reference_graded,
+}  # fmt: skip
+for _name, _scorer in _BUILTIN.items():
+    SCORERS.register(_name, _scorer)
+
+MODEL_GRADED = frozenset({"llm-rubric", "reference-graded"})
+"""The scorers that call the judge model."""
+
+
+async def score(kind: str, output: str, value: Any, ctx: ScoreContext) -> ScoreResult:
+    """Run any assertion (``not-`` inverts); a broken assertion is an error result."""
     inverse = kind.startswith("not-")
     base = kind.removeprefix("not-")
     scorer = SCORERS.get(base)
-    if scorer is None:
-        raise ValueError(f"{kind!r} is model-graded or unknown; see llmops.evals.judge")
     try:
-        result = scorer(output, value, ctx)
+        outcome = scorer(output, value, ctx)
+        result = await outcome if inspect.isawaitable(outcome) else outcome
     except Exception as exc:
         return ScoreResult(None, 0.0, f"{kind}: {exc}")
-    if inverse and result.passed is not None:
-        passed = not result.passed
-        return ScoreResult(passed, 1.0 - result.score, "" if passed else f"expected not: {base}")
-    return result
+    return _inverted(result, base) if inverse else result
+
+
+def _inverted(result: ScoreResult, base: str) -> ScoreResult:
+    if result.passed is None:
+        return result
+    passed = not result.passed
+    # A judge's reason says why; a deterministic check's says what was expected.
+    reason = result.reason if base in MODEL_GRADED else "" if passed else f"expected not: {base}"
+    return ScoreResult(passed, 1.0 - result.score, reason, result.details)
+
+
+def run_scorer(kind: str, output: str, value: Any, ctx: ScoreContext) -> ScoreResult:
+    """Run a deterministic assertion (``not-`` inverts); a broken assertion is an error result.
+
+    Raises:
+        ValueError: ``kind`` is model-graded (use :func:`score` in a run) or unknown.
+    """
+    base = kind.removeprefix("not-")
+    if base in MODEL_GRADED or inspect.iscoroutinefunction(SCORERS.get(base)):
+        raise ValueError(f"{kind!r} is model-graded: score it with `score` in a run")
+    coroutine = score(kind, output, value, ctx)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: ScoreResult = done.value
+        return result
+    coroutine.close()  # pragma: no cover - a deterministic scorer never awaits
+    raise AssertionError("a deterministic scorer awaited")

@@ -52,8 +52,9 @@ class _Spec(BaseModel):
 class ModelSpec(_Spec):
     """``model:``: which model answers, and how it is reached."""
 
-    provider: Literal["openai", "litellm", "transformers"] = "openai"
-    """``openai`` (any OpenAI-compatible server), ``litellm``, or local ``transformers``."""
+    provider: str = "openai"
+    """``openai`` (any OpenAI-compatible server), ``litellm``, local ``transformers``, or a
+    provider a package registers (``llmops.providers`` entry points)."""
     name: str
     """Model name at the endpoint; for ``transformers`` an artifact reference or a folder."""
     api_base: str | None = None
@@ -72,6 +73,15 @@ class ModelSpec(_Spec):
     """Most requests per second to this endpoint and model, across the whole run."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """More request fields passed through (``top_p``, ``stop`` ...)."""
+
+    @field_validator("provider")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from llmops.evals.providers import PROVIDERS
+
+        if value not in PROVIDERS:
+            raise ValueError(PROVIDERS.unknown(value))
+        return value
 
     @model_validator(mode="after")
     def _endpoint(self) -> ModelSpec:
@@ -119,11 +129,7 @@ class Assertion(_Spec):
 
         base = value.removeprefix("not-")
         if base not in SCORERS:
-            import difflib
-
-            close = difflib.get_close_matches(base, SCORERS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(SCORERS)}"
-            raise ValueError(f"unknown assertion type {value!r} ({hint})")
+            raise ValueError(SCORERS.unknown(base).replace(repr(base), repr(value), 1))
         return value
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from llmops.db import Database
@@ -20,6 +19,7 @@ from llmops.db.audit import record_event
 from llmops.db.models import Prompt, PromptLabel, PromptVersionRow
 from llmops.db.pointers import move_pointer
 from llmops.db.timestamps import as_utc, as_utc_column
+from llmops.db.versioned import Appended, append_version, lock_owner, with_retries
 from llmops.errors import DatabaseUnavailableError, InputError, PromptFileError, PromptNotFoundError
 from llmops.prompts import _queries
 from llmops.prompts.diff import PromptDiff, diff_specs
@@ -350,69 +350,31 @@ class PromptRegistry:
     ) -> PushResult:
         digest = spec.digest()
         canonical = spec.canonical()
-        for attempt in range(_PUSH_RETRIES):
-            try:
-                with self.db.write() as session:
-                    prompt = self._lock_prompt(session, spec.name, create_as=author)
-                    assert prompt.id is not None
-                    existing = session.execute(
-                        select(col(PromptVersionRow.version))
-                        .where(col(PromptVersionRow.prompt_id) == prompt.id)
-                        .where(col(PromptVersionRow.digest) == digest)
-                    ).first()
-                    if existing is not None:
-                        return PushResult(
-                            name=spec.name,
-                            version=existing[0],
-                            digest=digest,
-                            created=False,
-                            path=path,
-                        )
-                    version = prompt.latest_version + 1
-                    session.add(
-                        PromptVersionRow(
-                            prompt_id=prompt.id,
-                            version=version,
-                            digest=digest,
-                            spec=canonical,
-                            message=message,
-                            author=author,
-                        )
-                    )
-                    prompt.latest_version = version
-                    session.add(prompt)
-                    record_event(
-                        session,
-                        actor=author,
-                        action="prompt.version.create",
-                        entity_type=_ENTITY,
-                        entity_key=spec.name,
-                        after={"version": version, "digest": digest, "message": message},
-                    )
-                self._forget(spec.name)
-                return PushResult(
-                    name=spec.name, version=version, digest=digest, created=True, path=path
-                )
-            except IntegrityError:
-                # Two first pushes of a new name raced to insert it (PostgreSQL); retry.
-                if attempt == _PUSH_RETRIES - 1:
-                    raise
-                time.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+
+        def write() -> Appended:
+            with self.db.write() as session:
+                prompt = self._lock_prompt(session, spec.name, create_as=author)
+                return append_version(
+                    session, prompt, versions=PromptVersionRow, owner_column="prompt_id",
+                    digest=digest, actor=author, entity_type=_ENTITY,
+                    audit={"message": message},
+                    build=lambda owner_id, number: PromptVersionRow(
+                        prompt_id=owner_id, version=number, digest=digest, spec=canonical,
+                        message=message, author=author,
+                    ),
+                )  # fmt: skip
+
+        appended = with_retries(write)
+        if appended.created:
+            self._forget(spec.name)
+        return PushResult(
+            name=spec.name, version=appended.number, digest=digest, created=appended.created,
+            path=path,
+        )  # fmt: skip
 
     @staticmethod
     def _lock_prompt(session: Session, name: str, *, create_as: str | None = None) -> Prompt:
-        found: Prompt | None = session.execute(
-            select(Prompt).where(col(Prompt.name) == name).with_for_update()
-        ).scalar_one_or_none()
-        if found is not None:
-            return found
-        if create_as is None:
-            raise _no_such_prompt(name)
-        prompt = Prompt(name=name, created_by=create_as, latest_version=0)
-        session.add(prompt)
-        session.flush()
-        return prompt
+        return lock_owner(session, Prompt, name, create_as=create_as, not_found=_no_such_prompt)
 
     def label(self, ref: str | Ref, label: str) -> LabelMove:
         """Point ``label`` at the version ``ref`` names, atomically and audited.
