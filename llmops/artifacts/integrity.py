@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from llmops._record import Record
 from llmops.artifacts.backends import StoreError
 from llmops.artifacts.pull import ChunkProblem, read_chunk
 from llmops.artifacts.transfer import MISSING_CHUNK, default_workers, push_tree
@@ -40,10 +41,11 @@ STAGING_GRACE = timedelta(hours=1)
 
 
 @dataclass(slots=True)
-class VerifyReport:
+class VerifyReport(Record):
     """Result of re-reading and re-hashing stored chunks."""
 
     problems: list[dict[str, Any]] = field(default_factory=list)
+    """Each missing or corrupt chunk: artifact, file, byte range, chunk, pack, problem."""
     chunks_checked: int = 0
     bytes_checked: int = 0
     quarantined: int = 0
@@ -51,25 +53,16 @@ class VerifyReport:
     repaired: int = 0
     """Chunks stored again from the intact source given to ``verify(repair=...)``."""
 
-    @property
-    def ok(store) -> bool:
-        """True when nothing is missing or corrupt."""
-        return not store.problems
+    _json_computed = ("ok",)
 
-    def to_json(store) -> dict[str, Any]:
-        """``{"ok", "problems", ...}``."""
-        return {
-            "ok": store.ok,
-            "problems": store.problems,
-            "chunks_checked": store.chunks_checked,
-            "bytes_checked": store.bytes_checked,
-            "quarantined": store.quarantined,
-            "repaired": store.repaired,
-        }
+    @property
+    def ok(self) -> bool:
+        """True when nothing is missing or corrupt."""
+        return not self.problems
 
 
 @dataclass(slots=True)
-class GcReport:
+class GcReport(Record):
     """What garbage collection removed (or would remove, in a dry run)."""
 
     packs_deleted: int = 0
@@ -78,16 +71,6 @@ class GcReport:
     """Objects no index row knew (packs of killed pushes, stale staging files)."""
     manifests_deleted: int = 0
     dry_run: bool = False
-
-    def to_json(store) -> dict[str, Any]:
-        """Plain data."""
-        return {
-            "packs_deleted": store.packs_deleted,
-            "bytes_freed": store.bytes_freed,
-            "orphans_deleted": store.orphans_deleted,
-            "manifests_deleted": store.manifests_deleted,
-            "dry_run": store.dry_run,
-        }
 
 
 def verify(

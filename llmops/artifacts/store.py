@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
+from llmops._record import Record, plain
 from llmops.artifacts._hashcache import HashCache
 from llmops.artifacts._index import ChunkIndex
 from llmops.artifacts.backends import Backend, StoreError
@@ -71,7 +72,7 @@ _RETRIES = 8
 
 
 @dataclass(slots=True, kw_only=True)
-class ArtifactVersion:
+class ArtifactVersion(Record):
     """One version of an artifact (a snapshot of its registry row)."""
 
     name: str
@@ -95,19 +96,11 @@ class ArtifactVersion:
         """``name@version``."""
         return f"{self.name}@{self.version}"
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain data for ``--json`` output."""
-        return {
-            "name": self.name, "version": self.version, "ref": self.ref, "digest": self.digest,
-            "kind": self.kind, "bytes_total": self.bytes_total, "file_count": self.file_count,
-            "parents": self.parents, "meta": self.meta, "message": self.message,
-            "created_by": self.created_by, "created_at": self.created_at.isoformat(),
-            "aliases": self.aliases, "store": self.store,
-        }  # fmt: skip
+    _json_computed = ("ref",)
 
 
 @dataclass(slots=True, kw_only=True)
-class PushResult:
+class PushResult(Record):
     """Outcome of a push."""
 
     version: ArtifactVersion
@@ -117,14 +110,11 @@ class PushResult:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        """The push contract: name, version, digest, bytes_total, bytes_new, and more."""
+        """The push contract: the version's fields, then what the push did (bytes_new, ...)."""
         return {
             **self.version.to_json(),
             "created": self.created,
-            "bytes_new": self.stats.bytes_new,
-            "bytes_stored": self.stats.bytes_stored,
-            "chunks_total": self.stats.chunks_total,
-            "chunks_new": self.stats.chunks_new,
+            **plain(self.stats),
             "seconds": round(self.seconds, 3),
         }
 

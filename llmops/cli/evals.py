@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from llmops.cli._common import JsonOpt, console, emit_json, workspace
+
+if TYPE_CHECKING:
+    from llmops.evals.results import EvalRunRecord
 
 app = typer.Typer(
     help="Evaluation: suites, judged runs, comparisons and CI gates.", no_args_is_help=True
@@ -21,54 +24,45 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _print_summary(data: dict[str, Any]) -> None:
+def _print_summary(record: EvalRunRecord) -> None:
     from rich.table import Table
 
     out = console()
     out.print(
-        f"eval run {data['run_id']}: {data['cases']} cases, {data['errors']} errors "
-        f"({data['suite']}, {data['status']})"
+        f"eval run {record.run_id}: {record.cases} cases, {record.errors} errors "
+        f"({record.suite_name}, {record.status})"
     )
+    summary = record.summary_model
+    if summary is None:
+        return
     table = Table("target", "pass rate [95% CI]", "mean score [95% CI]", "errors", "cost")
 
-    def ci(t: dict[str, Any], mean: str, low: str, high: str) -> str:
-        return f"{_fmt(t.get(mean), '.2f')} [{_fmt(t.get(low), '.2f')}, {_fmt(t.get(high), '.2f')}]"
+    def ci(mean: float | None, low: float | None, high: float | None) -> str:
+        return f"{_fmt(mean, '.2f')} [{_fmt(low, '.2f')}, {_fmt(high, '.2f')}]"
 
-    for t in data["targets"]:
+    for t in summary.targets:
         table.add_row(
-            t["name"],
-            ci(t, "pass_rate", "pass_rate_ci_low", "pass_rate_ci_high"),
-            ci(t, "mean_score", "ci_low", "ci_high"),
-            str(t.get("errors", 0)),
-            f"${t.get('cost', 0):.4f}",
+            t.name,
+            ci(t.pass_rate, t.pass_rate_ci_low, t.pass_rate_ci_high),
+            ci(t.mean_score, t.ci_low, t.ci_high),
+            str(t.errors),
+            f"${t.cost:.4f}",
         )
     out.print(table)
-    from llmops.evals.stats import Interval, Paired
-
-    for c in data.get("comparisons", []):
-        p = Paired(
-            n=c["n"],
-            mean_a=c["mean_a"],
-            mean_b=c["mean_b"],
-            diff=Interval(c["diff"], c["diff_ci_low"], c["diff_ci_high"]),
-            p_bootstrap=c["p_bootstrap"],
-            p_sign=c["p_sign"],
-            wins=c["wins"],
-            losses=c["losses"],
-            ties=c["ties"],
-        )
+    for c in summary.comparisons or []:
+        p = c.paired()
         out.print(
-            f"{c['b']} vs {c['a']}: {p.verdict()}; B wins {c['wins']}, loses "
-            f"{c['losses']}, ties {c['ties']} (win rate {_fmt(p.win_rate, '.2f')})"
+            f"{c.b} vs {c.a}: {p.verdict()}; B wins {c.wins}, loses {c.losses}, ties {c.ties}"
+            f" (win rate {_fmt(p.win_rate, '.2f')})"
         )
-    if "pairwise" in data:
-        pw = data["pairwise"]
+    if summary.pairwise is not None:
+        pw = summary.pairwise
         out.print(
-            f"pairwise: wins {pw['wins']}, ties {pw['ties']}, judge errors "
-            f"{pw['judge_errors']}, position consistency "
-            f"{_fmt(data.get('position_consistency'), '.2f')}, sign test p={pw['p_sign']:.3g}"
+            f"pairwise: wins {pw.wins}, ties {pw.ties}, judge errors {pw.judge_errors},"
+            f" position consistency {_fmt(summary.position_consistency, '.2f')},"
+            f" sign test p={pw.p_sign:.3g}"
         )
-    for kind, cal in (data.get("calibration") or {}).items():
+    for kind, cal in (summary.calibration or {}).items():
         out.print(
             f"calibration ({kind}): agreement {_fmt(cal['agreement'], '.2f')}, "
             f"Cohen's kappa {_fmt(cal['kappa'], '.2f')} over {cal['n']} labels"
@@ -101,7 +95,7 @@ def run(
     if json_out:
         emit_json(data)
     else:
-        _print_summary(data)
+        _print_summary(outcome.run)
         console().print(
             f"{outcome.calls} model calls, {outcome.cache_hits} from the cache, "
             f"{outcome.retries} retries, {outcome.seconds:.2f} s"
@@ -136,7 +130,7 @@ def show(
             }
         )
         return
-    _print_summary(record.to_json())
+    _print_summary(record)
     out = console()
     for i, r in enumerate(ws.eval_runs.results(run_id)):
         if i >= limit:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmops._record import Record, versioned
 from llmops.errors import EvalGateError, InputError
+from llmops.evals.records import TargetSummary
 
 if TYPE_CHECKING:
     from llmops.evals.results import EvalRuns
@@ -13,14 +15,32 @@ if TYPE_CHECKING:
 __all__ = ["GateReport", "gate"]
 
 
+FORMAT_VERSION = 1
+"""Version of the gate report's JSON form (``eval gate --json``)."""
+
+
+@dataclass(slots=True, frozen=True)
+class TargetGate(Record):
+    """One target's numbers as the gate saw them."""
+
+    name: str
+    pass_rate: float | None
+    errors: int
+    baseline_pass_rate: float | None = None
+    """The baseline run's pass rate (None: no baseline, or it graded nothing)."""
+
+
 @dataclass(slots=True)
-class GateReport:
+class GateReport(Record):
     """Whether a run may pass a CI gate, and why not."""
 
     run_id: str
     baseline: str | None
     problems: list[str]
-    targets: list[dict[str, Any]]
+    """One line per failed condition (empty: the gate passes)."""
+    targets: list[TargetGate]
+
+    _json_computed = ("ok",)
 
     @property
     def ok(self) -> bool:
@@ -28,14 +48,8 @@ class GateReport:
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
-        """``{"ok", "problems", "targets", ...}``."""
-        return {
-            "ok": self.ok,
-            "run_id": self.run_id,
-            "baseline": self.baseline,
-            "problems": self.problems,
-            "targets": self.targets,
-        }
+        """``{"ok", "problems", "targets", ...}`` with the format version."""
+        return versioned(Record.to_json(self), FORMAT_VERSION)
 
     def raise_if_failed(self) -> None:
         """Raise :class:`EvalGateError` listing the problems."""
@@ -65,42 +79,37 @@ def gate(
             f"eval run {run_id} has no summary (status {run.status})",
             hint=f"finish it first: llmops eval run SUITE --resume {run_id}",
         )
-    rows = {t["name"]: t for t in run.summary["targets"]}
-    base_rows: dict[str, Any] = {}
+    summary = run.summary_model
+    assert summary is not None
+    base_rows: dict[str, TargetSummary] = {}
     if baseline:
-        base = runs.get(baseline)
-        base_rows = {t["name"]: t for t in (base.summary or {}).get("targets", [])}
+        base = runs.get(baseline).summary_model
+        base_rows = {t.name: t for t in base.targets} if base is not None else {}
     problems: list[str] = []
     report_rows = []
-    for name, row in rows.items():
-        rate = row["pass_rate"]
-        errors = int(row["errors"])
-        entry: dict[str, Any] = {"name": name, "pass_rate": rate, "errors": errors}
+    for row in summary.targets:
+        name, rate = row.name, row.pass_rate
+        before = base_rows[name].pass_rate if name in base_rows else None
         if rate is None:
-            problems.append(f"{name}: no case was graded ({errors} of {row['cases']} errored)")
-        if name in base_rows:
-            before = base_rows[name]["pass_rate"]
-            entry["baseline_pass_rate"] = before
-            if before is None:
-                problems.append(
-                    f"{name}: the baseline {baseline} graded no case of it, so there is"
-                    " nothing to compare against"
-                )
-            elif rate is not None and before - rate > max_drop + 1e-12:
-                problems.append(
-                    f"{name}: pass rate {rate:.3f} dropped {before - rate:.3f} "
-                    f"below the baseline {before:.3f} (max drop {max_drop})"
-                )
-        elif baseline:
-            entry["baseline_pass_rate"] = None
+            problems.append(f"{name}: no case was graded ({row.errors} of {row.cases} errored)")
+        if name in base_rows and before is None:
+            problems.append(
+                f"{name}: the baseline {baseline} graded no case of it, so there is"
+                " nothing to compare against"
+            )
+        elif before is not None and rate is not None and before - rate > max_drop + 1e-12:
+            problems.append(
+                f"{name}: pass rate {rate:.3f} dropped {before - rate:.3f} "
+                f"below the baseline {before:.3f} (max drop {max_drop})"
+            )
         if min_pass_rate is not None and rate is not None and rate < min_pass_rate:
             problems.append(f"{name}: pass rate {rate:.3f} under {min_pass_rate}")
-        if max_errors is not None and errors > max_errors:
+        if max_errors is not None and row.errors > max_errors:
             problems.append(
-                f"{name}: {errors} errored case(s), over the {max_errors} allowed"
+                f"{name}: {row.errors} errored case(s), over the {max_errors} allowed"
                 " (see `llmops eval show`; --max-errors N to allow some)"
             )
-        report_rows.append(entry)
+        report_rows.append(TargetGate(name, rate, row.errors, before))
     return GateReport(run_id, baseline, problems, report_rows)
 
 

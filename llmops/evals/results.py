@@ -13,19 +13,21 @@ import math
 import statistics
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlmodel import col
 
+from llmops._record import versioned
 from llmops.db import Database
 from llmops.db.audit import record_event
 from llmops.db.models import EvalPair, EvalResult, EvalRun, SQLModel
 from llmops.db.timestamps import as_utc, utcnow
 from llmops.errors import EvalRunNotFoundError
 from llmops.evals.gate import GateReport
+from llmops.evals.records import EvalStatus, ModelIdentity, ResultRow, RunSummary
 from llmops.evals.stats import Paired, agreement, bootstrap_ci, paired
 
 __all__ = ["EvalRunRecord", "EvalRuns", "GateReport", "new_eval_id"]
@@ -42,12 +44,6 @@ FORMAT_VERSION = 1
 """Version of the eval run record's JSON form (``eval show --json``, exports)."""
 
 
-def _llmops_version() -> str:
-    from llmops._version import __version__
-
-    return __version__
-
-
 def new_eval_id() -> str:
     """``eval-`` and 12 random hex digits."""
     return f"eval-{uuid.uuid4().hex[:12]}"
@@ -61,34 +57,49 @@ class EvalRunRecord:
     suite_name: str
     suite_path: str
     suite_digest: str
-    status: str
+    status: EvalStatus
     targets: list[str]
     summary: dict[str, Any] | None
+    """The stored summary (see :attr:`summary_model` for its typed form)."""
     cases: int
     errors: int
     created_by: str
     started_at: datetime
     ended_at: datetime | None
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per target: the exact model it used (:class:`~llmops.evals.records.ModelIdentity`)."""
+
+    @property
+    def summary_model(self) -> RunSummary | None:
+        """The summary, typed (None until the run finished)."""
+        return None if self.summary is None else RunSummary.model_validate(self.summary)
+
+    @property
+    def model_identities(self) -> dict[str, ModelIdentity]:
+        """Per target: the exact model it used, typed."""
+        return {t: ModelIdentity.model_validate(m) for t, m in self.models.items()}
 
     def to_json(self) -> dict[str, Any]:
         """The ``eval run`` contract: run_id, cases, errors, targets (with statistics)."""
         summary = self.summary or {}
-        return {
-            "format_version": FORMAT_VERSION,
-            "llmops_version": _llmops_version(),
-            "run_id": self.run_id,
-            "suite": self.suite_name,
-            "suite_path": self.suite_path,
-            "suite_digest": self.suite_digest,
-            "status": self.status,
-            "cases": self.cases,
-            "errors": self.errors,
-            "targets": summary.get("targets", [{"name": t} for t in self.targets]),
-            **{k: v for k, v in summary.items() if k != "targets"},
-            "created_by": self.created_by,
-            "started_at": self.started_at.isoformat(),
-            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-        }
+        return versioned(
+            {
+                "run_id": self.run_id,
+                "suite": self.suite_name,
+                "suite_path": self.suite_path,
+                "suite_digest": self.suite_digest,
+                "status": self.status,
+                "cases": self.cases,
+                "errors": self.errors,
+                "targets": summary.get("targets", [{"name": t} for t in self.targets]),
+                **{k: v for k, v in summary.items() if k != "targets"},
+                "models": self.models,
+                "created_by": self.created_by,
+                "started_at": self.started_at.isoformat(),
+                "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            },
+            FORMAT_VERSION,
+        )
 
 
 def _record(row: EvalRun) -> EvalRunRecord:
@@ -97,7 +108,7 @@ def _record(row: EvalRun) -> EvalRunRecord:
         suite_name=row.suite_name,
         suite_path=row.suite_path,
         suite_digest=row.suite_digest,
-        status=row.status,
+        status=row.status,  # type: ignore[arg-type]
         targets=list(row.targets),
         summary=row.summary,
         cases=row.cases,
@@ -105,6 +116,7 @@ def _record(row: EvalRun) -> EvalRunRecord:
         created_by=row.created_by,
         started_at=as_utc(row.started_at),
         ended_at=as_utc(row.ended_at) if row.ended_at else None,
+        models=dict((row.environment or {}).get("models") or {}),
     )
 
 
@@ -173,17 +185,18 @@ class EvalRuns:
         self,
         run_id: str,
         *,
-        status: str,
-        summary: dict[str, Any] | None = None,
+        status: EvalStatus,
+        summary: RunSummary | None = None,
         cases: int = 0,
         errors: int = 0,
     ) -> EvalRunRecord:
         """Mark a run ended with its summary."""
+        stored = summary.to_json() if summary is not None else None
         with self.db.write() as session:
             row = session.get(EvalRun, run_id)
             if row is None:
                 raise EvalRunNotFoundError(f"no eval run {run_id!r}")
-            row.status, row.summary, row.cases, row.errors = status, summary, cases, errors
+            row.status, row.summary, row.cases, row.errors = status, stored, cases, errors
             row.ended_at = row.updated_at = utcnow()
             record_event(
                 session,
@@ -282,6 +295,11 @@ class EvalRuns:
                 return
             last = (rows[-1].case_index, rows[-1].target)
 
+    def rows(self, run_id: str, *, target: str | None = None) -> Iterator[ResultRow]:
+        """The results as typed rows (:meth:`results` gives their JSON form)."""
+        for result in self.results(run_id, target=target):
+            yield ResultRow.model_validate(result)
+
     def pairs(self, run_id: str) -> builtins.list[dict[str, Any]]:
         """Pairwise judgements in case order."""
         query = (
@@ -328,7 +346,7 @@ class EvalRuns:
 
     def summarize(
         self, run_id: str, targets: builtins.list[str], *, judge_samples: bool = False
-    ) -> dict[str, Any]:
+    ) -> RunSummary:
         """Per-target statistics, paired comparison of targets, pairwise and calibration;
         ``judge_samples`` adds the spread of repeated judge verdicts (panels, epochs)."""
         scores, usage = self._collect(run_id)
@@ -370,7 +388,7 @@ class EvalRuns:
         calibration = self._calibration(run_id, pairs)
         if calibration:
             summary["calibration"] = calibration
-        return summary
+        return RunSummary.model_validate(summary)
 
     @staticmethod
     def _paired(scores: _Scores, a: str, b: str) -> Paired:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops._liveline import LiveLine, bar
-from llmops.errors import InputError, PromptRenderError, SuiteError
+from llmops.errors import InputError, LLMOpsError, PromptRenderError, SuiteError
 from llmops.evals.cache import ResponseCache
 from llmops.evals.cases import Row, Target, run_case, scrubber, suite_redactor
 from llmops.evals.engine import Engine, RunStats
@@ -30,10 +30,12 @@ from llmops.evals.judging import (
     model_key,
 )
 from llmops.evals.providers import Provider, make_provider
+from llmops.evals.records import ModelIdentity
 from llmops.evals.results import EvalRunRecord, new_eval_id
 from llmops.evals.suite import (
     LoadedSuite,
     NumberedCase,
+    Suite,
     iter_cases,
     load_suite,
 )
@@ -64,11 +66,9 @@ class EvalOutcome:
     @property
     def failed_targets(self) -> list[str]:
         """Targets of which every case errored (nothing was graded)."""
-        return [
-            t["name"]
-            for t in (self.run.summary or {}).get("targets", [])
-            if t["cases"] and not t["graded"]
-        ]
+        summary = self.run.summary_model
+        targets = summary.targets if summary is not None else []
+        return [t.name for t in targets if t.cases and not t.graded]
 
     def to_json(self) -> dict[str, Any]:
         """The ``eval run --json`` contract plus execution counts."""
@@ -249,7 +249,7 @@ async def _run(
     judge = suite.judge
     samples = bool(judge and (judge.epochs > 1 or len(judge.judges) > 1))
     summary = evals.summarize(run_id, names, judge_samples=samples)
-    errors = sum(t["errors"] for t in summary["targets"])
+    errors = sum(t.errors for t in summary.targets)
     run = evals.finish(run_id, status="completed", summary=summary, cases=total, errors=errors)
     return EvalOutcome(
         run=run,
@@ -291,9 +291,34 @@ def _open_run(
         environment={
             "llmops": _version(),
             "git": git_state(ws.root) if ws.root is not None else None,
+            "models": _identities(ws, loaded.suite),
         },
     )
     return run_id, set()
+
+
+def _identities(ws: _Stage, suite: Suite) -> dict[str, dict[str, Any]]:
+    """Per target: exactly which model it used (digests of local models and adapters), the
+    evidence a promotion gate matches on."""
+    out = {}
+    for target in suite.targets:
+        spec = target.model
+        found: dict[str, Any] = {"provider": spec.provider, "name": spec.name}
+        if spec.api_base:
+            found["api_base"] = spec.api_base
+        if spec.provider == "transformers" and ws.models is not None:
+            for key, ref in (("", spec.name), ("adapter_", spec.adapter)):
+                if not ref:
+                    continue
+                if key:
+                    found["adapter"] = ref
+                try:
+                    source = ws.models.source(ref)
+                except LLMOpsError:
+                    continue  # reported per case when the model loads
+                found[f"{key}ref"], found[f"{key}digest"] = source.label, source.digest
+        out[target.name] = ModelIdentity.model_validate(found).to_json()
+    return out
 
 
 def _todo(

@@ -12,6 +12,7 @@ import html
 from datetime import datetime
 from typing import Any, Literal
 
+from llmops._record import Record, plain
 from llmops.prompts._sandbox import RenderLimits
 from llmops.prompts.spec import ModelParams, PromptSpec, RenderedPrompt, Variable
 
@@ -26,27 +27,8 @@ __all__ = [
 ]
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-class _Record:
-    """JSON conversion shared by the records below."""
-
-    __slots__ = ()
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain data for ``--json`` output and exports."""
-        return {
-            f.name: _plain(getattr(self, f.name))
-            for f in dataclasses.fields(self)  # type: ignore[arg-type]
-        }
+_plain = plain
+_Record = Record
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

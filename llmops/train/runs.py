@@ -13,11 +13,12 @@ import builtins
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from sqlalchemy import delete, select
 from sqlmodel import col
 
+from llmops._record import Record, versioned
 from llmops.db import Database
 from llmops.db.audit import record_event
 from llmops.db.models import RunMetric, TrainingRun
@@ -47,7 +48,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass(slots=True, kw_only=True)
-class RunRecord:
+class RunRecord(Record):
     """A snapshot of one training run."""
 
     run_id: str
@@ -75,28 +76,15 @@ class RunRecord:
     error: str | None
     attempts: int
 
+    _json_renames: ClassVar[dict[str, str]] = {"adapter_ref": "adapter", "merged_ref": "merged"}
+
     def to_json(
         self, metrics: builtins.list[dict[str, Any]] | None = None, *, full: bool = True
     ) -> dict[str, Any]:
         """The ``runs show`` contract: run_id, status, recipe_hash, dataset_fingerprint,
         base_model_digest, metrics, and the rest of the record (``full=False`` leaves out the
         resolved recipe and the environment, for listings)."""
-        from llmops._version import __version__
-
-        out: dict[str, Any] = {
-            "format_version": FORMAT_VERSION, "llmops_version": __version__,
-            "run_id": self.run_id, "status": self.status, "recipe_name": self.recipe_name,
-            "recipe_hash": self.recipe_hash, "dataset_fingerprint": self.dataset_fingerprint,
-            "dataset_ref": self.dataset_ref, "base_model": self.base_model,
-            "base_model_digest": self.base_model_digest, "seed": self.seed,
-            "step": self.step, "max_steps": self.max_steps,
-            "last_checkpoint_step": self.last_checkpoint_step, "final_loss": self.final_loss,
-            "adapter": self.adapter_ref, "merged": self.merged_ref, "error": self.error,
-            "attempts": self.attempts, "created_by": self.created_by,
-            "started_at": self.started_at.isoformat(), "updated_at": self.updated_at.isoformat(),
-            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            "environment": self.environment, "output_dir": self.output_dir, "recipe": self.recipe,
-        }  # fmt: skip
+        out = versioned(Record.to_json(self), FORMAT_VERSION)
         if not full:
             del out["recipe"], out["environment"]
         if metrics is not None:

@@ -191,8 +191,8 @@ def test_gc_starting_while_a_push_commits_keeps_the_new_versions_data(
     """gc takes its cutoff and its list of versions while a push's commit is open (its packs
     already stamped as used, its version not yet visible): the data must survive."""
     from llmops.artifacts import open_backend
-    from llmops.artifacts import store as store_module
     from llmops.db import Database
+    from llmops.db import versioned as store_module  # where versions are appended and audited
 
     db = Database(db_url)
     store = ArtifactStore(db, open_backend("", default_root=tmp_path / "store"), actor="t")

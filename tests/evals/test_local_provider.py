@@ -58,3 +58,10 @@ default_assert: [{type: length, value: {max: 1000}}]
     assert (first, second) == ("tiny-lora@1", "tiny-lora@2")
     again = ws.evaluate(suite)
     assert again.calls == 2 and again.cache_hits == 2  # new adapter weights: new calls; base cached
+    # The run records exactly which weights each target used.
+    used = again.run.model_identities
+    folder_digest = ws.model_source("models/tiny").digest
+    assert used["base"].digest == used["tuned"].digest == folder_digest
+    assert used["tuned"].adapter_ref == "tiny-lora@2"
+    assert used["tuned"].adapter_digest == ws.artifacts.get("tiny-lora@2").digest
+    assert ws.evals.get(run.run.run_id).model_identities["tuned"].adapter_ref == "tiny-lora@1"
