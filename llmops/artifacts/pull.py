@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmops.artifacts._index import ChunkIndex, ChunkLocation
-from llmops.artifacts.backends import Backend, StoreError
+from llmops.artifacts.backends import Backend, StoreError, _fsync
 from llmops.artifacts.chunking import decompress, hash_chunk
 from llmops.artifacts.manifest import ChunkRef, FileEntry, Manifest
 from llmops.artifacts.tensors import UnsafeFileError
@@ -178,7 +178,7 @@ def _place_each(staging: Path, root: Path, manifest: Manifest) -> None:
         if final.is_symlink() or final.is_dir():
             raise UnsafeFileError(f"{final} exists and is a link or folder; not replacing it")
         (staging / entry.path).replace(final)
-    _fsync_dir(root)
+    _fsync(root)
 
 
 def _recover(dest: Path) -> None:
@@ -234,21 +234,13 @@ def _swap_in(staging: Path, root: Path) -> None:
         old = root.parent / f".{root.name}.llmops-old-{uuid.uuid4().hex[:12]}"
         root.rename(old)
         staging.rename(root)
-        _fsync_dir(root.parent)
+        _fsync(root.parent)
         shutil.rmtree(old, ignore_errors=True)
     else:
         staging.rename(root)
-        _fsync_dir(root.parent)
+        _fsync(root.parent)
     if here is not None and (here == root or root in here.parents):
         os.chdir(here)  # this process was inside the old tree: step into the new one
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _checked_root(manifest: Manifest, dest: Path) -> Path:

@@ -170,19 +170,18 @@ class Database:
                     hint="restore it from a backup, or move it away and run `llmops init` for a"
                     " new one",
                 ) from exc
-            if exc.connection_invalidated:
-                raise DatabaseUnavailableError(
-                    f"lost the connection to registry database {self.display_url}",
-                    hint="check that the server runs, then retry",
-                ) from exc
+            self._raise_if_lost(exc)
             raise
         except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise DatabaseUnavailableError(
-                    f"lost the connection to registry database {self.display_url}",
-                    hint="check that the server runs, then retry",
-                ) from exc
+            self._raise_if_lost(exc)
             raise
+
+    def _raise_if_lost(self, exc: DBAPIError) -> None:
+        if exc.connection_invalidated:
+            raise DatabaseUnavailableError(
+                f"lost the connection to registry database {self.display_url}",
+                hint="check that the server runs, then retry",
+            ) from exc
 
     # -- migrations ------------------------------------------------------------------------
 

@@ -105,6 +105,13 @@ class ModelSpec(_Spec):
         return self
 
 
+def _unwrap_messages(cls: Any, value: Any) -> Any:
+    """An inline prompt may be written ``{messages: [...]}`` as in a prompt file."""
+    if isinstance(value, dict) and set(value) == {"messages"}:
+        return value["messages"]
+    return value
+
+
 class Message(_Spec):
     """One message of an inline prompt (a Jinja template over the case's variables)."""
 
@@ -167,12 +174,7 @@ class JudgeSpec(_Spec):
     """Repeated judge samples per verdict, to measure judge variance."""
     threshold: float = Field(default=0.5, ge=0, le=1)
 
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _messages_block(cls, value: Any) -> Any:
-        if isinstance(value, dict) and set(value) == {"messages"}:
-            return value["messages"]
-        return value
+    _messages_block = field_validator("prompt", mode="before")(_unwrap_messages)
 
     @property
     def judges(self) -> list[ModelSpec]:
@@ -188,12 +190,7 @@ class Target(_Spec):
     """A prompt reference (``qa@production``) or inline messages."""
     model: ModelSpec
 
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _messages_block(cls, value: Any) -> Any:
-        if isinstance(value, dict) and set(value) == {"messages"}:
-            return value["messages"]
-        return value
+    _messages_block = field_validator("prompt", mode="before")(_unwrap_messages)
 
 
 class Suite(_Spec):
