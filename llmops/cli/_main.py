@@ -28,6 +28,8 @@ def run(argv: list[str]) -> int:
     from llmops.cli._common import state
     from llmops.cli.app import app
 
+    if "--debug" in argv:  # accepted anywhere, as users type it: hoist it to the root app
+        argv = ["--debug", *[a for a in argv if a != "--debug"]]
     try:
         return _run(app, argv)
     finally:

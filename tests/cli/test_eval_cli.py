@@ -134,3 +134,13 @@ def test_a_dead_server_fails_the_run_and_the_gate(tmp_path: Path) -> None:
     allowed = llmops("eval", "gate", run_id, "--max-errors", "10", "--json", cwd=root)
     assert allowed.returncode == 1  # nothing graded still fails
     assert "no case was graded" in json.loads(allowed.stdout)["problems"][0]
+
+
+def test_debug_is_accepted_anywhere(project: tuple[Path, MockServer]) -> None:
+    root, _ = project
+    for args in (
+        ("--debug", "eval", "show", "eval-000000000000"),
+        ("eval", "show", "eval-000000000000", "--debug"),
+    ):
+        done = llmops(*args, cwd=root)
+        assert done.returncode == 2 and "Traceback" in done.stderr, done.stderr
