@@ -85,8 +85,10 @@ step llmops artifacts show smollm2-pirate-lora
 
 printf '\n\033[1m$ python (the base model and the adapter, on a country not in the training data)\033[0m\n'
 python - <<'PY'
+import logging
 import warnings
 
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # its optional-kernel notice on import
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from llmops import Workspace

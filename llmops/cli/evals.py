@@ -52,8 +52,8 @@ def _print_summary(record: EvalRunRecord) -> None:
     for c in summary.comparisons or []:
         p = c.paired()
         out.print(
-            f"{c.b} vs {c.a}: {p.verdict()}; B wins {c.wins}, loses {c.losses}, ties {c.ties}"
-            f" (win rate {_fmt(p.win_rate, '.2f')})"
+            f"{p.verdict(a=c.a, b=c.b)}; {c.b} wins {c.wins}, loses {c.losses}, ties {c.ties}"
+            f" against {c.a} (win rate {_fmt(p.win_rate, '.2f')})"
         )
     if summary.pairwise is not None:
         pw = summary.pairwise

@@ -99,8 +99,8 @@ def gate(
             )
         elif before is not None and rate is not None and before - rate > max_drop + 1e-12:
             problems.append(
-                f"{name}: pass rate {rate:.3f} dropped {before - rate:.3f} "
-                f"below the baseline {before:.3f} (max drop {max_drop})"
+                f"{name}: pass rate {rate:.3f} dropped {before - rate:.3f} from the baseline's"
+                f" {before:.3f} (more than the {max_drop} allowed)"
             )
         if min_pass_rate is not None and rate is not None and rate < min_pass_rate:
             problems.append(f"{name}: pass rate {rate:.3f} under {min_pass_rate}")

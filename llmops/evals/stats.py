@@ -115,14 +115,14 @@ class Paired:
             "win_rate": self.win_rate,
         }
 
-    def verdict(self, *, alpha: float = 0.05) -> str:
-        """One sentence: whether B is better, worse, or not distinguishable from A."""
+    def verdict(self, *, alpha: float = 0.05, a: str = "A", b: str = "B") -> str:
+        """One sentence: whether ``b`` is better, worse, or not distinguishable from ``a``."""
         p = max(self.p_bootstrap, self.p_sign) if self.n else 1.0
         ci = f"95% CI {self.diff.low:+.3f} to {self.diff.high:+.3f}, p={p:.2g}"
         if p < alpha and self.diff.mean > 0:
-            return f"B beats A by {self.diff.mean:+.3f} ({ci})"
+            return f"{b} beats {a} by {self.diff.mean:+.3f} ({ci})"
         if p < alpha and self.diff.mean < 0:
-            return f"B is worse than A by {self.diff.mean:+.3f} ({ci})"
+            return f"{b} is worse than {a} by {self.diff.mean:+.3f} ({ci})"
         return f"no significant difference ({self.diff.mean:+.3f}, p={p:.2g}, n={self.n})"
 
 
