@@ -212,7 +212,7 @@ def _kill_mid_run(ws: Workspace, suite: Path) -> str:
 def test_a_killed_run_resumes_without_recalling_finished_cases(
     ws: Workspace, tmp_path: Path, make_server: Callable[..., MockServer]
 ) -> None:
-    server = make_server(latency_s=0.002)
+    server = make_server(latency_s=0.01)  # slow enough to be killed mid-way on a busy machine
     rows = "".join(
         json.dumps({"country": c, "n": i}) + "\n"
         for i in range(250)
