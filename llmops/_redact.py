@@ -20,8 +20,9 @@ __all__ = ["REDACTED", "Redactor", "redact", "secret_fields", "url_credentials"]
 REDACTED = "[REDACTED]"
 
 _SECRET_NAME = re.compile(
-    r"(api[_-]?key|apikey|token|secret|password|passwd|credential|subscription[_-]?key"
-    r"|cookie|(^|[_-])auth($|[_-])|authorization|^key$|^x-key$|signature|^sig$)",
+    r"(api[_-]?key|apikey|token|secret|password|passwd|passphrase|credential|cookie"
+    r"|(^|[_-])auth($|[_-])|authorization|(^|[_-])key$|(^|[_-])(pw|pwd|pass)$|signature|^sig$"
+    r"|(^|[_-])code$)",
     re.I,
 )
 _PATTERNS = [
@@ -58,13 +59,21 @@ def _env_secrets(names: Iterable[str], environ: Mapping[str, str]) -> set[str]:
 def _echoes(value: str) -> set[str]:
     r"""How a secret comes back in echoed text: as is, JSON-escaped (also with ``\/``, as PHP
     writes it), and URL-encoded."""
+    import base64
+    import html
     import json
     from urllib.parse import quote, quote_plus
 
     dumped = json.dumps(value)[1:-1]
+    raw = value.encode()
     forms = {
-        value, dumped, dumped.replace("/", "\\/"), quote(value, safe=""), quote_plus(value),
+        value, dumped, dumped.replace("/", "\\/"), json.dumps(dumped)[1:-1],
+        quote(value, safe=""), quote_plus(value), quote(quote(value, safe=""), safe=""),
         json.dumps(value, ensure_ascii=True)[1:-1].replace("+", "\\u002b"),
+        "".join(f"\\u{ord(c):04x}" if c in '&<>"+' else c for c in value),
+        html.escape(value), value.upper(), value.lower(),
+        base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode(),
+        base64.b64encode(raw).decode().rstrip("="),
     }  # fmt: skip
     return {f for f in forms if len(f) >= _MIN_SECRET_LEN}
 
@@ -125,8 +134,8 @@ def secret_fields(data: Any, *, prefix: str = "") -> list[str]:
             named = not names_a_variable and (
                 bool(_SECRET_NAME.search(lowered)) or lowered == "authorization"
             )
-            if named and isinstance(value, str | int) and str(value).strip():
-                found.append(path)
+            if named and value not in (None, "", [], {}, False):
+                found.append(path)  # whatever shape the value has: a key, a list of keys ...
             else:
                 found.extend(secret_fields(value, prefix=path))
     elif isinstance(data, list | tuple):
@@ -144,9 +153,15 @@ def url_credentials(url: str) -> bool:
 
     try:
         parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
+        params = [
+            pair
+            for piece in (parts.query, parts.fragment, *parts.path.split(";")[1:])
+            for pair in parse_qsl(piece, keep_blank_values=True)
+        ]
     except ValueError:
         return False
-    return bool(parts.password or parts.username) or any(
-        _SECRET_NAME.search(name) and value for name, value in query
-    )
+    if parts.password or parts.username:
+        return True
+    if any(_SECRET_NAME.search(name) and value for name, value in params):
+        return True
+    return Redactor(environ={})(url) != url  # a key shape anywhere (sk-... in the path)

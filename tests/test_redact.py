@@ -79,3 +79,43 @@ def test_escaped_and_encoded_echoes_of_a_key_are_redacted() -> None:
     for echo in ["k3y\\/Part2\\/Part3+Part4xyz", "k3y%2FPart2%2FPart3%2BPart4xyz",
                  "k3y/Part2/Part3\\u002bPart4xyz"]:  # fmt: skip
         assert redactor.values(f"bad key {echo}!") == f"bad key {REDACTED}!", echo
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"api_key": ["k1234567"]},
+        {"token": {"value": "k1234567"}},
+        {"auth": {"pw": "k1234567"}},
+        {"extra_headers": {"x-functions-key": "k1234567"}},
+        {"passphrase": "k1234567"},
+        {"private_key": "k1234567"},
+        {"license_key": "k1234567"},
+        {"api_key": 1234567890.5},
+    ],
+)
+def test_secrets_of_any_shape_under_secret_names(extra: dict[str, object]) -> None:
+    assert secret_fields(extra), extra
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h/api?code=abcdef",
+        "http://h/v1;api_key=abcdef",
+        "http://h/v1#api_key=abcdef",
+        "http://h/sk-ABCDEFGHIJKLMNOPQRSTUVWX/v1",
+    ],
+)
+def test_keys_anywhere_in_a_url(url: str) -> None:
+    assert url_credentials(url)
+
+
+def test_more_echo_forms_are_redacted() -> None:
+    import base64
+
+    secret = "AbCdEf123/456+789xyzQQ=="
+    redactor = Redactor(["K"], environ={"K": secret})
+    for echo in [base64.b64encode(secret.encode()).decode(), secret.upper(),
+                 "AbCdEf123%252F456%252B789xyzQQ%253D%253D"]:  # fmt: skip
+        assert REDACTED in redactor.values(f"x {echo} y"), echo

@@ -181,6 +181,8 @@ class LocalBackend:
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise StoreError(f"object {key} is missing from store {self.url}") from None
+        except OSError as exc:  # a folder where the object should be, unreadable ...
+            raise StoreError(f"object {key} in store {self.url} cannot be read ({exc})") from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

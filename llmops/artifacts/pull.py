@@ -101,9 +101,15 @@ def pull_files(
         StoreError: A chunk is missing or corrupt (the message names the file and byte range).
     """
     dest = _absolute(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_symlink():
-        dest = dest.resolve()  # one real name, so pulls through a link and not take turns
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_symlink():
+            dest = dest.resolve(strict=True)  # one real name: pulls through a link take turns
+    except (OSError, RuntimeError) as exc:  # a file where a folder must be, a link loop ...
+        raise InputError(
+            f"cannot pull into {dest}: {exc.strerror if isinstance(exc, OSError) else exc}",
+            hint="pull into a folder",
+        ) from None
     with _pull_lock(dest.parent):
         _recover(dest)
         root = _checked_root(manifest, dest)
@@ -248,7 +254,16 @@ def _checked_root(manifest: Manifest, dest: Path) -> Path:
         check_relpath(entry.path)
     if dest.exists() and not dest.is_dir():
         raise InputError(f"cannot pull into {dest}: it is a file", hint="pull into a folder")
-    root = dest.resolve()
+    try:
+        root = dest.resolve(strict=False)
+    except (OSError, RuntimeError) as exc:  # a link loop, an unreadable parent
+        raise InputError(f"cannot pull into {dest}: {exc}", hint="pull into a folder") from None
+    if (root / "llmops.toml").is_file() and any(e.path == "llmops.toml" for e in manifest.files):
+        raise UnsafeFileError(
+            f"cannot pull into {dest}: it is an llmops workspace and the artifact would replace"
+            " its llmops.toml",
+            hint="pull into a subfolder (e.g. models/NAME)",
+        )
     for entry in manifest.files:
         final = root / entry.path
         if root not in final.resolve().parents:

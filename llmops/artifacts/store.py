@@ -270,23 +270,26 @@ class ArtifactStore:
         """
         import json
 
-        mine = self.db.display_url
         if self._owner_checked:
             return
+        mine = self.db.registry_id
         if self.backend.exists(_OWNER_KEY):
             try:
-                owner = json.loads(self.backend.get_bytes(_OWNER_KEY)).get("registry")
+                found = json.loads(self.backend.get_bytes(_OWNER_KEY))
+                owner, where = found.get("registry_id"), found.get("url", "?")
             except (ValueError, AttributeError):
-                owner = None
+                owner, where = None, "?"
             if owner is not None and owner != mine:
                 raise StoreError(
-                    f"store {self.backend.url} belongs to registry {owner}, not {mine}: its gc"
-                    " would take the other registry's data for garbage",
-                    hint="give each registry its own store (LLMOPS_STORE_URL), or run gc from"
-                    f" the registry at {owner}",
+                    f"store {self.backend.url} belongs to another registry (id {owner[:12]},"
+                    f" last seen at {where}), not to {self.db.display_url}: its gc would take"
+                    " that registry's data for garbage",
+                    hint="give each registry its own store (LLMOPS_STORE_URL), or use the"
+                    " registry that owns it",
                 )
         else:
-            self.backend.put_bytes(_OWNER_KEY, json.dumps({"registry": mine}).encode())
+            claim = {"registry_id": mine, "url": self.db.display_url}
+            self.backend.put_bytes(_OWNER_KEY, json.dumps(claim).encode())
         self._owner_checked = True
 
     def _put_manifest(self, digest: str, manifest: Manifest) -> None:

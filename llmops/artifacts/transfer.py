@@ -57,6 +57,10 @@ MISSING_CHUNK = (
     " corrupt: push the intact source again, or run `llmops artifacts verify --repair SOURCE`)"
 )
 
+TOOL_STATE = frozenset({".git", ".llmops"})
+"""Folders of tools, not content: left out of pushes, and refused in manifests (a pull must
+never write a repository's hooks or a workspace's registry)."""
+
 PACK_TARGET = 64 * 1024 * 1024
 """Packs are sealed at 64 MiB: object stores see few, large objects (one PUT per 64 MiB)."""
 
@@ -106,6 +110,12 @@ def check_relpath(path: str) -> str:
             f"file name {path!a} is not valid UTF-8",
             hint="rename the file (artifact paths are UTF-8 text)",
         )
+    if any(part in TOOL_STATE for part in path.split("/")):
+        raise UnsafeFileError(
+            f"artifact path {path!r} is inside {sorted(TOOL_STATE)} (tool state, never part of"
+            " an artifact)",
+            hint="pushes leave .git and .llmops folders out; this manifest was made otherwise",
+        )
     bad = (
         not path
         or path.startswith("/")
@@ -135,8 +145,9 @@ def _scan(
     if not source.is_dir():
         raise UnsafeFileError(f"{source} does not exist or is not a file or folder")
     found = []
-    for root, dirs, files in os.walk(source, followlinks=follow_links):
-        dirs.sort()
+    for root, dirs, names in os.walk(source, followlinks=follow_links):
+        dirs[:] = sorted(d for d in dirs if d not in TOOL_STATE)  # not content: never pushed
+        files = [f for f in names if f not in TOOL_STATE]
         for name in sorted(dirs + files):
             path = Path(root) / name
             st = path.stat() if follow_links else path.lstat()

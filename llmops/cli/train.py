@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -79,17 +80,26 @@ def validate_recipes(
         typer.echo(f"ok  {item['path']}  ({item['method']} + {item['trainer']})")
 
 
+class RunStatusOption(StrEnum):
+    """``--status`` values (typer checks them)."""
+
+    running = "running"
+    interrupted = "interrupted"
+    completed = "completed"
+    failed = "failed"
+
+
 @runs_app.command("list")
 def list_runs(
     status: Annotated[
-        str | None,
+        RunStatusOption | None,
         typer.Option("--status", help="running, interrupted, completed or failed."),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Newest runs to show.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """Training runs, newest first."""
-    runs = workspace().train_runs.list(status=status, limit=limit)
+    runs = workspace().train_runs.list(status=status.value if status else None, limit=limit)
     if json_out:
         emit_json([r.to_json(full=False) for r in runs])
         return

@@ -61,12 +61,14 @@ class Database:
         self.display_url = parsed.render_as_string(hide_password=True)
         self.dialect = parsed.get_backend_name()
         self.busy_timeout_s = busy_timeout_s
+        self._registry_id: str | None = None
         if not create:
             self._check_exists(parsed)
         self.engine = self._create_engine(parsed, busy_timeout_s)
         if migrate:
             try:
                 self.migrate()
+                self._wal()
             except BaseException:
                 self.engine.dispose()
                 raise
@@ -226,6 +228,21 @@ class Database:
                 config.attributes["connection"] = conn
                 command.upgrade(config, "head")
 
+    def _wal(self) -> None:
+        """SQLite in WAL mode (readers never wait for the writer). Set once the file is known to
+        be an llmops registry: the mode is stored in the file, and another application's
+        database must be left exactly as it was."""
+        if self.dialect != "sqlite":
+            return
+        with self._errors():
+            raw = self.engine.raw_connection()  # outside any transaction, as the pragma needs
+            try:
+                cursor = raw.cursor()
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.close()
+            finally:
+                raw.close()
+
     def _check_empty(self) -> None:
         """A database without llmops' schema must be empty before llmops creates its tables
         in it (a URL pointing at another application's database is refused)."""
@@ -240,6 +257,22 @@ class Database:
                 hint="point LLMOPS_DB_URL at an empty database or an llmops registry",
             )
 
+    @property
+    def registry_id(self) -> str:
+        """The registry's own random id (made when it was created), whatever URL reaches it."""
+        if self._registry_id is None:
+            with self._errors(), self.engine.connect() as conn:
+                row = conn.execute(
+                    text("SELECT value FROM registry_info WHERE key = 'registry_id'")
+                ).first()
+            if row is None:
+                raise DatabaseError(
+                    f"registry database {self.display_url} has no registry id",
+                    hint="it was created by a damaged migration; restore it from a backup",
+                )
+            self._registry_id = str(row[0])
+        return self._registry_id
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
@@ -252,7 +285,6 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()

@@ -34,6 +34,7 @@ __all__ = [
     "Prompt",
     "PromptLabel",
     "PromptVersionRow",
+    "RegistryInfo",
     "RunMetric",
     "SQLModel",
     "StoreChunk",
@@ -180,6 +181,15 @@ class ArtifactAlias(SQLModel, table=True):
     def create(cls, owner_id: int, name: str, version: int, actor: str) -> ArtifactAlias:
         """A new alias row."""
         return cls(artifact_id=owner_id, alias=name, version=version, updated_by=actor)
+
+
+class RegistryInfo(SQLModel, table=True):
+    """Facts about the registry itself; ``registry_id`` is made once, when it is created."""
+
+    __tablename__ = "registry_info"
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=256)
 
 
 class StorePack(SQLModel, table=True):

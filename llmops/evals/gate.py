@@ -73,6 +73,8 @@ def gate(
     no graded case fails every threshold it is checked against.
     """
     _check_thresholds(max_drop, min_pass_rate, max_errors)
+    if max_drop and not baseline:
+        raise InputError("--max-drop needs --baseline RUN_ID (a drop is measured from it)")
     run = runs.get(run_id)
     if run.summary is None:
         raise InputError(
@@ -92,7 +94,9 @@ def gate(
         before = base_rows[name].pass_rate if name in base_rows else None
         if rate is None:
             problems.append(f"{name}: no case was graded ({row.errors} of {row.cases} errored)")
-        if name in base_rows and before is None:
+        if baseline and name not in base_rows:
+            problems.append(f"{name}: the baseline {baseline} has no target {name!r} to compare")
+        elif name in base_rows and before is None:
             problems.append(
                 f"{name}: the baseline {baseline} graded no case of it, so there is"
                 " nothing to compare against"

@@ -18,11 +18,12 @@ judge error, never a pass or a fail.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -164,20 +165,55 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _normal(text: str) -> str:
+    """``text`` with the encodings a judge may undo when quoting it undone: HTML entities,
+    ``\\uXXXX`` escapes (also nested, a few levels) and runs of whitespace."""
+    for _ in range(3):
+        decoded = _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), html.unescape(text))
+        if decoded == text:
+            break
+        text = decoded
+    return " ".join(text.split())
+
+
+def _nested(obj: Any) -> Iterator[Any]:
+    """``obj`` and every dict and list inside it."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        yield item
+        if isinstance(item, dict):
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+
+
 class _Quotes:
-    """What the graded texts contain that a judge could quote back: their JSON objects and
-    text. A verdict found there cannot be told from a quote of the answer, so it is ignored."""
+    """What the graded texts contain that a judge could quote back: their JSON objects (nested
+    ones too) and their text, each also with its encodings undone. A verdict found there cannot
+    be told from a quote of the answer, so it is ignored."""
 
     def __init__(self, untrusted: Sequence[str]) -> None:
-        # The judge saw the escaped text; it may quote that, or undo the escaping.
-        forms = [form for t in untrusted if t for form in {t, _escape(t)}]
-        self.texts = [" ".join(t.split()) for t in forms]
-        self.objects = {_canonical(o) for t in forms for o, _, _ in _json_spans(t)}
+        # The judge saw the escaped text; it may quote that, or undo any encoding in it.
+        forms = {form for t in untrusted if t for form in (t, _escape(t), _normal(t))}
+        self.texts = [_normal(t) for t in forms]
+        self.objects = {
+            _canonical(inner) for t in forms for o, _, _ in _json_spans(t) for inner in _nested(o)
+        }
 
     def quoted(self, raw: str, obj: Any = None) -> bool:
         if obj is not None and _canonical(obj) in self.objects:
             return True
-        flat = " ".join(raw.split())
+        if obj is not None:
+            try:
+                if _canonical(json.loads(_normal(raw))) in self.objects:
+                    return True
+            except (ValueError, RecursionError):
+                pass
+        flat = _normal(raw)
         return bool(flat) and any(flat in t for t in self.texts)
 
 

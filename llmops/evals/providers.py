@@ -110,6 +110,12 @@ class Provider(Protocol):
         ...
 
 
+def _extra_key(spec: ModelSpec) -> str:
+    """The request fields a spec adds (``top_p``, ``stop`` ...): part of what identifies an
+    answer, so two targets differing only there never share cached answers."""
+    return "|" + json.dumps(spec.extra, sort_keys=True, default=str) if spec.extra else ""
+
+
 def _cost(spec: ModelSpec, prompt_tokens: int, completion_tokens: int) -> float:
     return (
         prompt_tokens * spec.cost_per_1k_input + completion_tokens * spec.cost_per_1k_output
@@ -124,7 +130,7 @@ class OpenAIProvider:
             raise ValueError("provider 'openai' needs model.api_base")
         self.spec = spec
         self.url = spec.api_base.rstrip("/") + "/chat/completions"
-        self.key = f"openai|{spec.api_base}|{spec.name}"
+        self.key = f"openai|{spec.api_base}|{spec.name}{_extra_key(spec)}"
         self.timeout_s = timeout_s
         self._session: Any = None
         api_key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
@@ -203,7 +209,7 @@ class LiteLLMProvider:
     def __init__(self, spec: ModelSpec, *, timeout_s: float) -> None:
         self.spec = spec
         self.timeout_s = timeout_s
-        self.key = f"litellm|{spec.api_base or ''}|{spec.name}"
+        self.key = f"litellm|{spec.api_base or ''}|{spec.name}{_extra_key(spec)}"
 
     async def complete(self, request: Request) -> Completion:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -54,6 +54,10 @@ __all__ = ["RenderLimits", "compile_template", "render_template", "template_vari
 MAX_TEMPLATE_CHARS = 100_000
 """Longest template source accepted; longer prompts belong in variables, not templates."""
 
+ALLOCATION_FACTOR = 20
+"""A render may build at most this many times its output limit in all (intermediate values
+included), whatever it keeps."""
+
 MAX_INT_BITS = 10_000
 """Largest integer (in bits, about 3,000 digits) template arithmetic may build: big-integer work
 runs in C where no watchdog can interrupt it, so the operands are checked before it starts."""
@@ -192,6 +196,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.filters.pop("random", None)
         self.filters = {name: self._guard_filter(name, fn) for name, fn in self.filters.items()}
         self.limit = DEFAULT_LIMITS.max_output_chars
+        self.spent = 0
 
     # -- size guards -------------------------------------------------------------------------
 
@@ -204,12 +209,25 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 )
 
     def _check_result(self, value: Any) -> Any:
-        if _size(value) > self.limit:
+        size = _size(value)
+        if size > self.limit:
             raise TemplateLimitError(
-                f"template built a value of {_size(value)} items, over the limit of {self.limit}",
+                f"template built a value of {size} items, over the limit of {self.limit}",
                 hint="shorten the template or the values passed to it",
             )
+        self._spend(size)
         return value
+
+    def _spend(self, size: int) -> None:
+        """Count what a render builds in all: many values each under the limit (a list literal
+        of big strings) must not add up to gigabytes."""
+        self.spent += size
+        if self.spent > ALLOCATION_FACTOR * self.limit:
+            raise TemplateLimitError(
+                f"template built more than {ALLOCATION_FACTOR * self.limit} characters and items"
+                " in all",
+                hint="shorten the template or the values passed to it",
+            )
 
     def _check_format(self, fmt: Any, *, style: str = "{}") -> None:
         if not isinstance(fmt, str):
@@ -263,6 +281,11 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             width = plain[1] if len(plain) > 1 else kwargs.get("width", 4)
             pad = len(width) if isinstance(width, str) else width if _is_int(width) else 0
             self._refuse("indent", len(plain[0]) + (plain[0].count("\n") + 1) * max(pad, 0))
+        elif name == "sum" and not isinstance(kwargs.get("start", 0), int | float):
+            # Adding lists or strings one at a time is quadratic work in C (no watchdog).
+            raise TemplateLimitError(
+                "'sum' adds numbers only here", hint="use join for strings, or a loop for lists"
+            )
         elif name in ("string", "tojson", "pprint", "list", "join") and plain:
             self._refuse(f"{name!r}", _deep_size(plain[0], self.limit))
 
@@ -308,6 +331,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 f"'~' would build a string of {total} characters, over the limit of {self.limit}",
                 hint="shorten the template or the values passed to it",
             )
+        self._spend(total)
         return "".join(texts)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -425,6 +449,7 @@ _WATCHDOG = _Watchdog()
 def _guarded_run(fn: Callable[[], Any], *, limits: RenderLimits, what: str) -> Any:
     env = _env()
     env.limit = limits.max_output_chars
+    env.spent = 0
     try:
         with _WATCHDOG.deadline(limits.timeout_s):
             return fn()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import blake3
 from pydantic import (
@@ -88,7 +88,7 @@ class LoraSpec(_Spec):
     """Scaling numerator: updates are scaled by ``alpha / r``."""
     dropout: float = Field(default=0.05, ge=0, lt=1)
     """Dropout on the adapter's input."""
-    target_modules: Literal["all-linear"] | list[str] = "all-linear"
+    target_modules: Literal["all-linear"] | Annotated[list[str], Field(min_length=1)] = "all-linear"
     """Module names to adapt (``q_proj`` ...), or ``all-linear``."""
 
 

@@ -167,3 +167,49 @@ def test_a_pull_into_the_current_directory_leaves_it_usable(
     assert Path.cwd().stat().st_ino == inode  # the same folder, not a swapped-in one
     assert files_equal(second, here)
     assert not [p for p in tmp_path.iterdir() if ".llmops-" in p.name]
+
+
+def test_a_pull_never_writes_tool_state_or_replaces_a_workspace(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    from llmops.artifacts.manifest import Manifest
+    from llmops.artifacts.pull import pull_files
+    from llmops.errors import UnsafeFileError
+
+    model = make_model()
+    (model / ".git" / "hooks").mkdir(parents=True)
+    (model / ".git" / "hooks" / "pre-commit").write_text("evil")
+    (model / ".llmops").mkdir()
+    (model / ".llmops" / "registry.db").write_text("evil")
+    pushed = store.push(model, name="m")
+    paths = [f.path for f in store.manifest(pushed.version).files]
+    assert not [p for p in paths if p.startswith((".git", ".llmops"))]  # pushes leave them out
+    manifest = store.manifest(pushed.version)
+    forged = Manifest(files=[manifest.files[0].model_copy(update={"path": ".git/hooks/x"})])
+    with pytest.raises(UnsafeFileError, match="tool state"):
+        pull_files(forged, tmp_path / "dest", backend=store.backend, index=store.index)
+    (model / "llmops.toml").write_text("name = 'pwned'\n")
+    store.push(model, name="w")
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "llmops.toml").write_text("name = 'mine'\n")
+    with pytest.raises(UnsafeFileError, match="is an llmops workspace"):
+        store.pull("w", workspace)
+    assert (workspace / "llmops.toml").read_text() == "name = 'mine'\n"
+
+
+@pytest.mark.parametrize("kind", ["loop", "under-a-file"])
+def test_odd_destinations_are_one_line_errors(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path, kind: str
+) -> None:
+    from llmops.errors import InputError, UnsafeFileError
+
+    store.push(make_model(), name="m")
+    if kind == "loop":
+        dest = tmp_path / "loop"
+        dest.symlink_to(dest)
+    else:
+        (tmp_path / "afile").write_text("x")
+        dest = tmp_path / "afile" / "x"
+    with pytest.raises((InputError, UnsafeFileError)):
+        store.pull("m", dest)

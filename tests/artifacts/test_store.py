@@ -376,8 +376,32 @@ def test_gc_refuses_a_store_that_another_registry_uses(
 
     store.push(make_model(), name="m")
     other = ArtifactStore(Database(f"sqlite:///{tmp_path / 'other.db'}"), store.backend, actor="t")
-    with pytest.raises(StoreError, match="belongs to registry"):
+    with pytest.raises(StoreError, match="belongs to another registry"):
         other.gc(grace=timedelta(0))
-    with pytest.raises(StoreError, match="belongs to registry"):
+    with pytest.raises(StoreError, match="belongs to another registry"):
         other.push(make_model("x"), name="x")
     assert store.verify().ok
+
+
+def test_two_registries_with_the_same_url_text_do_not_share_a_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_model: ModelMaker
+) -> None:
+    """Relative SQLite URLs read the same in every workspace: ownership is by registry id."""
+    from llmops import Workspace
+
+    monkeypatch.setenv("LLMOPS_STORE_URL", (tmp_path / "shared").as_uri())
+    monkeypatch.setenv("LLMOPS_DB_URL", "sqlite:///.llmops/registry.db")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)  # the relative URL names ./.llmops/registry.db
+        Workspace.init(".", examples=False).close()
+        assert (tmp_path / name / ".llmops" / "registry.db").is_file()
+    monkeypatch.chdir(tmp_path / "a")
+    first = Workspace.open()
+    first.artifacts.push(make_model(), name="m")
+    first.close()
+    monkeypatch.chdir(tmp_path / "b")
+    second = Workspace.open()
+    with pytest.raises(StoreError, match="belongs to another registry"):
+        second.artifacts.gc(grace=timedelta(0))
+    second.close()

@@ -69,3 +69,15 @@ def test_another_applications_database_is_never_taken_over(tmp_path: Path) -> No
     with sqlite3.connect(path) as conn:
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     assert tables == ["customers"]
+
+
+def test_a_refused_database_file_is_left_byte_for_byte_as_it_was(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER)")
+    before = path.read_bytes()
+    with pytest.raises(DatabaseError):
+        Database(f"sqlite:///{path}")
+    assert path.read_bytes() == before

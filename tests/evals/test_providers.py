@@ -59,3 +59,14 @@ def test_every_registered_provider_can_be_made() -> None:
         extra = {"api_base": "http://127.0.0.1:9/v1"} if name == "openai" else {}
         provider = make_provider(ModelSpec(provider=name, name="m", **extra), timeout_s=1)
         assert provider.key.startswith(name)
+
+
+def test_request_extras_are_part_of_a_providers_identity() -> None:
+    hot = make_provider(
+        ModelSpec(name="m", api_base="http://h/v1", extra={"top_p": 0.1}), timeout_s=1
+    )
+    cold = make_provider(
+        ModelSpec(name="m", api_base="http://h/v1", extra={"top_p": 0.9}), timeout_s=1
+    )
+    plain = make_provider(ModelSpec(name="m", api_base="http://h/v1"), timeout_s=1)
+    assert len({hot.key, cold.key, plain.key}) == 3

@@ -545,3 +545,19 @@ def test_keys_a_model_repeats_stay_out_of_the_response_cache(
     with sqlite3.connect(ws.eval_cache) as conn:
         cached = " ".join(str(row) for row in conn.execute("SELECT * FROM response"))
     assert "ABCDEFGHIJKLMNOPQRSTUV" not in cached and "[REDACTED]" in cached
+
+
+def test_a_baseline_without_the_target_or_a_drop_without_a_baseline_is_no_pass(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
+    run = ws.evaluate(write_suite(tmp_path, server.url)).run
+    other_targets = f"""
+  - name: different
+    prompt: [{{role: user, content: "Capital of {{{{ country }}}}?"}}]
+    model: {{provider: openai, name: m, api_base: "{server.url}"}}
+"""
+    other = ws.evaluate(write_suite(tmp_path, server.url, targets=other_targets, name="o.yaml")).run
+    report = ws.evals.gate(run.run_id, baseline=other.run_id)
+    assert not report.ok and "has no target 'model'" in report.problems[0]
+    with pytest.raises(InputError, match="--max-drop needs --baseline"):
+        ws.evals.gate(run.run_id, max_drop=0.5)

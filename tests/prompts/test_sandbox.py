@@ -170,3 +170,29 @@ def test_lazy_filter_results_are_sized_as_they_are_collected(source: str) -> Non
         render_template(source, {}, limits=RenderLimits(timeout_s=2.0))
     assert time.monotonic() - started < 1
     assert render_template("{{ [1, 2, 3] | map('string') | join(',') }}", {}) == "1,2,3"
+
+
+@pytest.mark.parametrize(
+    ("source", "values"),
+    [
+        ("{% set l = range(N|int)|batch(1)|list %}{{ (l|sum(start=[]))|length }}", {"N": "100000"}),
+        (
+            "{% set a = 'x' * 999000 %}{% set l = ["
+            + ", ".join(f"a ~ {i}" for i in range(2000))
+            + "] %}{{ l|length }}",
+            {},
+        ),
+    ],
+)
+def test_many_values_under_the_limit_cannot_add_up_to_gigabytes(
+    source: str, values: dict[str, str]
+) -> None:
+    import resource
+
+    started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(TemplateLimitError):
+        render_template(source, values, limits=RenderLimits(timeout_s=2.0))
+    assert time.monotonic() - started < 3
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200
+    assert render_template("{{ [1, 2, 3] | sum }}", {}) == "6"
