@@ -116,7 +116,7 @@ def train(
 
         check_backend(device)
     inputs = _resolve_inputs(ws, spec)
-    _check_target_modules(inputs.base_dir, spec.lora.target_modules)
+    _check_target_modules(inputs.base_dir, spec.lora.target_modules, recipe=name)
     tokenizer = _tokenizer(inputs.base_dir, spec)
 
     # -- gate -------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ def _resolve_inputs(ws: Stage, spec: Recipe) -> Inputs:
     )
 
 
-def _check_target_modules(base_dir: Path, targets: str | list[str]) -> None:
+def _check_target_modules(base_dir: Path, targets: str | list[str], *, recipe: str) -> None:
     """Refuse ``lora.target_modules`` the base model does not have, before loading it (read
     from the safetensors headers: the module names are the weights' names less ``.weight``)."""
     if isinstance(targets, str):
@@ -361,6 +361,7 @@ def _check_target_modules(base_dir: Path, targets: str | list[str]) -> None:
         leaves = sorted({m.rsplit(".", 1)[-1] for m in modules if "proj" in m or "fc" in m})
         raise RecipeError(
             f"lora.target_modules {unknown} are not modules of the base model",
+            path=recipe,
             hint=f"use module names it has (e.g. {', '.join(leaves[:8]) or 'all-linear'}),"
             " or all-linear",
         )
