@@ -144,21 +144,27 @@ def _nonce(text: str) -> str:
     return blake3.blake3(text.encode()).hexdigest()[:12]
 
 
+_OPENING = re.compile(r'<untrusted_(\w+) id="([0-9a-f]{12})">')
+
+
 def _strip_fences(reply: str, untrusted: Sequence[str]) -> str:
     """``reply`` without the regions a judge quoted between our fence tags (their ids are
     digests the graded text cannot know, so a forged closing tag inside them does not end
     them); an unclosed fence hides everything after it."""
-    for text in untrusted:
-        nonce = _nonce(text)
-        opening = re.compile(rf'<untrusted_\w+ id="{nonce}">')
-        closing = re.compile(rf'</untrusted_\w+ id="{nonce}">')
-        out, pos = [], 0
-        while (start := opening.search(reply, pos)) is not None:
-            out.append(reply[pos : start.start()])
-            end = closing.search(reply, start.end())
-            pos = len(reply) if end is None else end.end()
-        reply = "".join(out) + reply[pos:]
-    return reply
+    if "<untrusted_" not in reply:
+        return reply
+    nonces = {_nonce(text) for text in untrusted}
+    out, pos = [], 0
+    while (start := _OPENING.search(reply, pos)) is not None:
+        kind, nonce = start.groups()
+        if nonce not in nonces:  # not one of ours: text like any other
+            out.append(reply[pos : start.end()])
+            pos = start.end()
+            continue
+        out.append(reply[pos : start.start()])
+        end = reply.find(f'</untrusted_{kind} id="{nonce}">', start.end())
+        pos = len(reply) if end < 0 else end + len(f'</untrusted_{kind} id="{nonce}">')
+    return "".join(out) + reply[pos:]
 
 
 def _canonical(obj: Any) -> str:
