@@ -65,6 +65,10 @@ class Registry(Generic[T]):
         except KeyError:
             raise ValueError(self.unknown(name)) from None
 
+    def __getitem__(self, name: str) -> T:
+        """Same as :meth:`get`."""
+        return self.get(name)
+
     def unknown(self, name: str) -> str:
         """The message for an unknown name: a suggestion, or the known names."""
         self._load()

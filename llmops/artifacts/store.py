@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
+from llmops._plugins import Registry
 from llmops._record import Record, plain
 from llmops.artifacts._hashcache import HashCache
 from llmops.artifacts._index import ChunkIndex
@@ -58,15 +59,18 @@ __all__ = [
     "VerifyReport",
 ]
 
-KINDS: tuple[Kind, ...] = (
-    "base-model",
-    "adapter",
-    "checkpoint",
-    "merged-model",
-    "dataset",
-    "eval-log",
-    "other",
-)
+KINDS: Registry[str] = Registry("artifact kind")
+"""Artifact kinds and what each holds (the ``Kind`` literal is checked against these)."""
+for _kind, _what in {
+    "base-model": "a model to fine-tune or serve",
+    "adapter": "LoRA/DoRA weights for a base model",
+    "checkpoint": "a training checkpoint",
+    "merged-model": "an adapter merged into its base",
+    "dataset": "training or eval data",
+    "eval-log": "eval outputs",
+    "other": "anything else",
+}.items():
+    KINDS.register(_kind, _what)
 _ENTITY = "artifact"
 _RETRIES = 8
 
@@ -189,9 +193,7 @@ class ArtifactStore:
         check_name(name, what="artifact name")
         self.check_owner()
         if kind not in KINDS:
-            raise InputError(
-                f"unknown artifact kind {kind!r}", hint=f"use one of {', '.join(KINDS)}"
-            )
+            raise InputError(KINDS.unknown(kind), hint=f"use one of {', '.join(KINDS)}")
         lineage = [self.get(p).ref for p in parents]
         started = time.perf_counter()
         compress_chunks = (

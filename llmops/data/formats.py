@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llmops import _jsonsafe as jsonsafe
+from llmops._plugins import Registry
 from llmops.errors import DatasetError
 
 __all__ = [
@@ -39,12 +40,11 @@ __all__ = [
 DatasetFormat = Literal["chat", "prompt-completion", "preference"]
 ROLES = ("system", "user", "assistant", "tool")
 
-FORMATS: dict[str, tuple[str, ...]] = {
-    "chat": ("messages",),
-    "prompt-completion": ("prompt", "completion"),
-    "preference": ("prompt", "chosen", "rejected"),
-}
+FORMATS: Registry[tuple[str, ...]] = Registry("dataset format")
 """Each format and the fields its rows need."""
+FORMATS.register("chat", ("messages",))
+FORMATS.register("prompt-completion", ("prompt", "completion"))
+FORMATS.register("preference", ("prompt", "chosen", "rejected"))
 
 _SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 

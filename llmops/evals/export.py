@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
 from xml.sax.saxutils import escape, quoteattr
 
+from llmops._plugins import Registry
 from llmops.errors import InputError
 
 if TYPE_CHECKING:
@@ -17,7 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = ["EXPORT_FORMATS", "export_run"]
 
-EXPORT_FORMATS = ("jsonl", "csv", "junit")
+EXPORT_FORMATS: Registry[str] = Registry("export format")
+"""Export formats (the ``fmt`` literal of :func:`export_run` is checked against these)."""
+EXPORT_FORMATS.register("jsonl", "one result per line")
+EXPORT_FORMATS.register("csv", "flat columns")
+EXPORT_FORMATS.register("junit", "JUnit XML for CI systems")
 
 
 def export_run(runs: EvalRuns, run_id: str, fmt: Literal["jsonl", "csv", "junit"]) -> Iterator[str]:
