@@ -160,15 +160,7 @@ class Judges:
     @staticmethod
     def failed_pair(case: NumberedCase, error: str) -> Row:
         """A pairwise row with no verdict: ``error`` says why."""
-        return dict(
-            kind="pair",
-            run_id="",
-            case_index=case.index,
-            verdict=None,
-            consistent=None,
-            details={"orders": [], "replies": [], "errors": [error[:4000]]},
-            human=case.case.human.upper() if case.case.human else None,
-        )
+        return _pair_row(case, None, None, {"orders": [], "replies": [], "errors": [error[:4000]]})
 
     async def pairwise(self, case: NumberedCase, question: str, a: str, b: str) -> Row:
         assert self.judge is not None
@@ -193,23 +185,17 @@ class Judges:
                 "rubric": self.judge.rubric,
             },
         )
-        combined = []
-        for (t1, e1), (t2, e2) in zip(first, second, strict=True):
-            v1 = (
-                None
-                if e1
-                else parse_pairwise(
-                    t1, field=self.judge.field, pattern=self.judge.pattern, untrusted=shown
-                )
-            )
-            v2 = (
-                None
-                if e2
-                else parse_pairwise(
-                    t2, field=self.judge.field, pattern=self.judge.pattern, untrusted=shown
-                )
-            )
-            combined.append(combine_orders(v1, v2))
+        judge = self.judge
+
+        def read(text: str, error: str | None) -> Any:
+            if error:
+                return None
+            return parse_pairwise(text, field=judge.field, pattern=judge.pattern, untrusted=shown)
+
+        combined = [
+            combine_orders(read(t1, e1), read(t2, e2))
+            for (t1, e1), (t2, e2) in zip(first, second, strict=True)
+        ]
         valid = [c for c in combined if c.verdict is not None]
         verdict, consistent = None, None
         if valid:
@@ -218,19 +204,12 @@ class Judges:
             consistent = sum(1 for c in valid if c.consistent) * 2 > len(valid) or (
                 len(valid) == 1 and bool(valid[0].consistent)
             )
-        return dict(
-            kind="pair",
-            run_id="",
-            case_index=case.index,
-            verdict=verdict,
-            consistent=consistent,
-            details={
-                "orders": [[c.verdict, c.consistent] for c in combined],
-                "replies": [t[-1000:] for t, _ in first + second],
-                "errors": [e for _, e in first + second if e],
-            },
-            human=case.case.human.upper() if case.case.human else None,
-        )
+        details = {
+            "orders": [[c.verdict, c.consistent] for c in combined],
+            "replies": [t[-1000:] for t, _ in first + second],
+            "errors": [e for _, e in first + second if e],
+        }
+        return _pair_row(case, verdict, consistent, details)
 
 
 MAX_JUDGE_CHARS = 100_000
@@ -247,3 +226,17 @@ def for_judge(text: str) -> str:
 
 def model_key(model: ModelSpec) -> str:
     return model.model_dump_json()
+
+
+def _pair_row(
+    case: NumberedCase, verdict: str | None, consistent: bool | None, details: dict[str, Any]
+) -> Row:
+    return dict(
+        kind="pair",
+        run_id="",
+        case_index=case.index,
+        verdict=verdict,
+        consistent=consistent,
+        details=details,
+        human=case.case.human.upper() if case.case.human else None,
+    )
