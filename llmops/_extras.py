@@ -25,6 +25,7 @@ EXTRAS: dict[str, str] = {
     "bitsandbytes": "train",
     "gguf": "train",
     "pyarrow": "train",
+    "pandas": "train",
     "tokenizers": "train",
     "litellm": "eval",
     "aiohttp": "eval",

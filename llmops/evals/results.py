@@ -26,6 +26,7 @@ from llmops.db.audit import record_event
 from llmops.db.models import EvalPair, EvalResult, EvalRun, SQLModel
 from llmops.db.timestamps import as_utc, utcnow
 from llmops.errors import EvalRunNotFoundError
+from llmops.evals.frames import Results
 from llmops.evals.gate import GateReport
 from llmops.evals.records import EvalStatus, ModelIdentity, ResultRow, RunSummary
 from llmops.evals.stats import Paired, agreement, bootstrap_ci, paired
@@ -91,7 +92,10 @@ class EvalRunRecord:
                 "status": self.status,
                 "cases": self.cases,
                 "errors": self.errors,
-                "targets": summary.get("targets", [{"name": t} for t in self.targets]),
+                "targets": [
+                    {**t, "model": self.models.get(t["name"])}
+                    for t in summary.get("targets", [{"name": t} for t in self.targets])
+                ],
                 **{k: v for k, v in summary.items() if k != "targets"},
                 "models": self.models,
                 "created_by": self.created_by,
@@ -273,8 +277,12 @@ class EvalRuns:
             }
         return done
 
-    def results(self, run_id: str, *, target: str | None = None) -> Iterator[dict[str, Any]]:
-        """Per-case results in case order (streamed in pages)."""
+    def results(self, run_id: str, *, target: str | None = None) -> Results:
+        """Per-case results in case order (streamed in pages): iterate for dicts, or call
+        ``.to_pandas()`` for a DataFrame with ``vars.*`` and ``assertion.*`` columns."""
+        return Results(self._results(run_id, target=target))
+
+    def _results(self, run_id: str, *, target: str | None) -> Iterator[dict[str, Any]]:
         page, last = 1000, (-1, "")
         while True:
             query = (

@@ -64,3 +64,23 @@ def test_the_two_comparison_targets_rebuild_their_statistics(
     (comparison,) = summary.comparisons
     assert (comparison.a, comparison.b, comparison.n) == ("a", "b", 4)
     assert comparison.paired().verdict() == "no significant difference (+0.000, p=1, n=4)"
+
+
+def test_results_to_pandas_flatten_vars_and_assertions(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
+    run = ws.evaluate(write_suite(tmp_path, server.url)).run
+    frame = ws.evals.results(run.run_id).to_pandas()
+    assert len(frame) == 4 and list(frame["passed"]) == [True, True, False, True]
+    assert list(frame["vars.country"]) == ["France", "Spain", "Peru", "Japan"]
+    assert "assertion.icontains.passed" in frame.columns
+    assert "assertion.icontains.reason" in frame.columns
+    assert next(ws.evals.results(run.run_id))["target"] == "model"  # still iterates dicts
+
+
+def test_show_json_names_each_targets_model(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
+    run = ws.evaluate(write_suite(tmp_path, server.url)).run
+    (target,) = ws.evals.get(run.run_id).to_json()["targets"]
+    assert target["model"]["provider"] == "openai" and target["model"]["name"] == "scripted"
