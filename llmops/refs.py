@@ -6,8 +6,10 @@ parses it here, so the syntax and its error messages are the same everywhere.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from llmops.errors import InvalidNameError, InvalidReferenceError
@@ -146,3 +148,14 @@ def parse_ref(text: str) -> Ref:
             hint=forms,
         )
     return Ref(name=name, label=selector)
+
+
+def local_path(path: str | os.PathLike[str], root: Path | None) -> Path:
+    """The one rule for relative file paths given to the API and the CLI: from the current
+    folder when the file is there, else from ``root`` (the workspace root) when it is there;
+    otherwise the current folder's (so "no such file" names what the user typed)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists() or root is None:
+        return p
+    under_root = root / p
+    return under_root if under_root.exists() else p

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmops.errors import ConfigError, InputError, WorkspaceNotFoundError
+from llmops.refs import local_path
 
 if TYPE_CHECKING:
     from llmops.artifacts import ArtifactStore, ArtifactVersion
@@ -366,9 +367,9 @@ class Workspace:
         from llmops.evals.runner import run_suite
 
         return run_suite(
-            suite, prompts=self.prompts, results=self.eval_runs, cache=self.eval_cache,
-            models=self.resolver, concurrency=concurrency, no_cache=no_cache, resume=resume,
-            live=live,
+            local_path(suite, self.root), prompts=self.prompts, results=self.eval_runs,
+            cache=self.eval_cache, models=self.resolver, concurrency=concurrency,
+            no_cache=no_cache, resume=resume, live=live,
         )  # fmt: skip
 
     @cached_property
@@ -398,6 +399,8 @@ class Workspace:
         """
         from llmops.train.runner import train
 
+        if isinstance(recipe, str | os.PathLike):
+            recipe = local_path(recipe, self.root)
         return train(
             recipe, artifacts=self.artifacts, runs=self.train_runs, models=self.resolver,
             state_dir=self.state_dir, overrides=overrides, resume=resume, live=live,

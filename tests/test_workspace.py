@@ -113,3 +113,26 @@ def test_wheel_ships_every_example_folder_that_init_copies() -> None:
     data = tomllib.loads(pyproject.read_text())
     shipped = data["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
     assert shipped == {d: f"llmops/_examples/{d}" for d in _EXAMPLE_DIRS}
+
+
+def test_relative_paths_work_from_a_notebook_in_a_sub_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = Workspace.init(tmp_path / "proj")
+    (tmp_path / "proj" / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "proj" / "notebooks")
+    opened = Workspace.open()
+    pushed = opened.prompts.push("prompts/summarize.yaml")  # found from the workspace root
+    assert pushed.created and pushed.path == str(tmp_path / "proj" / "prompts" / "summarize.yaml")
+    (tmp_path / "proj" / "notebooks" / "prompts").mkdir()
+    local = tmp_path / "proj" / "notebooks" / "prompts" / "summarize.yaml"
+    local.write_text(
+        (tmp_path / "proj" / "prompts" / "summarize.yaml")
+        .read_text()
+        .replace("careful", "very careful")
+    )
+    assert (
+        opened.prompts.push("prompts/summarize.yaml").path == "prompts/summarize.yaml"
+    )  # cwd first
+    opened.close()
+    ws.close()

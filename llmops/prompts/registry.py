@@ -34,7 +34,7 @@ from llmops.prompts.records import (
     VersionInfo,
 )
 from llmops.prompts.spec import PromptSpec
-from llmops.refs import Ref, check_label, check_name, parse_ref
+from llmops.refs import Ref, check_label, check_name, local_path, parse_ref
 
 __all__ = ["PromptRegistry", "StalePromptWarning"]
 
@@ -310,9 +310,15 @@ class PromptRegistry:
         """
         path: str | None = None
         if not isinstance(source, PromptSpec):
-            path = str(source)
-            source = load_prompt_file(source)
+            found = self._local(source)
+            path = str(found)
+            source = load_prompt_file(found)
         return self._push_spec(source, message=message, author=author or self.actor, path=path)
+
+    def _local(self, source: str | os.PathLike[str]) -> Path:
+        """A relative path from the current folder, else from the workspace root (the folder
+        that holds ``prompts_dir``), as a notebook in a sub-folder expects."""
+        return local_path(source, self.prompts_dir.parent if self.prompts_dir else None)
 
     def push_files(
         self, paths: Sequence[str | os.PathLike[str]] | None = None, *, message: str = ""
