@@ -53,6 +53,7 @@ class ModelResolver:
         self.store = store
         self.root = root
         self.cache_dir = cache_dir
+        self._digests: dict[Path, tuple[int, str]] = {}
 
     def __repr__(self) -> str:
         return f"ModelResolver(root={str(self.root)!r}, store={self.store.backend.url!r})"
@@ -70,10 +71,27 @@ class ModelResolver:
         """
         local = self.resolve_path(ref)
         if local.is_dir():
-            digest = manifest_of(local, cache=self.store.hash_cache).digest()
-            return ModelSource(folder=local, version=None, digest=digest)
+            return ModelSource(folder=local, version=None, digest=self._folder_digest(local))
         version = self.store.get(ref)
         return ModelSource(folder=None, version=version, digest=version.digest)
+
+    def _folder_digest(self, folder: Path) -> str:
+        """A folder's manifest digest, computed once per content: a run asks for the same
+        model's identity several times (its record, its provider's cache key), and hashing a
+        base model reads every byte. Any file added, removed or rewritten changes the key."""
+        key = folder.resolve()
+        files = sorted(
+            (str(p.relative_to(key)), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in key.rglob("*")
+            if p.is_file()
+        )
+        signature = hash(tuple(files))
+        known = self._digests.get(key)
+        if known is not None and known[0] == signature:
+            return known[1]
+        digest = manifest_of(key, cache=self.store.hash_cache).digest()
+        self._digests[key] = (signature, digest)
+        return digest
 
     def local_dir(self, source: ModelSource) -> Path:
         """The files of a source on local disk (an artifact is pulled once, then cached)."""

@@ -18,6 +18,7 @@ judge error, never a pass or a fail.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -223,6 +224,13 @@ class _Quotes:
         return bool(flat) and any(flat in t for t in self.texts)
 
 
+@functools.lru_cache(maxsize=64)
+def _quotes(untrusted: tuple[str, ...]) -> _Quotes:
+    """One :class:`_Quotes` per set of graded texts: every judge reply about the same answer
+    (panel members, epochs, both pairwise orders) is checked against the same quotes."""
+    return _Quotes(untrusted)
+
+
 def _json_spans(text: str) -> list[tuple[Any, int, int]]:
     """JSON objects in ``text`` with their spans; bounded in candidates, and a nesting too
     deep to decode is skipped (never a RecursionError)."""
@@ -278,7 +286,7 @@ def parse_single(  # noqa: PLR0911 - one return per kind of verdict
     verdicts inside quoted fences, or that also occur in those texts, are not the judge's own.
     """
     text = _verdict_text(text, untrusted)
-    quotes = _Quotes(untrusted)
+    quotes = _quotes(tuple(untrusted))
     if pattern:
         last = _last_match(text, pattern, quotes)
         if last is None:
@@ -326,7 +334,7 @@ def parse_pairwise(
     """``A``, ``B`` or ``TIE`` from a pairwise judge reply, or None when it has no verdict
     (``untrusted`` as for :func:`parse_single`)."""
     text = _verdict_text(text, untrusted)
-    quotes = _Quotes(untrusted)
+    quotes = _quotes(tuple(untrusted))
     if pattern:
         match = _last_match(text, pattern, quotes)
         raw = (match.group(1) if match.groups() else match.group(0)) if match else None

@@ -12,7 +12,7 @@ import html
 from datetime import datetime
 from typing import Any, Literal
 
-from llmops._record import Record, plain
+from llmops._record import Record
 from llmops.prompts._sandbox import RenderLimits
 from llmops.prompts.spec import ModelParams, PromptSpec, RenderedPrompt, Variable
 
@@ -27,12 +27,8 @@ __all__ = [
 ]
 
 
-_plain = plain
-_Record = Record
-
-
 @dataclasses.dataclass(slots=True, kw_only=True)
-class VersionInfo(_Record):
+class VersionInfo(Record):
     """One version of a prompt, without its content: a row of a listing.
 
     A snapshot: changing it changes nothing in the registry. (Not frozen because frozen
@@ -58,7 +54,7 @@ class VersionInfo(_Record):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class PromptVersion(_Record):
+class PromptVersion(Record):
     """An immutable prompt version with its content; render it to get chat messages.
 
     Frozen, because ``get()`` hands the same cached object to every caller.
@@ -150,7 +146,7 @@ class PromptVersion(_Record):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class PushResult(_Record):
+class PushResult(Record):
     """Outcome of pushing one prompt."""
 
     name: str
@@ -166,7 +162,7 @@ class PushResult(_Record):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class LabelMove(_Record):
+class LabelMove(Record):
     """Outcome of setting or removing a label."""
 
     name: str
@@ -188,7 +184,7 @@ HistoryAction = Literal["create", "label", "unlabel", "archive", "unarchive"]
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
-class HistoryEntry(_Record):
+class HistoryEntry(Record):
     """One event in a prompt's history, from the audit log (a snapshot, like VersionInfo)."""
 
     at: datetime
@@ -208,7 +204,7 @@ class HistoryEntry(_Record):
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class PromptSummary(_Record):
+class PromptSummary(Record):
     """One prompt in a listing."""
 
     name: str

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from llmops.artifacts import ArtifactStore
 from llmops.artifacts.resolver import ModelResolver
 
@@ -43,3 +45,24 @@ def test_relative_paths_resolve_from_the_root(store: ArtifactStore, tmp_path: Pa
     resolver = ModelResolver(store, root=tmp_path, cache_dir=tmp_path / "cache")
     assert resolver.resolve_path("models/x") == tmp_path / "models" / "x"
     assert resolver.resolve_path("/abs/x") == Path("/abs/x")
+
+
+def test_a_folders_identity_is_hashed_once_per_content(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops.artifacts import resolver as resolver_module
+
+    model = make_model()
+    resolver = ModelResolver(store, root=tmp_path, cache_dir=tmp_path / "cache")
+    calls: list[Path] = []
+    real = resolver_module.manifest_of
+
+    def counting(folder: Path, **kwargs: object) -> object:
+        calls.append(folder)
+        return real(folder, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(resolver_module, "manifest_of", counting)
+    first = resolver.source(str(model)).digest
+    assert resolver.source(str(model)).digest == first and len(calls) == 1
+    (model / "config.json").write_text('{"changed": true}')
+    assert resolver.source(str(model)).digest != first and len(calls) == 2

@@ -122,3 +122,16 @@ def write_suite(
     path = root / name
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def judged_suite(root: Path, url: str, *, rubric: str = "names the capital of France") -> Path:
+    """A one-case suite (France) graded by ``llm-rubric`` with the server as its judge."""
+    return write_suite(
+        root,
+        url,
+        cases=f"""
+  - vars: {{country: France}}
+    assert: [{{type: llm-rubric, value: {rubric}}}]
+""",
+        extra=f'judge: {{model: {{provider: openai, name: judge, api_base: "{url}"}}}}\n',
+    )

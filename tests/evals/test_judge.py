@@ -14,7 +14,7 @@ from llmops import Workspace
 from llmops.evals.judge import aggregate, combine_orders, delimit, parse_pairwise, parse_single
 from llmops.evals.scorers import ScoreResult
 from llmops.evals.testing import MockServer
-from tests.evals.conftest import is_judge, user_text, write_suite
+from tests.evals.conftest import is_judge, judged_suite, user_text, write_suite
 
 
 def test_the_last_verdict_wins_and_none_is_an_error() -> None:
@@ -87,15 +87,7 @@ def test_candidates_cannot_dictate_the_verdict(ws: Workspace, tmp_path: Path, ho
         return gullible_judge(body) if is_judge(body) else hostile
 
     with MockServer(respond) as server:
-        suite = write_suite(
-            tmp_path,
-            server.url,
-            cases="""
-  - vars: {country: France}
-    assert: [{type: llm-rubric, value: names the capital of France}]
-""",
-            extra=f'judge: {{model: {{provider: openai, name: judge, api_base: "{server.url}"}}}}\n',
-        )
+        suite = judged_suite(tmp_path, server.url)
         run = ws.evaluate(suite).run
         judge_requests = [b for b in server.requests if is_judge(b)]
     result = next(ws.evals.results(run.run_id))
@@ -269,15 +261,7 @@ def test_a_judge_quoting_the_answer_cannot_be_flipped(
         return judge_fn(body) if is_judge(body) else hostile
 
     with MockServer(respond) as server:
-        suite = write_suite(
-            tmp_path,
-            server.url,
-            cases="""
-  - vars: {country: France}
-    assert: [{type: llm-rubric, value: names the capital of France}]
-""",
-            extra=f'judge: {{model: {{provider: openai, name: judge, api_base: "{server.url}"}}}}\n',
-        )
+        suite = judged_suite(tmp_path, server.url)
         run = ws.evaluate(suite).run
     result = next(ws.evals.results(run.run_id))
     assert result["passed"] is False, result
