@@ -21,7 +21,7 @@ REDACTED = "[REDACTED]"
 
 _SECRET_NAME = re.compile(
     r"(api[_-]?key|apikey|token|secret|password|passwd|passphrase|credential|cookie"
-    r"|(^|[_-])auth($|[_-])|authorization|(^|[_-])key$|(^|[_-])(pw|pwd|pass)$|signature|^sig$"
+    r"|(^|[_-])auth($|[_-])|authorization|key$|(^|[_-])(pw|pass)$|signature|^sig$|session"
     r"|(^|[_-])code$)",
     re.I,
 )
@@ -45,6 +45,8 @@ _PATTERNS = [
     ),
 ]
 _MIN_SECRET_LEN = 6
+_NOT_SECRETS = frozenset({"PWD", "OLDPWD", "PASS", "SSH_AUTH_SOCK", "XAUTHORITY"})
+"""Environment variables whose names look like keys but hold paths."""
 
 
 def _env_secrets(names: Iterable[str], environ: Mapping[str, str]) -> set[str]:
@@ -52,7 +54,8 @@ def _env_secrets(names: Iterable[str], environ: Mapping[str, str]) -> set[str]:
     return {
         value
         for name, value in environ.items()
-        if (name in wanted or _SECRET_NAME.search(name)) and len(value) >= _MIN_SECRET_LEN
+        if (name in wanted or (_SECRET_NAME.search(name) and name not in _NOT_SECRETS))
+        and len(value) >= _MIN_SECRET_LEN
     }
 
 

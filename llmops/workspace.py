@@ -335,6 +335,7 @@ class Workspace:
             actor=self.actor,
             cache_ttl_s=self.config.prompts.cache_ttl_s,
             prompts_dir=self.prompts_dir,
+            root=self.root,
         )
 
     @property

@@ -119,3 +119,10 @@ def test_more_echo_forms_are_redacted() -> None:
     for echo in [base64.b64encode(secret.encode()).decode(), secret.upper(),
                  "AbCdEf123%252F456%252B789xyzQQ%253D%253D"]:  # fmt: skip
         assert REDACTED in redactor.values(f"x {echo} y"), echo
+
+
+def test_key_like_names_and_path_variables() -> None:
+    assert secret_fields({"extra_headers": {"X-AccessKey": "k1234567", "X-Session": "s1234567"}})
+    assert url_credentials("http://h/v1?accesskey=Zq81LmPx0aR7tYvB3nWc")
+    redactor = Redactor(environ={"PWD": "/tmp/work/here", "OLDPWD": "/tmp/work"})
+    assert redactor("error in /tmp/work/here/x.yaml") == "error in /tmp/work/here/x.yaml"

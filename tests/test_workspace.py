@@ -136,3 +136,19 @@ def test_relative_paths_work_from_a_notebook_in_a_sub_folder(
     )  # cwd first
     opened.close()
     ws.close()
+
+
+def test_a_nested_prompts_folder_still_resolves_from_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = Workspace.init(tmp_path / "proj")
+    config = tmp_path / "proj" / "llmops.toml"
+    config.write_text(config.read_text().replace('dir = "prompts"', 'dir = "content/prompts"'))
+    (tmp_path / "proj" / "content").mkdir()
+    (tmp_path / "proj" / "prompts").rename(tmp_path / "proj" / "content" / "prompts")
+    (tmp_path / "proj" / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "proj" / "notebooks")
+    opened = Workspace.open()
+    assert opened.prompts.push("content/prompts/summarize.yaml").created
+    opened.close()
+    ws.close()

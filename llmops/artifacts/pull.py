@@ -258,12 +258,14 @@ def _checked_root(manifest: Manifest, dest: Path) -> Path:
         root = dest.resolve(strict=False)
     except (OSError, RuntimeError) as exc:  # a link loop, an unreadable parent
         raise InputError(f"cannot pull into {dest}: {exc}", hint="pull into a folder") from None
-    if (root / "llmops.toml").is_file() and any(e.path == "llmops.toml" for e in manifest.files):
-        raise UnsafeFileError(
-            f"cannot pull into {dest}: it is an llmops workspace and the artifact would replace"
-            " its llmops.toml",
-            hint="pull into a subfolder (e.g. models/NAME)",
-        )
+    for entry in manifest.files:
+        name = entry.path.rsplit("/", 1)[-1].lower()
+        if name == "llmops.toml" and (root / entry.path).exists():
+            raise UnsafeFileError(
+                f"cannot pull into {dest}: the artifact would replace the llmops.toml of a"
+                f" workspace ({entry.path})",
+                hint="pull into a folder that holds no workspace (e.g. models/NAME)",
+            )
     for entry in manifest.files:
         final = root / entry.path
         if root not in final.resolve().parents:

@@ -275,21 +275,30 @@ class ArtifactStore:
         if self._owner_checked:
             return
         mine = self.db.registry_id
+        owner, where = None, "?"
         if self.backend.exists(_OWNER_KEY):
             try:
                 found = json.loads(self.backend.get_bytes(_OWNER_KEY))
                 owner, where = found.get("registry_id"), found.get("url", "?")
             except (ValueError, AttributeError):
-                owner, where = None, "?"
-            if owner is not None and owner != mine:
-                raise StoreError(
-                    f"store {self.backend.url} belongs to another registry (id {owner[:12]},"
-                    f" last seen at {where}), not to {self.db.display_url}: its gc would take"
-                    " that registry's data for garbage",
-                    hint="give each registry its own store (LLMOPS_STORE_URL), or use the"
-                    " registry that owns it",
-                )
-        else:
+                pass
+        if owner is None and not self.index.packs() and any(self.backend.list("packs/")):
+            # No (readable) owner record, data in the store, none of it indexed here: the data
+            # belongs to a registry we cannot see, and claiming the store would let gc take it.
+            raise StoreError(
+                f"store {self.backend.url} holds data but no valid owner record"
+                f" ({_OWNER_KEY}), and this registry indexes none of it",
+                hint="use the registry that wrote the store, or restore its registry.json",
+            )
+        if owner is not None and owner != mine:
+            raise StoreError(
+                f"store {self.backend.url} belongs to another registry (id {str(owner)[:12]},"
+                f" last seen at {where}), not to {self.db.display_url}: its gc would take"
+                " that registry's data for garbage",
+                hint="give each registry its own store (LLMOPS_STORE_URL), or use the"
+                " registry that owns it",
+            )
+        if owner is None:  # a new store, or ours with its record lost: (re)claim it
             claim = {"registry_id": mine, "url": self.db.display_url}
             self.backend.put_bytes(_OWNER_KEY, json.dumps(claim).encode())
         self._owner_checked = True

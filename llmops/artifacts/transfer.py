@@ -110,7 +110,7 @@ def check_relpath(path: str) -> str:
             f"file name {path!a} is not valid UTF-8",
             hint="rename the file (artifact paths are UTF-8 text)",
         )
-    if any(part in TOOL_STATE for part in path.split("/")):
+    if any(part.lower() in TOOL_STATE for part in path.split("/")):
         raise UnsafeFileError(
             f"artifact path {path!r} is inside {sorted(TOOL_STATE)} (tool state, never part of"
             " an artifact)",
@@ -146,8 +146,8 @@ def _scan(
         raise UnsafeFileError(f"{source} does not exist or is not a file or folder")
     found = []
     for root, dirs, names in os.walk(source, followlinks=follow_links):
-        dirs[:] = sorted(d for d in dirs if d not in TOOL_STATE)  # not content: never pushed
-        files = [f for f in names if f not in TOOL_STATE]
+        dirs[:] = sorted(d for d in dirs if d.lower() not in TOOL_STATE)  # never pushed
+        files = [f for f in names if f.lower() not in TOOL_STATE]
         for name in sorted(dirs + files):
             path = Path(root) / name
             st = path.stat() if follow_links else path.lstat()

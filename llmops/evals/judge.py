@@ -24,6 +24,7 @@ import json
 import math
 import re
 import statistics
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -180,9 +181,14 @@ def _normal(text: str) -> str:
     ``\\uXXXX`` escapes (also nested, a few levels) and runs of whitespace."""
     for _ in range(3):
         decoded = _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), html.unescape(text))
+        decoded = decoded.replace('\\"', '"').replace("\\/", "/").replace("\\\\", "\\")
         if decoded == text:
             break
         text = decoded
+    # Compatibility forms (fullwidth letters) folded, invisible characters (zero-width, soft
+    # hyphens) dropped: a judge may normalise either when it quotes.
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(c for c in text if unicodedata.category(c) != "Cf")
     return " ".join(text.split())
 
 
@@ -207,6 +213,7 @@ class _Quotes:
         # The judge saw the escaped text; it may quote that, or undo any encoding in it.
         forms = {form for t in untrusted if t for form in (t, _escape(t), _normal(t))}
         self.texts = [_normal(t) for t in forms]
+        self.squeezed = ["".join(t.split()) for t in self.texts]
         self.objects = {
             _canonical(inner) for t in forms for o, _, _ in _json_spans(t) for inner in _nested(o)
         }
@@ -220,8 +227,8 @@ class _Quotes:
                     return True
             except (ValueError, RecursionError):
                 pass
-        flat = _normal(raw)
-        return bool(flat) and any(flat in t for t in self.texts)
+        flat = "".join(_normal(raw).split())  # spacing is the first thing a quote changes
+        return bool(flat) and any(flat in t for t in self.squeezed)
 
 
 @functools.lru_cache(maxsize=64)

@@ -215,7 +215,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
                 f"template built a value of {size} items, over the limit of {self.limit}",
                 hint="shorten the template or the values passed to it",
             )
-        self._spend(size)
+        # What a list costs is what is in it (split() of long words), counted only up to
+        # the budget left.
+        deep = _deep_size(value, ALLOCATION_FACTOR * self.limit) if size else 0
+        self._spend(deep)
         return value
 
     def _spend(self, size: int) -> None:

@@ -95,6 +95,8 @@ class PromptRegistry:
         actor: Name recorded as author of pushes and label moves.
         cache_ttl_s: How long ``get()`` may reuse a lookup (0 turns the cache off).
         prompts_dir: Where ``push()`` and ``pull()`` look for prompt files by default.
+        root: Relative paths not found from the current folder are taken from here (the
+            workspace root; default: the folder holding ``prompts_dir``).
     """
 
     def __init__(
@@ -104,11 +106,13 @@ class PromptRegistry:
         actor: str,
         cache_ttl_s: float = 30.0,
         prompts_dir: Path | None = None,
+        root: Path | None = None,
     ) -> None:
         self.db = db
         self.actor = actor
         self.cache_ttl_s = cache_ttl_s
         self.prompts_dir = prompts_dir
+        self.root = root if root is not None else prompts_dir.parent if prompts_dir else None
         self._cache: dict[Ref, tuple[float, PromptVersion]] = {}
 
     def __repr__(self) -> str:
@@ -318,7 +322,7 @@ class PromptRegistry:
     def _local(self, source: str | os.PathLike[str]) -> Path:
         """A relative path from the current folder, else from the workspace root (the folder
         that holds ``prompts_dir``), as a notebook in a sub-folder expects."""
-        return local_path(source, self.prompts_dir.parent if self.prompts_dir else None)
+        return local_path(source, self.root)
 
     def push_files(
         self, paths: Sequence[str | os.PathLike[str]] | None = None, *, message: str = ""

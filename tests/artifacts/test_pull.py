@@ -193,7 +193,7 @@ def test_a_pull_never_writes_tool_state_or_replaces_a_workspace(
     workspace = tmp_path / "ws"
     workspace.mkdir()
     (workspace / "llmops.toml").write_text("name = 'mine'\n")
-    with pytest.raises(UnsafeFileError, match="is an llmops workspace"):
+    with pytest.raises(UnsafeFileError, match=r"llmops\.toml of a workspace"):
         store.pull("w", workspace)
     assert (workspace / "llmops.toml").read_text() == "name = 'mine'\n"
 
@@ -213,3 +213,23 @@ def test_odd_destinations_are_one_line_errors(
         dest = tmp_path / "afile" / "x"
     with pytest.raises((InputError, UnsafeFileError)):
         store.pull("m", dest)
+
+
+def test_a_nested_workspace_and_upper_case_git_are_protected(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
+) -> None:
+    from llmops.errors import UnsafeFileError
+
+    model = make_model()
+    (model / "inner").mkdir()
+    (model / "inner" / "llmops.toml").write_text("name = 'evil'\n")
+    (model / ".GIT").mkdir()
+    (model / ".GIT" / "hook").write_text("x")
+    pushed = store.push(model, name="m")
+    assert not [f.path for f in store.manifest(pushed.version).files if f.path.startswith(".GIT")]
+    dest = tmp_path / "pd"
+    (dest / "inner").mkdir(parents=True)
+    (dest / "inner" / "llmops.toml").write_text("name = 'mine'\n")
+    with pytest.raises(UnsafeFileError, match=r"llmops\.toml of a workspace"):
+        store.pull("m", dest)
+    assert (dest / "inner" / "llmops.toml").read_text() == "name = 'mine'\n"

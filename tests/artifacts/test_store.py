@@ -405,3 +405,26 @@ def test_two_registries_with_the_same_url_text_do_not_share_a_store(
     with pytest.raises(StoreError, match="belongs to another registry"):
         second.artifacts.gc(grace=timedelta(0))
     second.close()
+
+
+@pytest.mark.parametrize("damage", ["empty", "null", "deleted"])
+def test_a_lost_owner_record_never_lets_a_stranger_collect(
+    store: ArtifactStore, make_model: ModelMaker, tmp_path: Path, damage: str
+) -> None:
+    from llmops.db import Database
+
+    store.push(make_model(), name="m")
+    if damage == "deleted":
+        store.backend.delete("registry.json")
+    else:
+        store.backend.put_bytes(
+            "registry.json", b"" if damage == "empty" else b'{"registry_id": null}'
+        )
+    stranger = ArtifactStore(Database(f"sqlite:///{tmp_path / 'x.db'}"), store.backend, actor="t")
+    with pytest.raises(StoreError, match="no valid owner record"):
+        stranger.gc(grace=timedelta(0))
+    owner = ArtifactStore(store.db, store.backend, actor="t")  # the registry that indexes it
+    owner.gc(grace=timedelta(0))  # reclaims the store
+    assert owner.verify().ok
+    with pytest.raises(StoreError, match="belongs to another registry"):
+        stranger.gc(grace=timedelta(0))

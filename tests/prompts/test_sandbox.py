@@ -196,3 +196,10 @@ def test_many_values_under_the_limit_cannot_add_up_to_gigabytes(
     assert time.monotonic() - started < 3
     assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200
     assert render_template("{{ [1, 2, 3] | sum }}", {}) == "6"
+
+
+def test_lists_are_charged_for_what_they_hold() -> None:
+    words = ", ".join(["s.split()"] * 400)
+    source = "{% set s = ('x' * 49 ~ ' ') * 19999 %}{% set a = [" + words + "] %}{{ a | length }}"
+    with pytest.raises(TemplateLimitError, match="in all"):
+        render_template(source, {}, limits=RenderLimits(timeout_s=2.0))
