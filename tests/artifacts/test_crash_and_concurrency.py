@@ -146,22 +146,39 @@ def test_gc_with_no_grace_racing_pushes_never_leaves_a_version_over_missing_data
     packs of their own: a push may fail (and say so), but every version that commits is whole."""
     from llmops.artifacts import open_backend, transfer
     from llmops.db import Database
-    from llmops.errors import StoreError
 
     monkeypatch.setattr(transfer, "PACK_TARGET", 256 * 1024)  # many small packs: many races
     db = Database(db_url)
     store = ArtifactStore(db, open_backend("", default_root=tmp_path / "store"), actor="t")
     outcomes = {"committed": 0, "refused": 0, "gc_deleted": 0}
+    try:
+        _race_rounds(store, tmp_path, outcomes, seed=100 * round_)
+    finally:
+        db.dispose()
+    assert outcomes["gc_deleted"] > 0, outcomes  # the collector really raced the pushes
+
+
+def _race_rounds(
+    store: ArtifactStore, tmp_path: Path, outcomes: dict[str, int], *, seed: int
+) -> None:
+    from llmops.artifacts import transfer
+    from llmops.errors import StoreError
+
     for i in range(6):
-        model = big_model(tmp_path / f"model{i}", tensors=4, seed=100 * round_ + i)
-        # An abandoned push: its packs are indexed, unreferenced, and (with no grace) gc's prey.
+        model = big_model(tmp_path / f"model{i}", tensors=4, seed=seed + i)
+        # Abandoned pushes: their packs are indexed, unreferenced, and (with no grace) gc's
+        # prey: one of the same content (which the push reuses) and one of pure garbage.
         transfer.push_tree(model, backend=store.backend, index=store.index, workers=1)
+        garbage = big_model(tmp_path / f"garbage{i}", tensors=1, seed=10_000 + i)
+        transfer.push_tree(garbage, backend=store.backend, index=store.index, workers=1)
         stop = threading.Event()
 
         def collect(stop: threading.Event = stop) -> None:
-            while not stop.is_set():
+            while True:  # at least one pass, however fast the push is
                 report = store.gc(grace=timedelta(0))
                 outcomes["gc_deleted"] += report.packs_deleted + report.orphans_deleted
+                if stop.is_set():
+                    return
 
         collector = threading.Thread(target=collect)
         collector.start()
@@ -180,9 +197,7 @@ def test_gc_with_no_grace_racing_pushes_never_leaves_a_version_over_missing_data
             assert report.ok, report.problems[:3]
             store.pull(result.version.ref, tmp_path / f"out{i}")
             assert files_equal(model, tmp_path / f"out{i}")
-    assert outcomes["gc_deleted"] > 0, outcomes  # the collector really raced the pushes
     assert store.verify().ok
-    db.dispose()
 
 
 def test_gc_starting_while_a_push_commits_keeps_the_new_versions_data(
