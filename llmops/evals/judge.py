@@ -212,6 +212,12 @@ class _Quotes:
     def __init__(self, untrusted: Sequence[str]) -> None:
         # The judge saw the escaped text; it may quote that, or undo any encoding in it.
         forms = {form for t in untrusted if t for form in (t, _escape(t), _normal(t))}
+        # A Python-literal verdict ({'pass': True}) the judge may re-write as JSON.
+        forms |= {
+            f.replace("'", '"').replace("True", "true").replace("False", "false")
+            for f in list(forms)
+            if "'" in f
+        }
         self.texts = [_normal(t) for t in forms]
         self.squeezed = ["".join(t.split()) for t in self.texts]
         self.objects = {
