@@ -26,6 +26,7 @@ EXTRAS: dict[str, str] = {
     "gguf": "train",
     "pyarrow": "train",
     "pandas": "train",
+    "tensorboard": "tensorboard",
     "tokenizers": "train",
     "litellm": "eval",
     "aiohttp": "eval",

@@ -136,12 +136,21 @@ class DocumentError(InputError):
         self.path = path
         self.line = line
         self.column = column
+        self.detail = message
         where = path or self.default_where
         if line is not None:
             where += f":{line}"
             if column is not None:
                 where += f":{column}"
         super().__init__(f"{where}: {message}", hint=hint)
+
+    def at(self, path: str) -> DocumentError:
+        """This error, placed in ``path`` when it was raised without a file."""
+        if self.path is not None:
+            return self
+        return type(self)(
+            self.detail, path=path, line=self.line, column=self.column, hint=self.hint
+        )
 
 
 class PromptFileError(DocumentError):

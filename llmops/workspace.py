@@ -361,16 +361,26 @@ class Workspace:
         *,
         concurrency: int | None = None,
         no_cache: bool = False,
+        filter: str | None = None,
+        limit: int | None = None,
+        repeat: int = 1,
         resume: str | None = None,
-        live: bool = False,
+        live: bool | None = None,
     ) -> EvalOutcome:
-        """Run an eval suite (or a promptfoo config); see :func:`llmops.evals.run_suite`."""
+        """Run an eval suite (or a promptfoo config); see :func:`llmops.evals.run_suite`.
+
+        ``filter`` (a regular expression over case ids, descriptions and variables), ``limit``
+        and ``repeat`` choose the cases; ``live`` shows progress (default: in a notebook).
+        """
+        from llmops._liveline import in_notebook
         from llmops.evals.runner import run_suite
+        from llmops.evals.selection import CaseSelection
 
         return run_suite(
             local_path(suite, self.root), prompts=self.prompts, results=self.eval_runs,
             cache=self.eval_cache, models=self.resolver, concurrency=concurrency,
-            no_cache=no_cache, resume=resume, live=live,
+            no_cache=no_cache, selection=CaseSelection(filter, limit, repeat), resume=resume,
+            live=in_notebook() if live is None else live,
         )  # fmt: skip
 
     @cached_property
@@ -391,20 +401,23 @@ class Workspace:
         *,
         overrides: dict[str, Any] | None = None,
         resume: str | None = None,
-        live: bool = False,
+        live: bool | None = None,
     ) -> TrainResult:
         """Run a fine-tuning recipe (or resume run ``resume``); see :func:`llmops.train.train`.
+        ``live`` shows progress (default: in a notebook).
 
         Example:
             >>> run = ws.train("recipes/sft-lora.yaml")  # doctest: +SKIP
         """
+        from llmops._liveline import in_notebook
         from llmops.train.runner import train
 
         if isinstance(recipe, str | os.PathLike):
             recipe = local_path(recipe, self.root)
         return train(
             recipe, artifacts=self.artifacts, runs=self.train_runs, models=self.resolver,
-            state_dir=self.state_dir, overrides=overrides, resume=resume, live=live,
+            state_dir=self.state_dir, overrides=overrides, resume=resume,
+            live=in_notebook() if live is None else live,
         )  # fmt: skip
 
     def close(self) -> None:

@@ -79,8 +79,7 @@ PY
 step llmops recipes validate recipes/sft-lora.yaml recipes/sft-dora.yaml recipes/sft-qlora.yaml recipes/dpo-lora.yaml
 step llmops data validate recipes/data/pirate-chat.jsonl --format chat --tokenizer models/smollm2 --max-length 256
 step llmops train recipes/sft-lora.yaml --set training.max_steps=20
-RUN=$(llmops runs list --json | python -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')
-step llmops runs show "$RUN"
+step llmops runs show latest
 step llmops artifacts show smollm2-pirate-lora
 
 printf '\n\033[1m$ python (the base model and the adapter, on a country not in the training data)\033[0m\n'
@@ -110,7 +109,20 @@ PY
 # Evaluation: the base model and base + adapter on countries the training data never mentioned,
 # scored by assertions, compared with paired statistics, then gated as CI would.
 step llmops eval run evals/pirate-style.yaml
-EVAL=$(llmops eval list --json | python -c 'import json, sys; print(json.load(sys.stdin)[0]["run_id"])')
-step llmops eval show "$EVAL" --limit 4
-step llmops eval gate "$EVAL" --max-errors 0
+step llmops eval show latest --limit 4
+step llmops eval gate latest --max-errors 0
+
+printf '\n\033[1m$ python (runs as DataFrames, as a notebook reads them)\033[0m\n'
+python - <<'PY'
+from llmops import Workspace
+
+ws = Workspace.open()
+print(ws.train_runs.search(recipe="sft-lora").to_pandas()[
+    ["run_id", "status", "params.lora.r", "params.training.max_steps", "metrics.loss"]
+].to_string(index=False))
+run = ws.eval_runs.get("latest")
+print(run.summary_model)
+frame = ws.eval_runs.results(run.run_id).to_pandas()
+print(frame.groupby("target")[["passed", "score"]].mean().round(3).to_string())
+PY
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"

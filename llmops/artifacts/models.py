@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -211,9 +211,12 @@ def import_model(
     name: str,
     kind: Kind = "base-model",
     meta: dict[str, Any] | None = None,
+    step: Callable[[str], None] | None = None,
 ) -> PushResult:
     """Import a base model into the store: a Hugging Face folder (safetensors weights; pickle
-    weights are refused) or a GGUF file (dequantized to safetensors)."""
+    weights are refused) or a GGUF file (dequantized to safetensors); ``step`` hears about
+    each long step as it starts."""
+    announce = step or (lambda _text: None)
     src = Path(source)
     if src.is_file() and src.suffix == ".gguf":
         source_digest = _file_digest(src)
@@ -226,7 +229,9 @@ def import_model(
                 stats = PushStats(bytes_total=version.bytes_total)
                 return PushResult(version=version, created=False, stats=stats, seconds=0.0)
         with tempfile.TemporaryDirectory(prefix="llmops-gguf-") as tmp:
+            announce(f"dequantizing {src.name} to float32 safetensors")
             folder = gguf_to_safetensors(src, Path(tmp) / "model")
+            announce(f"storing the weights as {name}")
             info = {
                 "source": src.name,
                 "source_digest": source_digest,
@@ -245,6 +250,7 @@ def import_model(
             f"{src} has no safetensors weights",
             hint="convert pickle weights with save_pretrained(..., safe_serialization=True)",
         )
+    announce(f"storing {src} as {name}")
     return store.push(
         src,
         name=name,

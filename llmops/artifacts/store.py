@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
+from llmops._display import Display
 from llmops._plugins import Registry
 from llmops._record import Record, plain
 from llmops.artifacts._hashcache import HashCache
@@ -75,9 +76,11 @@ _ENTITY = "artifact"
 _RETRIES = 8
 
 
-@dataclass(slots=True, kw_only=True)
-class ArtifactVersion(Record):
+@dataclass(slots=True, kw_only=True, repr=False)
+class ArtifactVersion(Display, Record):
     """One version of an artifact (a snapshot of its registry row)."""
+
+    _repr_fields = ("ref", "kind", "digest", "bytes_total", "file_count", "aliases", "parents")
 
     name: str
     version: int

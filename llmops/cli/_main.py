@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from llmops.errors import LLMOpsError
@@ -28,12 +31,74 @@ def run(argv: list[str]) -> int:
     from llmops.cli._common import state
     from llmops.cli.app import app
 
-    if "--debug" in argv:  # accepted anywhere, as users type it: hoist it to the root app
-        argv = ["--debug", *[a for a in argv if a != "--debug"]]
+    argv = _hoist(argv) if argv else ["--help"]  # bare `llmops` is a request for help
     try:
-        return _run(app, argv)
+        with _third_party_quiet(enabled="--verbose" not in argv and "-v" not in argv):
+            return _run(app, argv)
     finally:
         state.close()
+
+
+_QUIET_ENV = {
+    "TQDM_DISABLE": "1",  # progress bars of transformers' GGUF conversion, weight loading ...
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+@contextlib.contextmanager
+def _third_party_quiet(*, enabled: bool) -> Iterator[None]:
+    """Other libraries' progress bars and deprecation warnings stay off the terminal unless
+    ``--verbose`` (llmops shows its own progress for long steps)."""
+    if not enabled:
+        yield
+        return
+    saved = {k: os.environ.get(k) for k in _QUIET_ENV}
+    os.environ.update({k: v for k, v in _QUIET_ENV.items() if saved[k] is None})
+    try:
+        with warnings.catch_warnings():
+            for category in (DeprecationWarning, FutureWarning, UserWarning):
+                warnings.filterwarnings("ignore", category=category, module=_NOT_OURS)
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+
+
+_NOT_OURS = r"(?!llmops)"
+"""Warnings raised from modules outside llmops (ours are meant to be seen)."""
+
+
+def _hoist(argv: list[str]) -> list[str]:
+    """Global options go anywhere on the line, as users type them: ``--debug`` and
+    ``--workspace DIR`` move to the root app, ``--json`` to the command (before any ``--``)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    head, tail = argv[:end], argv[end:]
+    root: list[str] = []
+    rest: list[str] = []
+    json_out = False
+    i = 0
+    while i < len(head):
+        arg = head[i]
+        if arg in ("--debug", "--verbose", "-v"):
+            root.append(arg)
+        elif arg in ("--workspace", "-w") and i + 1 < len(head):
+            root += [arg, head[i + 1]]
+            i += 1
+        elif arg.startswith("--workspace="):
+            root.append(arg)
+        elif arg == "--json":
+            json_out = True
+        else:
+            rest.append(arg)
+        i += 1
+    if json_out and rest:
+        rest.append("--json")
+    elif json_out:  # `llmops --json` alone: let the root app say it is not an option
+        root.append("--json")
+    return [*root, *rest, *tail]
 
 
 def _run(app: Any, argv: list[str]) -> int:

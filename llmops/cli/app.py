@@ -20,7 +20,7 @@ app = typer.Typer(
     name="llmops",
     help="llmops: prompts, fine-tuning, artifacts, evals, registry and serving for LLM teams.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -43,6 +43,12 @@ def _root(
         ),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also other libraries' progress bars and deprecation warnings."
+        ),
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
@@ -50,6 +56,7 @@ def _root(
 ) -> None:
     state.workspace = workspace
     state.debug = debug
+    state.verbose = verbose
 
 
 app.command("init")(init_cmd.init)

@@ -10,7 +10,15 @@ from typing import Annotated
 
 import typer
 
-from llmops.cli._common import JsonOpt, console, emit_json, workspace
+from llmops.cli._common import (
+    JsonOpt,
+    console,
+    emit_json,
+    print_table,
+    steps,
+    table,
+    workspace,
+)
 from llmops.errors import InputError
 
 app = typer.Typer(
@@ -126,21 +134,23 @@ def pull(
     typer.echo(f"{version.ref}: wrote {len(files)} file(s) under {dest}")
 
 
+@app.command("list")
 @app.command("ls")
 def ls_(
     name: Annotated[str | None, typer.Argument(help="Only this artifact.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List artifact versions."""
-    from rich.table import Table
-
     versions = workspace().artifacts.ls(name)
     if json_out:
         emit_json([v.to_json() for v in versions])
         return
-    table = Table("artifact", "kind", "size", "aliases", "digest", "created", "parents")
+    rows = table(
+        "artifact", "kind", "size", "aliases", "digest", "created", "parents",
+        keep=("artifact", "digest"),
+    )  # fmt: skip
     for v in versions:
-        table.add_row(
+        rows.add_row(
             v.ref,
             v.kind,
             f"{v.bytes_total / 1e6:.1f} MB",
@@ -149,7 +159,7 @@ def ls_(
             v.created_at.strftime("%Y-%m-%d %H:%M"),
             ", ".join(v.parents),
         )
-    console().print(table)
+    print_table(rows)
 
 
 @app.command()
@@ -273,7 +283,8 @@ def import_(
     from llmops.artifacts.models import import_model
 
     store = workspace().artifacts
-    result = import_model(store, source, name=name, kind=kind)  # type: ignore[arg-type]
+    with steps(enabled=not json_out) as step:
+        result = import_model(store, source, name=name, kind=kind, step=step)  # type: ignore[arg-type]
     if json_out:
         emit_json(result.to_json())
         return

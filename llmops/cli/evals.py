@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmops.cli._common import JsonOpt, console, emit_json, workspace
+from llmops.cli._common import JsonOpt, console, emit_json, print_table, table, workspace
 
 if TYPE_CHECKING:
-    from llmops.evals.results import EvalRunRecord
+    from llmops.evals.records import EvalRunRecord
+    from llmops.evals.runner import EvalOutcome
 
 app = typer.Typer(
     help="Evaluation: suites, judged runs, comparisons and CI gates.", no_args_is_help=True
 )
 
-RunArg = Annotated[str, typer.Argument(help="Eval run id (eval-...).")]
+RunArg = Annotated[str, typer.Argument(help="Eval run id (eval-...), or latest.")]
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
@@ -25,8 +26,6 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 
 
 def _print_summary(record: EvalRunRecord) -> None:
-    from rich.table import Table
-
     out = console()
     out.print(
         f"eval run {record.run_id}: {record.cases} cases, {record.errors} errors "
@@ -35,20 +34,22 @@ def _print_summary(record: EvalRunRecord) -> None:
     summary = record.summary_model
     if summary is None:
         return
-    table = Table("target", "pass rate [95% CI]", "mean score [95% CI]", "errors", "cost")
+    rows = table(
+        "target", "pass rate [95% CI]", "mean score [95% CI]", "errors", "cost", keep=("target",)
+    )
 
     def ci(mean: float | None, low: float | None, high: float | None) -> str:
         return f"{_fmt(mean, '.2f')} [{_fmt(low, '.2f')}, {_fmt(high, '.2f')}]"
 
     for t in summary.targets:
-        table.add_row(
+        rows.add_row(
             t.name,
             ci(t.pass_rate, t.pass_rate_ci_low, t.pass_rate_ci_high),
             ci(t.mean_score, t.ci_low, t.ci_high),
             str(t.errors),
             f"${t.cost:.4f}",
         )
-    out.print(table)
+    print_table(rows)
     for c in summary.comparisons or []:
         p = c.paired()
         out.print(
@@ -71,45 +72,85 @@ def _print_summary(record: EvalRunRecord) -> None:
 
 @app.command("run")
 def run(
-    suite: Annotated[str, typer.Argument(help="Suite YAML (or a promptfooconfig.yaml).")],
+    suites: Annotated[
+        list[str], typer.Argument(help="Suite YAML files (or promptfooconfig.yaml): one run each.")
+    ],
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", "-j", help="Model calls in flight.")
     ] = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Call models even for requests answered before.")
     ] = False,
+    case_filter: Annotated[
+        str | None,
+        typer.Option("--filter", help="Only cases whose id, description or vars match this regex."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most this many cases (after --filter).")
+    ] = None,
+    repeat: Annotated[
+        int, typer.Option("--repeat", help="Run each case N times (fresh samples).")
+    ] = 1,
     resume: Annotated[
-        str | None, typer.Option("--resume", help="Continue a killed run by its id.")
+        str | None,
+        typer.Option("--resume", help="Continue a killed run by its id (with its own options)."),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run a suite: every case against every target, scored, stored, summarised."""
-    outcome = workspace().evaluate(
-        suite,
-        concurrency=concurrency,
-        no_cache=no_cache,
-        resume=resume,
-        live=not json_out and sys.stderr.isatty(),
-    )
-    data = outcome.to_json()
+    """Run suites: every case against every target, scored, stored, summarised; exit 1 when
+    every case of a target errored in any of them."""
+    from llmops.errors import InputError
+
+    if resume and len(suites) > 1:
+        raise InputError("--resume continues one run: give the one suite it ran")
+    ws = workspace()
+    outcomes, failed = [], []
+    for suite in suites:
+        outcome = ws.evaluate(
+            suite, concurrency=concurrency, no_cache=no_cache, filter=case_filter, limit=limit,
+            repeat=repeat, resume=resume, live=not json_out and sys.stderr.isatty(),
+        )  # fmt: skip
+        outcomes.append(outcome)
+        if not json_out:
+            _print_outcome(outcome)
+        if outcome.failed_targets:
+            failed.append(outcome)
+            typer.echo(
+                f"every case of target(s) {', '.join(outcome.failed_targets)} errored; nothing"
+                f" was graded (details: llmops eval show {outcome.run.run_id})",
+                err=True,
+            )
     if json_out:
-        emit_json(data)
-    else:
-        _print_summary(outcome.run)
-        console().print(
-            f"{outcome.calls} model calls, {outcome.cache_hits} from the cache, "
-            f"{outcome.retries} retries, {outcome.seconds:.2f} s"
+        data = [o.to_json() for o in outcomes]
+        emit_json(
+            data[0] if len(data) == 1 else {"runs": data, "failed": [o.run_id for o in failed]}
         )
-        for kind in outcome.error_kinds[:5]:
-            typer.echo(f"error ({kind['count']} cases): {kind['example']}", err=True)
-    failed = outcome.failed_targets
+    elif len(outcomes) > 1:
+        out = console()
+        out.print(f"\n{len(outcomes)} suites:")
+        for o in outcomes:
+            mark = "FAILED" if o in failed else "ok"
+            rates = ", ".join(
+                f"{t.name} {_fmt(t.pass_rate, '.2f')}"
+                for t in (o.summary.targets if o.summary else [])
+            )
+            out.print(f"  {mark:<6} {o.run_id}  {o.run.suite_name}  {rates}")
     if failed:
-        typer.echo(
-            f"every case of target(s) {', '.join(failed)} errored; nothing was graded"
-            f" (details: llmops eval show {outcome.run.run_id})",
-            err=True,
-        )
         raise typer.Exit(1)
+
+
+def _print_outcome(outcome: EvalOutcome) -> None:
+    _print_summary(outcome.run)
+    options = {k: v for k, v in outcome.run.options.items() if v not in (None, False, 1)}
+    cache = (
+        "off (--no-cache)" if outcome.run.options.get("no_cache") else f"{outcome.cache_hits} hits"
+    )
+    console().print(
+        f"{outcome.calls} model calls, cache {cache}, {outcome.retries} retries,"
+        f" {outcome.seconds:.2f} s" + (f"; options {options}" if options else "")
+    )
+    for kind in outcome.error_kinds[:5]:
+        typer.echo(f"error ({kind['count']} cases): {kind['example']}", err=True)
 
 
 @app.command("show")
@@ -121,6 +162,7 @@ def show(
     """A run's summary and per-case results (vars, output, passed, score, reasons)."""
     ws = workspace()
     record = ws.eval_runs.get(run_id)
+    run_id = record.run_id  # `latest` stays the run it was when the command started
     if json_out:
         emit_json(
             {
@@ -138,9 +180,14 @@ def show(
             break
         mark = "ERROR" if r["passed"] is None else "pass " if r["passed"] else "FAIL "
         text = r["output"].replace("\n", " ")[:100]
-        out.print(f"{mark} #{r['case_index']} {r['target']}: {text}")
+        out.print(f"{mark} #{r['case_index']} {r['target']}: {text}", markup=False)
         if r["error"]:
-            out.print(f"       {r['error'][:200]}")
+            out.print(f"       {r['error'][:200]}", markup=False)
+        elif r["passed"] is False:
+            for a in r["assertions"]:
+                if a.get("passed") is False:
+                    reason = " ".join(str(a.get("reason") or "").split())[:200]
+                    out.print(f"       {a.get('type', 'assertion')}: {reason}", markup=False)
 
 
 @app.command("list")
@@ -171,6 +218,8 @@ def compare(
     if json_out:
         emit_json(data)
         return
+    for warning in data["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
     out = console()
     for t in data["targets"]:
         out.print(
@@ -222,18 +271,43 @@ def gate(
 @app.command("export")
 def export(
     run_id: RunArg,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl, csv or junit.")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, csv, parquet (needs -o) or junit.")
+    ] = "jsonl",
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON report (with the exported text as `content` when no --output).",
+        ),
+    ] = False,
 ) -> None:
-    """Write a run's results as JSONL, CSV or JUnit XML."""
+    """Write a run's results as JSONL, CSV, Parquet or JUnit XML."""
     from llmops.errors import InputError
 
-    if fmt not in ("jsonl", "csv", "junit"):
-        raise InputError(f"unknown export format {fmt!r}", hint="use jsonl, csv or junit")
-    pieces = workspace().eval_runs.export(run_id, fmt)  # type: ignore[arg-type]
+    if fmt not in ("jsonl", "csv", "junit", "parquet"):
+        raise InputError(f"unknown export format {fmt!r}", hint="use jsonl, csv, parquet or junit")
+    runs = workspace().eval_runs
+    if fmt == "parquet":
+        from llmops.evals.export import write_parquet
+
+        if output is None:
+            raise InputError("--format parquet writes a file", hint="give --output FILE.parquet")
+        path = write_parquet(runs, runs.get(run_id).run_id, output)
+        if json_out:
+            emit_json({"run_id": run_id, "format": fmt, "output": str(path),
+                       "bytes": path.stat().st_size})  # fmt: skip
+        else:
+            typer.echo(f"wrote {path}", err=True)
+        return
+    pieces = runs.export(run_id, fmt)  # type: ignore[arg-type]
     if output is None:
+        if json_out:
+            emit_json({"run_id": run_id, "format": fmt, "content": "".join(pieces)})
+            return
         for piece in pieces:
             sys.stdout.write(piece)
         return
@@ -243,4 +317,8 @@ def export(
         for piece in pieces:
             f.write(piece)
     tmp.replace(path)
-    typer.echo(f"wrote {path}", err=True)
+    if json_out:
+        emit_json({"run_id": run_id, "format": fmt, "output": str(path),
+                   "bytes": path.stat().st_size})  # fmt: skip
+    else:
+        typer.echo(f"wrote {path}", err=True)

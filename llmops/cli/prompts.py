@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmops.cli._common import JsonOpt, console, emit_json, workspace
+from llmops.cli._common import JsonOpt, console, emit_json, print_table, table, workspace
 
 if TYPE_CHECKING:
     from llmops.prompts import PromptSpec
@@ -39,33 +39,42 @@ def push(
         out.print(f"{r.name}: {state} {r.version}  [dim]{r.digest[:19]}[/dim]")
 
 
+IncludeBuiltin = Annotated[
+    bool,
+    typer.Option(
+        "--include-builtin", help="Also llmops' own prompts (llmops-judge-*, the judge prompts)."
+    ),
+]
+
+
 @app.command("list")
 def list_(
     name: Annotated[str | None, typer.Argument(help="List the versions of this prompt.")] = None,
+    include_builtin: IncludeBuiltin = False,
     json_out: JsonOpt = False,
 ) -> None:
     """List prompts, or the versions of one prompt."""
-    from rich.table import Table
-
     prompts = workspace().prompts
     if name is None:
-        summaries = prompts.list()
+        summaries = prompts.list(include_builtin=include_builtin)
         if json_out:
             emit_json([s.to_json() for s in summaries])
             return
-        table = Table("name", "latest", "labels")
+        rows = table("name", "latest", "labels", keep=("name",))
         for s in summaries:
             labels = ", ".join(f"{k}→{v}" for k, v in s.labels.items())
-            table.add_row(s.name, str(s.latest_version), labels)
-        console().print(table)
+            rows.add_row(s.name, str(s.latest_version), labels)
+        print_table(rows)
         return
     versions = prompts.versions(name)
     if json_out:
         emit_json([v.to_json() for v in versions])
         return
-    table = Table("version", "digest", "labels", "author", "created", "message")
+    rows = table(
+        "version", "digest", "labels", "author", "created", "message", keep=("version", "digest")
+    )
     for v in versions:
-        table.add_row(
+        rows.add_row(
             f"{v.version}{' (archived)' if v.archived else ''}",
             v.digest[7:19],
             ", ".join(v.labels),
@@ -73,7 +82,7 @@ def list_(
             v.created_at.strftime("%Y-%m-%d %H:%M"),
             v.message,
         )
-    console().print(table)
+    print_table(rows)
 
 
 @app.command()
@@ -250,13 +259,11 @@ def history(
     json_out: JsonOpt = False,
 ) -> None:
     """Show a prompt's history: versions created and label moves, oldest first."""
-    from rich.table import Table
-
     entries = workspace().prompts.history(name)
     if json_out:
         emit_json([e.to_json() for e in entries])
         return
-    table = Table("when", "who", "what")
+    rows = table("when", "who", "what", keep=("when",))
     for e in entries:
         if e.action == "create":
             what = f"created version {e.version}" + (f": {e.message}" if e.message else "")
@@ -267,8 +274,8 @@ def history(
             what = f"removed label {e.label} (was {e.previous_version})"
         else:
             what = f"{e.action}d version {e.version}"
-        table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, what)
-    console().print(table)
+        rows.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.actor, what)
+    print_table(rows)
 
 
 @app.command()
@@ -294,10 +301,13 @@ def pull(
         Path | None,
         typer.Option("--dir", help="Target folder (default: the workspace's prompts/)."),
     ] = None,
+    include_builtin: IncludeBuiltin = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Write registry versions back to prompt files (atomic writes; unchanged files untouched)."""
-    results = workspace().prompts.pull(refs or None, directory=directory)
+    results = workspace().prompts.pull(
+        refs or None, directory=directory, include_builtin=include_builtin
+    )
     if json_out:
         emit_json([{**r.to_json(), "written": r.created} for r in results])
         return

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llmops.cli._common import JsonOpt, console, emit_json, workspace
+from llmops.cli._common import JsonOpt, console, emit_json, print_table, table, workspace
 
 SetOpt = Annotated[
     list[str] | None,
@@ -64,20 +64,32 @@ def validate_recipes(
     overrides: SetOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check recipes against the schema (every problem, with lines); exit 2 on the first bad one."""
+    """Check recipes against the schema: every file, every problem with its line; exit 2 when
+    any is bad."""
+    from llmops.errors import RecipeError
     from llmops.train.recipe import load_recipe, parse_overrides
 
     sets = parse_overrides(overrides or [])
     checked: list[dict[str, Any]] = []
     for path in paths:
-        spec = load_recipe(path, overrides=sets)
+        try:
+            spec = load_recipe(path, overrides=sets)
+        except RecipeError as exc:
+            checked.append({"path": path, "ok": False, "error": exc.one_line()})
+            continue
         checked.append({"path": path, "ok": True, "recipe_hash": spec.digest(),
                         "method": spec.method, "trainer": spec.trainer})  # fmt: skip
+    bad = [item for item in checked if not item["ok"]]
     if json_out:
-        emit_json({"ok": True, "recipes": checked})
-        return
-    for item in checked:
-        typer.echo(f"ok  {item['path']}  ({item['method']} + {item['trainer']})")
+        emit_json({"ok": not bad, "recipes": checked})
+    else:
+        for item in checked:
+            if item["ok"]:
+                typer.echo(f"ok  {item['path']}  ({item['method']} + {item['trainer']})")
+            else:
+                typer.echo(f"error: {item['error']}", err=True)
+    if bad:
+        raise typer.Exit(2)
 
 
 class RunStatusOption(StrEnum):
@@ -95,33 +107,58 @@ def list_runs(
         RunStatusOption | None,
         typer.Option("--status", help="running, interrupted, completed or failed."),
     ] = None,
+    recipe: Annotated[str | None, typer.Option("--recipe", help="Recipe name.")] = None,
+    base_model: Annotated[
+        str | None, typer.Option("--base-model", help="Base model as recipes name it, or digest.")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Dataset artifact ref or fingerprint.")
+    ] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="Resolved recipe value: dotted.key=value. Repeatable."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Started since: ISO time or an age (7d, 12h).")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="Newest runs to show.")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
-    """Training runs, newest first."""
-    runs = workspace().train_runs.list(status=status.value if status else None, limit=limit)
+    """Training runs, newest first, filtered by any of the options."""
+    from llmops.train.recipe import parse_overrides
+
+    runs = workspace().train_runs.search(
+        status=status.value if status else None,
+        recipe=recipe,
+        base_model=base_model,
+        dataset=dataset,
+        params=parse_overrides(params or [], option="--param"),
+        since=since,
+        limit=limit,
+    )
     if json_out:
         emit_json([r.to_json(full=False) for r in runs])
         return
-    from rich.table import Table
-
-    table = Table("run", "status", "steps", "final loss", "adapter", "recipe", "started")
+    rows = table(
+        "run", "status", "steps", "final loss", "eval loss", "adapter", "recipe", "started",
+        keep=("run", "adapter"),
+    )  # fmt: skip
     for r in runs:
-        loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "-"
-        table.add_row(r.run_id, r.status, f"{r.step}/{r.max_steps}", loss, r.adapter_ref or "-",
-                      r.recipe_name, r.started_at.strftime("%Y-%m-%d %H:%M"))  # fmt: skip
-    console().print(table)
+        rows.add_row(r.run_id, r.status, f"{r.step}/{r.max_steps}", _metric(r.final_loss) or "-",
+                     _metric(r.final_metrics.get("eval_loss")) or "-", r.adapter_ref or "-",
+                     r.recipe_name, r.started_at.strftime("%Y-%m-%d %H:%M"))  # fmt: skip
+    print_table(rows)
 
 
 @runs_app.command("show")
 def show_run(
-    run_id: Annotated[str, typer.Argument(help="Run id (run-...).")],
+    run_id: Annotated[str, typer.Argument(help="Run id (run-...), or latest.")],
     json_out: JsonOpt = False,
 ) -> None:
     """One run: inputs (recipe hash, dataset fingerprint, base model digest), metrics, output."""
     ws = workspace()
     run = ws.train_runs.get(run_id)
-    metrics = ws.train_runs.metrics(run_id)
+    metrics = ws.train_runs.metrics(run.run_id)
     if json_out:
         emit_json(run.to_json(metrics))
         return
@@ -134,7 +171,8 @@ def show_run(
         ("base model", f"{run.base_model}  {run.base_model_digest[:19]}"),
         ("dataset", f"{run.dataset_ref}  {run.dataset_fingerprint[:19]}"),
         ("steps", f"{run.step}/{run.max_steps} (last checkpoint: {run.last_checkpoint_step})"),
-        ("final loss", run.final_loss),
+        ("final loss", None if run.final_loss is None else f"{run.final_loss:.4f}"),
+        ("eval loss", _metric(run.final_metrics.get("eval_loss"))),
         ("adapter", run.adapter_ref),
         ("merged", run.merged_ref),
         ("error", run.error),
@@ -144,10 +182,23 @@ def show_run(
         if value is not None:
             out.print(f"  {label:<11} {value}")
     train_rows = [m for m in metrics if m["split"] == "train"]
-    if train_rows:
-        out.print("  step  loss      lr        tok/s")
-        for m in train_rows[-10:]:
-            tps = m.get("tokens_per_s")
-            speed = "" if tps is None else f"{tps:.0f}"
-            out.print(f"  {m['step']:>4}  {m.get('loss', float('nan')):<8.4f}  "
-                      f"{m.get('learning_rate', 0):<8.2e}  {speed}")  # fmt: skip
+    evals = {m["step"]: m for m in metrics if m["split"] == "eval"}
+    if not train_rows:
+        return
+    shown = train_rows[-_SHOWN_STEPS:]
+    if len(train_rows) > len(shown):
+        out.print(f"  last {len(shown)} of {len(train_rows)} logged steps (--json for all):")
+    out.print("  step  loss      eval loss  lr        tok/s")
+    for m in shown:
+        tps = m.get("tokens_per_s")
+        speed = "" if tps is None else f"{tps:.0f}"
+        eval_loss = _metric(evals.get(m["step"], {}).get("eval_loss")) or "-"
+        out.print(f"  {m['step']:>4}  {_metric(m.get('loss')) or '-':<8}  {eval_loss:<9}  "
+                  f"{m.get('learning_rate', 0):<8.2e}  {speed}")  # fmt: skip
+
+
+_SHOWN_STEPS = 10
+
+
+def _metric(value: float | None) -> str | None:
+    return None if value is None else f"{value:.4f}"

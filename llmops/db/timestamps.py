@@ -4,11 +4,17 @@ PostgreSQL)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["as_utc", "as_utc_column", "utcnow"]
+from llmops.errors import InputError
+
+__all__ = ["as_utc", "as_utc_column", "parse_when", "utcnow"]
+
+_AGO = re.compile(r"(\d+(?:\.\d+)?)\s*(m|h|d|w)")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def utcnow() -> datetime:
@@ -41,3 +47,27 @@ def as_utc_column(values: Sequence[Any]) -> list[datetime]:
         return [parse(v + "+00:00") for v in values]
     except (TypeError, ValueError):  # driver datetimes (PostgreSQL) or an unusual format
         return [as_utc(v) for v in values]
+
+
+def parse_when(value: datetime | timedelta | str, *, what: str = "time") -> datetime:
+    """A point in time for search filters: an aware or naive (UTC) datetime, a timedelta or
+    ``"7d"``/``"12h"``/``"30m"``/``"2w"`` (that long ago), or ISO 8601 text.
+
+    Raises:
+        InputError: The text is neither.
+    """
+    if isinstance(value, timedelta):
+        return utcnow() - value
+    if isinstance(value, datetime):
+        return as_utc(value)
+    text = value.strip()
+    ago = _AGO.fullmatch(text)
+    if ago is not None:
+        return utcnow() - timedelta(**{_UNITS[ago.group(2)]: float(ago.group(1))})
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise InputError(
+            f"{what} {value!r} is not a time",
+            hint="give ISO 8601 (2026-12-01 or 2026-12-01T09:30) or an age such as 7d, 12h, 30m",
+        ) from None

@@ -6,7 +6,8 @@ Heavy libraries (aiohttp, litellm, transformers) load only when a run needs them
 """
 
 from llmops.evals.providers import PROVIDERS, Completion, ProviderError, Request
-from llmops.evals.results import EvalRunRecord, EvalRuns, GateReport
+from llmops.evals.records import EvalRunRecord
+from llmops.evals.results import EvalRuns, GateReport
 from llmops.evals.runner import EvalOutcome, run_suite
 from llmops.evals.scorers import MODEL_GRADED, SCORERS, ScoreResult
 from llmops.evals.suite import Assertion, Case, JudgeSpec, ModelSpec, Suite, Target, load_suite

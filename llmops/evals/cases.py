@@ -71,7 +71,10 @@ async def run_case(
             return _errored(run_id, item, target.name, f"render failed: {exc.one_line()}")
         try:
             completion = await engine.call(
-                target.provider, target.model, make_request(messages, target.model)
+                target.provider,
+                target.model,
+                make_request(messages, target.model),
+                sample=item.sample,
             )
         except ProviderError as exc:
             return _errored(run_id, item, target.name, f"provider failed: {exc}")

@@ -1,4 +1,5 @@
-"""Exports of an eval run's results: JSONL (one result per line), CSV (flat columns), and JUnit
+"""Exports of an eval run's results: JSONL (one result per line), CSV and Parquet (flat columns:
+``vars.<name>`` and ``assertion.<type>.passed/score/reason``, as in ``to_pandas()``), and JUnit
 XML (one test case per case and target) for CI systems."""
 
 from __future__ import annotations
@@ -6,17 +7,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 from xml.sax.saxutils import escape, quoteattr
 
 from llmops._plugins import Registry
 from llmops.errors import InputError
+from llmops.evals.frames import flatten_result
 
 if TYPE_CHECKING:
     from llmops.evals.results import EvalRuns
 
-__all__ = ["EXPORT_FORMATS", "export_run"]
+__all__ = ["EXPORT_FORMATS", "export_run", "write_parquet"]
 
 EXPORT_FORMATS: Registry[str] = Registry("export format")
 """Export formats (the ``fmt`` literal of :func:`export_run` is checked against these)."""
@@ -31,35 +35,61 @@ def export_run(runs: EvalRuns, run_id: str, fmt: Literal["jsonl", "csv", "junit"
         for r in runs.results(run_id):
             yield json.dumps(r, ensure_ascii=False, default=str) + "\n"
     elif fmt == "csv":
-        fields = [
-            "case_index",
-            "case_id",
-            "target",
-            "vars",
-            "output",
-            "passed",
-            "score",
-            "error",
-            "prompt_tokens",
-            "completion_tokens",
-            "cost",
-            "latency_ms",
-            "cached",
-        ]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        for r in runs.results(run_id):
-            writer.writerow({**r, "vars": json.dumps(r["vars"], ensure_ascii=False)})
-            if buf.tell() > 1 << 16:
-                yield buf.getvalue()
-                buf.seek(0)
-                buf.truncate()
-        yield buf.getvalue()
+        yield from _csv(runs, run_id)
     elif fmt == "junit":
         yield from _junit(runs, run_id)
     else:
         raise InputError(f"unknown export format {fmt!r}", hint="use jsonl, csv or junit")
+
+
+_LEADING = (
+    "case_index", "case_id", "target", "output", "passed", "score", "error", "prompt_tokens",
+    "completion_tokens", "cost", "latency_ms", "cached", "human",
+)  # fmt: skip
+"""CSV columns before the ``vars.*`` and ``assertion.*`` ones."""
+
+
+def _csv(runs: EvalRuns, run_id: str) -> Iterator[str]:
+    # Columns are the union over every row (cases differ in variables and checks): one pass
+    # to find them, one to write, so that memory stays at one page of results.
+    found: dict[str, None] = dict.fromkeys(_LEADING)
+    for row in runs.results(run_id):
+        found.update(dict.fromkeys(flatten_result(row)))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(found), extrasaction="ignore")
+    writer.writeheader()
+    for row in runs.results(run_id):
+        writer.writerow({k: _text(v) for k, v in flatten_result(row).items()})
+        if buf.tell() > 1 << 16:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def _text(value: Any) -> Any:
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+
+
+def write_parquet(runs: EvalRuns, run_id: str, path: str | os.PathLike[str]) -> Path:
+    """The run's results as a Parquet file with flat columns (written beside ``path`` and
+    renamed into place, so a reader never sees half a file).
+
+    Raises:
+        MissingDependencyError: pandas or pyarrow is not installed.
+    """
+    from llmops._extras import require
+
+    require("pandas", "pyarrow", feature="Parquet export")
+    frame = runs.results(run_id).to_pandas()
+    for column in frame.columns:  # nested values (lists of judge samples ...) as JSON text
+        if frame[column].map(lambda v: isinstance(v, dict | list)).any():
+            frame[column] = frame[column].map(_text)
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(target)
+    return target
 
 
 def _junit(runs: EvalRuns, run_id: str) -> Iterator[str]:

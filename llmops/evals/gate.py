@@ -103,11 +103,14 @@ def gate(
             )
         elif before is not None and rate is not None and before - rate > max_drop + 1e-12:
             problems.append(
-                f"{name}: pass rate {rate:.3f} dropped {before - rate:.3f} from the baseline's"
-                f" {before:.3f} (more than the {max_drop} allowed)"
+                f"{name}: pass rate {rate:.3f} is below the baseline's {before:.3f} by"
+                f" {before - rate:.3f}, more than the {max_drop:g} allowed (--max-drop)"
             )
         if min_pass_rate is not None and rate is not None and rate < min_pass_rate:
-            problems.append(f"{name}: pass rate {rate:.3f} under {min_pass_rate}")
+            problems.append(
+                f"{name}: pass rate {rate:.3f} is below the minimum {min_pass_rate:g}"
+                " (--min-pass-rate)"
+            )
         if max_errors is not None and row.errors > max_errors:
             problems.append(
                 f"{name}: {row.errors} errored case(s), over the {max_errors} allowed"

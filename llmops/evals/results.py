@@ -8,30 +8,31 @@ for pairwise suites, ``eval_pair`` rows.
 from __future__ import annotations
 
 import builtins
-import json
 import math
 import statistics
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
-from llmops._record import versioned
+from llmops._display import Listing
 from llmops.db import Database
 from llmops.db.audit import record_event
 from llmops.db.models import EvalPair, EvalResult, EvalRun, SQLModel
-from llmops.db.timestamps import as_utc, utcnow
+from llmops.db.timestamps import as_utc, parse_when, utcnow
 from llmops.errors import EvalRunNotFoundError
 from llmops.evals.frames import Results
 from llmops.evals.gate import GateReport
-from llmops.evals.records import EvalStatus, ModelIdentity, ResultRow, RunSummary
+from llmops.evals.records import EvalRunRecord, EvalStatus, ResultRow, RunSummary
 from llmops.evals.stats import Paired, agreement, bootstrap_ci, paired
 
-__all__ = ["EvalRunRecord", "EvalRuns", "GateReport", "new_eval_id"]
+__all__ = ["LATEST", "EvalRuns", "GateReport", "new_eval_id"]
+
+LATEST = "latest"
+"""A run reference meaning the newest run (``llmops eval show latest``)."""
 
 
 _ENTITY = "eval_run"
@@ -41,69 +42,9 @@ _RESULT_TABLE = SQLModel.metadata.tables["eval_result"]
 _PAIR_TABLE = SQLModel.metadata.tables["eval_pair"]
 
 
-FORMAT_VERSION = 1
-"""Version of the eval run record's JSON form (``eval show --json``, exports)."""
-
-
 def new_eval_id() -> str:
     """``eval-`` and 12 random hex digits."""
     return f"eval-{uuid.uuid4().hex[:12]}"
-
-
-@dataclass(slots=True, kw_only=True)
-class EvalRunRecord:
-    """A snapshot of one eval run."""
-
-    run_id: str
-    suite_name: str
-    suite_path: str
-    suite_digest: str
-    status: EvalStatus
-    targets: list[str]
-    summary: dict[str, Any] | None
-    """The stored summary (see :attr:`summary_model` for its typed form)."""
-    cases: int
-    errors: int
-    created_by: str
-    started_at: datetime
-    ended_at: datetime | None
-    models: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per target: the exact model it used (:class:`~llmops.evals.records.ModelIdentity`)."""
-
-    @property
-    def summary_model(self) -> RunSummary | None:
-        """The summary, typed (None until the run finished)."""
-        return None if self.summary is None else RunSummary.model_validate(self.summary)
-
-    @property
-    def model_identities(self) -> dict[str, ModelIdentity]:
-        """Per target: the exact model it used, typed."""
-        return {t: ModelIdentity.model_validate(m) for t, m in self.models.items()}
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``eval run`` contract: run_id, cases, errors, targets (with statistics)."""
-        summary = self.summary or {}
-        return versioned(
-            {
-                "run_id": self.run_id,
-                "suite": self.suite_name,
-                "suite_path": self.suite_path,
-                "suite_digest": self.suite_digest,
-                "status": self.status,
-                "cases": self.cases,
-                "errors": self.errors,
-                "targets": [
-                    {**t, "model": self.models.get(t["name"])}
-                    for t in summary.get("targets", [{"name": t} for t in self.targets])
-                ],
-                **{k: v for k, v in summary.items() if k != "targets"},
-                "models": self.models,
-                "created_by": self.created_by,
-                "started_at": self.started_at.isoformat(),
-                "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            },
-            FORMAT_VERSION,
-        )
 
 
 def _record(row: EvalRun) -> EvalRunRecord:
@@ -121,6 +62,7 @@ def _record(row: EvalRun) -> EvalRunRecord:
         started_at=as_utc(row.started_at),
         ended_at=as_utc(row.ended_at) if row.ended_at else None,
         models=dict((row.environment or {}).get("models") or {}),
+        options=dict((row.environment or {}).get("options") or {}),
     )
 
 
@@ -153,7 +95,7 @@ class EvalRuns:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def create(self, **fields: Any) -> EvalRunRecord:
+    def _create(self, **fields: Any) -> EvalRunRecord:
         """Record a new run (status ``running``)."""
         row = EvalRun(status="running", created_by=self.actor, **fields)
         with self.db.write() as session:
@@ -169,7 +111,7 @@ class EvalRuns:
             session.flush()
             return _record(row)
 
-    def add_results(self, rows: Iterable[dict[str, Any]]) -> None:
+    def _add_results(self, rows: Iterable[dict[str, Any]]) -> None:
         """Store finished cases (``kind`` ``result`` or ``pair`` rows), one transaction and one
         multi-row insert per kind and batch."""
         from sqlalchemy import insert
@@ -185,7 +127,7 @@ class EvalRuns:
             if pairs:
                 session.execute(insert(_PAIR_TABLE), pairs)
 
-    def finish(
+    def _finish(
         self,
         run_id: str,
         *,
@@ -213,7 +155,7 @@ class EvalRuns:
             session.flush()
             return _record(row)
 
-    def reopen(self, run_id: str) -> EvalRunRecord:
+    def _reopen(self, run_id: str) -> EvalRunRecord:
         """Mark a run running again (resume)."""
         with self.db.write() as session:
             row = session.get(EvalRun, run_id)
@@ -233,30 +175,94 @@ class EvalRuns:
     # -- reading ----------------------------------------------------------------------------
 
     def get(self, run_id: str) -> EvalRunRecord:
-        """One run.
+        """One run (``latest``: the newest).
 
         Raises:
             EvalRunNotFoundError: There is no run ``run_id``.
         """
+        run_id = self._resolve(run_id)
         with self.db.read() as session:
             row = session.get(EvalRun, run_id)
             if row is None:
                 raise EvalRunNotFoundError(f"no eval run {run_id!r}", hint="see `llmops eval list`")
             return _record(row)
 
+    def _resolve(self, run_id: str) -> str:
+        """``latest`` as the newest run's id (other ids as they are)."""
+        if run_id != LATEST:
+            return run_id
+        with self.db.read() as session:
+            newest = session.scalar(
+                select(col(EvalRun.id)).order_by(col(EvalRun.started_at).desc()).limit(1)
+            )
+        if newest is None:
+            raise EvalRunNotFoundError("there is no eval run yet", hint="run `llmops eval run`")
+        return str(newest)
+
     def suite_of(self, run_id: str) -> dict[str, Any]:
         """The resolved suite a run ran."""
+        run_id = self._resolve(run_id)
         with self.db.read() as session:
             row = session.get(EvalRun, run_id)
             if row is None:
                 raise EvalRunNotFoundError(f"no eval run {run_id!r}")
             return dict(row.suite)
 
-    def list(self, *, limit: int = 50) -> builtins.list[EvalRunRecord]:
-        """Runs, newest first."""
-        query = select(EvalRun).order_by(col(EvalRun.started_at).desc()).limit(limit)
+    def list(self, *, limit: int = 50) -> Listing[EvalRunRecord]:
+        """Runs, newest first (``.to_pandas()`` for a DataFrame)."""
+        return self.search(limit=limit)
+
+    def search(
+        self,
+        *,
+        suite: str | None = None,
+        status: EvalStatus | None = None,
+        model: str | None = None,
+        since: datetime | timedelta | str | None = None,
+        until: datetime | timedelta | str | None = None,
+        limit: int = 50,
+    ) -> Listing[EvalRunRecord]:
+        """Runs matching every filter given, newest first (as ``mlflow.search_runs``).
+
+        Args:
+            suite: The suite's name.
+            status: ``running``, ``completed`` or ``failed``.
+            model: A target ran this model or adapter: ``name`` (any version), ``name@3``,
+                or a digest.
+            since: Started at or after: a datetime, a timedelta or ``"7d"`` ago, ISO text.
+            until: Started before.
+            limit: At most this many runs.
+        """
+        query = select(EvalRun).order_by(col(EvalRun.started_at).desc())
+        if suite is not None:
+            query = query.where(col(EvalRun.suite_name) == suite)
+        if status is not None:
+            query = query.where(col(EvalRun.status) == status)
+        if since is not None:
+            query = query.where(col(EvalRun.started_at) >= parse_when(since, what="since"))
+        if until is not None:
+            query = query.where(col(EvalRun.started_at) < parse_when(until, what="until"))
+        if model is None:
+            query = query.limit(limit)
+        found: Listing[EvalRunRecord] = Listing()
         with self.db.read() as session:
-            return [_record(r) for r in session.scalars(query)]
+            for row in session.scalars(query):
+                record = _record(row)
+                if model is None or any(_ran(m, model) for m in record.models.values()):
+                    found.append(record)
+                    if len(found) >= limit:
+                        break
+        return found
+
+    def __repr__(self) -> str:
+        with self.db.read() as session:
+            count = session.scalar(select(func.count()).select_from(EvalRun)) or 0
+        latest = self.list(limit=1)
+        last = f", latest {latest[0].run_id} ({latest[0].suite_name}, {latest[0].status})"
+        return (
+            f"EvalRuns({count} run(s){last if latest else ''};"
+            " .list(), .search(suite=, model=, since=), .get(id), .results(id))"
+        )
 
     def done(self, run_id: str) -> set[tuple[int, str]]:
         """``(case_index, target)`` of every stored result (``target`` ``*pair*`` for pairs)."""
@@ -280,7 +286,7 @@ class EvalRuns:
     def results(self, run_id: str, *, target: str | None = None) -> Results:
         """Per-case results in case order (streamed in pages): iterate for dicts, or call
         ``.to_pandas()`` for a DataFrame with ``vars.*`` and ``assertion.*`` columns."""
-        return Results(self._results(run_id, target=target))
+        return Results(self._results(self._resolve(run_id), target=target))
 
     def _results(self, run_id: str, *, target: str | None) -> Iterator[dict[str, Any]]:
         page, last = 1000, (-1, "")
@@ -310,6 +316,7 @@ class EvalRuns:
 
     def pairs(self, run_id: str) -> builtins.list[dict[str, Any]]:
         """Pairwise judgements in case order."""
+        run_id = self._resolve(run_id)
         query = (
             select(EvalPair)
             .where(col(EvalPair.run_id) == run_id)
@@ -454,39 +461,10 @@ class EvalRuns:
     # -- comparison, gates, exports ---------------------------------------------------------
 
     def compare(self, a: str, b: str) -> dict[str, Any]:
-        """Run ``b`` against run ``a``: per target, paired statistics over the cases both ran
-        (matched by case id, else by variables), and the cases whose verdict changed."""
-        ra, rb = self.get(a), self.get(b)
-        keyed_a = {_case_key(r): r for r in self.results(a)}
-        keyed_b = {_case_key(r): r for r in self.results(b)}
-        out: dict[str, Any] = {"a": ra.run_id, "b": rb.run_id, "targets": [], "changed": []}
-        for target in [t for t in rb.targets if t in ra.targets]:
-            keys = sorted(
-                k
-                for k in keyed_a.keys() & keyed_b.keys()
-                if k[1] == target
-                and keyed_a[k]["passed"] is not None
-                and keyed_b[k]["passed"] is not None
-            )
-            stats = paired(
-                [float(keyed_a[k]["score"] or 0) for k in keys],
-                [float(keyed_b[k]["score"] or 0) for k in keys],
-            )
-            out["targets"].append({"name": target, **stats.to_json(), "verdict": stats.verdict()})
-            for k in keys:
-                if keyed_a[k]["passed"] != keyed_b[k]["passed"]:
-                    out["changed"].append(
-                        {
-                            "target": target,
-                            "case": keyed_b[k]["case_id"] or keyed_b[k]["case_index"],
-                            "vars": keyed_b[k]["vars"],
-                            "a_passed": keyed_a[k]["passed"],
-                            "b_passed": keyed_b[k]["passed"],
-                            "a_output": keyed_a[k]["output"][:500],
-                            "b_output": keyed_b[k]["output"][:500],
-                        }
-                    )
-        return out
+        """Run ``b`` against run ``a`` (see :func:`llmops.evals.compare.compare_runs`)."""
+        from llmops.evals.compare import compare_runs
+
+        return compare_runs(self, self._resolve(a), self._resolve(b))
 
     def gate(
         self,
@@ -501,15 +479,25 @@ class EvalRuns:
         from llmops.evals.gate import gate
 
         return gate(
-            self, run_id, baseline=baseline, max_drop=max_drop, min_pass_rate=min_pass_rate,
-            max_errors=max_errors,
+            self, self._resolve(run_id), baseline=baseline, max_drop=max_drop,
+            min_pass_rate=min_pass_rate, max_errors=max_errors,
         )  # fmt: skip
 
     def export(self, run_id: str, fmt: Literal["jsonl", "csv", "junit"]) -> Iterator[str]:
         """The run's results as JSONL, CSV or JUnit XML text, in pieces."""
         from llmops.evals.export import export_run
 
-        return export_run(self, run_id, fmt)
+        return export_run(self, self._resolve(run_id), fmt)
+
+
+def _ran(identity: dict[str, Any], model: str) -> bool:
+    """Whether a target's model identity is ``model`` (a name, ``name@version`` or digest)."""
+    for key in ("ref", "adapter_ref"):
+        ref = identity.get(key) or ""
+        if model in (ref, ref.split("@")[0]):
+            return True
+    return model in (identity.get("name"), identity.get("adapter"), identity.get("digest"),
+                     identity.get("adapter_digest"))  # fmt: skip
 
 
 def _no_usage() -> dict[str, Any]:
@@ -518,11 +506,6 @@ def _no_usage() -> dict[str, Any]:
 
 def _num(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
-def _case_key(result: dict[str, Any]) -> tuple[str, str]:
-    ident = result["case_id"] or json.dumps(result["vars"], sort_keys=True, ensure_ascii=False)
-    return ident, result["target"]
 
 
 def _pairwise_summary(

@@ -12,13 +12,16 @@ finish   per-target statistics, pairwise and calibration summaries on the run re
 from __future__ import annotations
 
 import asyncio
+import html
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmops._display import Display
 from llmops._liveline import LiveLine, bar
 from llmops.errors import InputError, LLMOpsError, PromptRenderError, SuiteError
 from llmops.evals.cache import ResponseCache
@@ -30,8 +33,9 @@ from llmops.evals.judging import (
     model_key,
 )
 from llmops.evals.providers import Provider, make_provider
-from llmops.evals.records import ModelIdentity
-from llmops.evals.results import EvalRunRecord, new_eval_id
+from llmops.evals.records import EvalRunRecord, ModelIdentity, RunSummary
+from llmops.evals.results import new_eval_id
+from llmops.evals.selection import CaseSelection
 from llmops.evals.suite import (
     LoadedSuite,
     NumberedCase,
@@ -50,9 +54,11 @@ __all__ = ["EvalOutcome", "run_suite"]
 _FLUSH_ROWS = 256
 
 
-@dataclass(slots=True, kw_only=True)
-class EvalOutcome:
+@dataclass(slots=True, kw_only=True, repr=False)
+class EvalOutcome(Display):
     """A finished (or resumed) run and how it went."""
+
+    _repr_fields = ("run_id", "summary", "calls", "cache_hits", "seconds")
 
     run: EvalRunRecord
     seconds: float
@@ -62,6 +68,21 @@ class EvalOutcome:
     retries: int
     error_kinds: list[dict[str, Any]] = field(default_factory=list)
     """The first error of each kind in this session: ``{"kind", "count", "example"}``."""
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.run.run_id
+
+    @property
+    def summary(self) -> RunSummary | None:
+        """The run's statistics."""
+        return self.run.summary_model
+
+    def _repr_html_(self) -> str:
+        summary = self.summary
+        head = f"<p><b>eval run {html.escape(self.run_id)}</b> ({self.run.status})</p>"
+        return head + (summary._repr_html_() if summary is not None else "")
 
     @property
     def failed_targets(self) -> list[str]:
@@ -105,6 +126,7 @@ def run_suite(
     root: Path | None = None,
     concurrency: int | None = None,
     no_cache: bool = False,
+    selection: CaseSelection | None = None,
     resume: str | None = None,
     live: bool = False,
 ) -> EvalOutcome:
@@ -118,8 +140,10 @@ def run_suite(
         root: The project folder whose git state is recorded (default: ``models.root``).
         concurrency: Model calls in flight (default: the suite's ``concurrency``).
         no_cache: Call the models even for requests answered before (answers are still cached).
-        resume: Continue this run: finished cases are kept, the rest are run.
-        live: A progress line on stderr.
+        selection: Which cases to run (``--filter``, ``--limit``, ``--repeat``; default all).
+        resume: Continue this run: finished cases are kept, the rest are run, with the
+            options it started with (``no_cache`` and ``selection``; giving others is refused).
+        live: Show progress (a line on stderr; an updating output in a notebook).
 
     Raises:
         SuiteError: The suite is invalid, or a case lacks a variable its prompt needs.
@@ -128,9 +152,46 @@ def run_suite(
     if root is None and models is not None:
         root = models.root
     ws = _Stage(prompts, results, cache, models, root)
-    return asyncio.run(
-        _run(ws, loaded, concurrency=concurrency, no_cache=no_cache, resume=resume, live=live)
-    )
+    options = _Options(no_cache, selection or CaseSelection())
+    if resume:
+        options = _resumed_options(results, resume, options)
+    return _run_sync(_run(ws, loaded, concurrency=concurrency, options=options, resume=resume,
+                          live=live))  # fmt: skip
+
+
+def _run_sync(coroutine: Coroutine[Any, Any, EvalOutcome]) -> EvalOutcome:
+    """Run ``coroutine`` to the end, also where an event loop is already running (a Jupyter
+    notebook runs one): then in a thread with a loop of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="llmops-eval") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    """What a run was asked for beyond its suite, recorded with it (and kept by a resume)."""
+
+    no_cache: bool
+    selection: CaseSelection
+
+    def to_json(self) -> dict[str, Any]:
+        return {"no_cache": self.no_cache, **self.selection.to_json()}
+
+
+def _resumed_options(results: EvalRuns, run_id: str, asked: _Options) -> _Options:
+    recorded = results.get(run_id).options
+    original = _Options(bool(recorded.get("no_cache")), CaseSelection.from_json(recorded))
+    if not asked.selection.everything and asked.selection != original.selection:
+        raise InputError(
+            f"eval run {run_id} runs the cases it started with"
+            f" ({original.selection.to_json()}); --filter/--limit/--repeat cannot change them",
+            hint="resume without them, or start a new run",
+        )
+    # --no-cache given now, or at the start: either way the answers are not read from the cache
+    return _Options(original.no_cache or asked.no_cache, original.selection)
 
 
 def _prompt_spec(ws: _Stage, target: Any) -> PromptSpec:
@@ -139,12 +200,12 @@ def _prompt_spec(ws: _Stage, target: Any) -> PromptSpec:
     return inline_spec(target.name, target.prompt)
 
 
-def _check_variables(loaded: LoadedSuite, targets: list[Target]) -> int:
+def _check_variables(loaded: LoadedSuite, targets: list[Target], selection: CaseSelection) -> int:
     """Count the cases, raising one error naming every case whose variables a prompt refuses
     (missing, or of the wrong type for a registry prompt's declared variables)."""
     problems: list[str] = []
     count = 0
-    for item in iter_cases(loaded):
+    for item in selection.apply(iter_cases(loaded)):
         count += 1
         for target in targets:
             values = {k: v for k, v in item.case.vars.items() if k in target.spec.variables}
@@ -163,7 +224,9 @@ def _check_variables(loaded: LoadedSuite, targets: list[Target]) -> int:
         )
     if count == 0:
         raise SuiteError(
-            "the suite has no cases (the cases file is empty)",
+            "the suite has no cases (the cases file is empty)"
+            if selection.everything
+            else f"no case matches the selection {selection.to_json()}",
             path=str(loaded.path) if loaded.path else None,
         )
     return count
@@ -174,7 +237,7 @@ async def _run(
     loaded: LoadedSuite,
     *,
     concurrency: int | None,
-    no_cache: bool,
+    options: _Options,
     resume: str | None,
     live: bool,
 ) -> EvalOutcome:
@@ -189,10 +252,10 @@ async def _run(
         Target(t.name, _prompt_spec(ws, t), t.model, providers[model_key(t.model)])
         for t in suite.targets
     ]
-    total = _check_variables(loaded, targets)
+    total = _check_variables(loaded, targets, options.selection)
     names = [t.name for t in targets]
     evals = ws.results
-    run_id, skip = _open_run(ws, loaded, names, total, resume)
+    run_id, skip = _open_run(ws, loaded, names, total, resume, options)
     stats = RunStats()
     cache = ResponseCache(ws.cache) if ws.cache is not None else None
     redactor = suite_redactor(suite)
@@ -200,7 +263,7 @@ async def _run(
         suite,
         concurrency=concurrency or suite.concurrency,
         cache=cache,
-        read_cache=not no_cache,
+        read_cache=not options.no_cache,
         stats=stats,
         scrub=redactor.values,
     )
@@ -211,10 +274,10 @@ async def _run(
 
     def flush() -> None:
         if pending:
-            evals.add_results(list(pending))
+            evals._add_results(list(pending))
             pending.clear()
 
-    cases = _todo(iter_cases(loaded), skip, names, pairwise)
+    cases = _todo(options.selection.apply(iter_cases(loaded)), skip, names, pairwise)
     scrub = scrubber(redactor)
 
     async def worker() -> None:
@@ -250,7 +313,7 @@ async def _run(
     samples = bool(judge and (judge.epochs > 1 or len(judge.judges) > 1))
     summary = evals.summarize(run_id, names, judge_samples=samples)
     errors = sum(t.errors for t in summary.targets)
-    run = evals.finish(run_id, status="completed", summary=summary, cases=total, errors=errors)
+    run = evals._finish(run_id, status="completed", summary=summary, cases=total, errors=errors)
     return EvalOutcome(
         run=run,
         seconds=time.perf_counter() - stats.started,
@@ -262,7 +325,12 @@ async def _run(
 
 
 def _open_run(
-    ws: _Stage, loaded: LoadedSuite, names: list[str], total: int, resume: str | None
+    ws: _Stage,
+    loaded: LoadedSuite,
+    names: list[str],
+    total: int,
+    resume: str | None,
+    options: _Options,
 ) -> tuple[str, set[tuple[int, str]]]:
     """A new run record, or the resumed one with the ``(case, target)`` pairs it finished."""
     evals = ws.results
@@ -275,12 +343,12 @@ def _open_run(
             )
         if previous.status == "completed":
             raise InputError(f"eval run {resume} already completed", hint="start a new run")
-        evals.reopen(resume)
+        evals._reopen(resume)
         return resume, evals.done(resume)
     from llmops.train.environment import git_state
 
     run_id = new_eval_id()
-    evals.create(
+    evals._create(
         id=run_id,
         suite_name=loaded.name,
         suite_path=str(loaded.path) if loaded.path else "",
@@ -292,6 +360,7 @@ def _open_run(
             "llmops": _version(),
             "git": git_state(ws.root) if ws.root is not None else None,
             "models": _identities(ws, loaded.suite),
+            "options": options.to_json(),
         },
     )
     return run_id, set()

@@ -326,6 +326,8 @@ class NumberedCase:
     index: int
     case: Case
     where: str
+    sample: int = 0
+    """Which repeat of the case this is (``--repeat``): each one is a fresh model sample."""
 
 
 def iter_cases(loaded: LoadedSuite) -> Iterator[NumberedCase]:

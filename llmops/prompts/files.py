@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from llmops._yamldoc import (
+    Problem,
     YamlSyntaxError,
     node_at,
     parse_yaml,
@@ -24,6 +25,7 @@ from llmops._yamldoc import (
     summarize,
 )
 from llmops.errors import InputError, PromptFileError
+from llmops.prompts._sandbox import template_variables
 from llmops.prompts.spec import FORMAT_VERSION, ModelParams, PromptSpec
 
 __all__ = [
@@ -74,6 +76,7 @@ def parse_prompt_yaml(text: str, *, path: str = "<prompt>") -> PromptSpec:
             path=path,
             hint="upgrade llmops or rewrite the file",
         )
+    templates = _template_problems(data, root)
     try:
         return PromptSpec.model_validate(data)
     except ValidationError as exc:
@@ -84,17 +87,37 @@ def parse_prompt_yaml(text: str, *, path: str = "<prompt>") -> PromptSpec:
             hint_for_unknown=_hint_for_unknown,
             top_level_extra=("format_version",),
         )
-        first, message = summarize(found)
-        raise PromptFileError(message, path=path, line=first.line, column=first.column) from None
-    except InputError as exc:
-        # Template syntax errors and bad names surface from validators as llmops errors.
-        node = node_at(root, ("name",), key=False) if "name" in exc.message else None
-        raise PromptFileError(
-            exc.message,
-            path=path,
-            line=node.start_mark.line + 1 if node is not None else None,
-            hint=exc.hint,
-        ) from None
+    except InputError as exc:  # a template's syntax, found by the validators
+        found = [] if templates else [Problem(None, None, exc.one_line())]
+    # Every problem at once: the schema's and each template's, in file order.
+    found = sorted(found + templates, key=lambda p: (p.line is None, p.line or 0))
+    first, message = summarize(found)
+    raise PromptFileError(message, path=path, line=first.line, column=first.column)
+
+
+def _template_problems(data: dict[str, Any], root: yaml.Node | None) -> list[Problem]:
+    """Syntax errors of the file's templates, checked even when the schema has problems."""
+    places: list[tuple[tuple[int | str, ...], Any, str]] = [
+        (("template",), data.get("template"), "template")
+    ]
+    messages = data.get("messages")
+    if isinstance(messages, list):
+        places += [
+            (("messages", i, "content"), m.get("content"), f"messages[{i}].content")
+            for i, m in enumerate(messages)
+            if isinstance(m, dict)
+        ]
+    found = []
+    for loc, source, what in places:
+        if not isinstance(source, str):
+            continue
+        try:
+            template_variables(source, what=what)
+        except InputError as exc:
+            node = node_at(root, loc, key=False)
+            line = node.start_mark.line + 1 if node is not None else None
+            found.append(Problem(line, None, exc.one_line()))
+    return found
 
 
 def load_prompt_file(path: str | os.PathLike[str]) -> PromptSpec:

@@ -12,11 +12,13 @@ import html
 from datetime import datetime
 from typing import Any, Literal
 
+from llmops._display import Display
 from llmops._record import Record
 from llmops.prompts._sandbox import RenderLimits
 from llmops.prompts.spec import ModelParams, PromptSpec, RenderedPrompt, Variable
 
 __all__ = [
+    "BUILTIN_PREFIX",
     "HistoryAction",
     "HistoryEntry",
     "LabelMove",
@@ -24,7 +26,17 @@ __all__ = [
     "PromptVersion",
     "PushResult",
     "VersionInfo",
+    "is_builtin",
 ]
+
+BUILTIN_PREFIX = "llmops-"
+"""Prompt names llmops keeps for its own prompts (the judge prompts): versioned in the registry
+like any other, but left out of listings and pulls unless asked for."""
+
+
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is one of llmops' own prompts."""
+    return name.startswith(BUILTIN_PREFIX)
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -53,12 +65,19 @@ class VersionInfo(Record):
     """Labels that point at this version now."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class PromptVersion(Record):
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class PromptVersion(Display, Record):
     """An immutable prompt version with its content; render it to get chat messages.
 
     Frozen, because ``get()`` hands the same cached object to every caller.
     """
+
+    _repr_fields = ("ref", "digest", "labels", "author", "created_at", "message", "variables")
+
+    def _shown(self) -> dict[str, Any]:
+        shown = Display._shown(self)
+        shown["variables"] = list(self.variables)
+        return shown
 
     name: str
     """Prompt name."""

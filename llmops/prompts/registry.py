@@ -32,6 +32,7 @@ from llmops.prompts.records import (
     PromptVersion,
     PushResult,
     VersionInfo,
+    is_builtin,
 )
 from llmops.prompts.spec import PromptSpec
 from llmops.refs import Ref, check_label, check_name, local_path, parse_ref
@@ -209,8 +210,9 @@ class PromptRegistry:
             hint="ask for a version explicitly (name@N) or unarchive one",
         )
 
-    def list(self) -> builtins.list[PromptSummary]:
-        """Every prompt with its latest version number and labels, by name."""
+    def list(self, *, include_builtin: bool = False) -> builtins.list[PromptSummary]:
+        """Every prompt with its latest version number and labels, by name; the built-in ones
+        (``llmops-*``, such as the judge prompts) only with ``include_builtin``."""
         with self.db.connect() as conn:
             prompts = conn.execute(
                 select(
@@ -235,6 +237,7 @@ class PromptRegistry:
                 created_at=as_utc(row.created_at),
             )
             for row in prompts
+            if include_builtin or not is_builtin(row.name)
         ]
 
     def versions(self, name: str, *, include_archived: bool = True) -> builtins.list[VersionInfo]:
@@ -505,8 +508,10 @@ class PromptRegistry:
         refs: Iterable[str] | None = None,
         *,
         directory: str | os.PathLike[str] | None = None,
+        include_builtin: bool = False,
     ) -> builtins.list[PushResult]:
-        """Write registry versions back to prompt files (default: the latest of every prompt).
+        """Write registry versions back to prompt files (default: the latest of every prompt,
+        the built-in ``llmops-*`` ones only with ``include_builtin``).
 
         A prompt already kept in a file under ``directory`` is written to that file; others go
         to ``<directory>/<name>.yaml``. Writes are atomic. ``created`` in the result says
@@ -522,7 +527,11 @@ class PromptRegistry:
                     existing[load_prompt_file(file).name] = file
                 except InputError:
                     continue  # a broken file is left alone; its prompt goes to <name>.yaml
-        wanted = builtins.list(refs) if refs else [s.name for s in self.list()]
+        wanted = (
+            builtins.list(refs)
+            if refs
+            else [s.name for s in self.list(include_builtin=include_builtin)]
+        )
         results = []
         for ref in wanted:
             found = self.get(ref, cache=False)

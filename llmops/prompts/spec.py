@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
-from llmops.errors import PromptRenderError
+from llmops.errors import InputError, PromptRenderError
 from llmops.prompts._sandbox import RenderLimits, render_template, template_variables
 from llmops.refs import check_name
 
@@ -152,7 +152,10 @@ class PromptSpec(_Strict):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        return check_name(value, what="prompt name")
+        try:
+            return check_name(value, what="prompt name")
+        except InputError as exc:  # a ValueError lets pydantic report it with the other problems
+            raise ValueError(exc.one_line()) from None
 
     @field_validator("variables")
     @classmethod

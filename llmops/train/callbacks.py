@@ -54,7 +54,7 @@ class TrackingCallback(TrainerCallback):  # type: ignore[misc]
         if "eval_loss" in logs:
             values = {k: float(v) for k, v in logs.items() if k in _KEEP and _finite(v)}
             if self.runs is not None:
-                self.runs.log(self.run_id, step, values, split="eval")
+                self.runs._log(self.run_id, step, values, split="eval")
             return
         if "loss" not in logs:
             return  # the end-of-training summary
@@ -78,7 +78,7 @@ class TrackingCallback(TrainerCallback):  # type: ignore[misc]
             self._tokens = (float(tokens), now)
         self.last_loss = values.get("loss")
         if self.runs is not None:
-            self.runs.log(self.run_id, step, values)
+            self.runs._log(self.run_id, step, values)
         if self._live is not None:
             self._live.show(self._status(step, values), force=step == self.max_steps)
 
@@ -104,7 +104,7 @@ class TrackingCallback(TrainerCallback):  # type: ignore[misc]
             tmp.write_text(json.dumps(marker), encoding="utf-8")
             tmp.replace(folder / CHECKPOINT_MARKER)
             if self.runs is not None:
-                self.runs.update(self.run_id, last_checkpoint_step=step)
+                self.runs._update(self.run_id, last_checkpoint_step=step)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         if self._live is not None:

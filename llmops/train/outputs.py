@@ -67,7 +67,7 @@ def finish_stored(
         merged = merge_adapter(
             ws, spec, inputs, adapter_dir, run_dir / "merged", adapter, adapter.meta
         )
-    run = ws.runs.update(
+    run = ws.runs._update(
         run_id, event="run.complete", status="completed", ended_at=utcnow(),
         final_loss=last_loss(ws, run_id), adapter_ref=adapter.ref,
         merged_ref=merged.ref if merged else None,

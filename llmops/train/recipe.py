@@ -10,6 +10,7 @@ overrides apply before validation, so they are checked the same way.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from llmops._version import __version__
 from llmops._yamldoc import (
     Problem,
     YamlSyntaxError,
+    node_at,
     parse_yaml,
     problems,
     read_document,
@@ -106,8 +108,11 @@ class TrainingSpec(_Spec):
     """``training:``: hyperparameters and schedule."""
 
     max_steps: int = Field(default=100, ge=1)
-    """Optimizer steps to run."""
-    seed: int = Field(default=42, ge=0, le=2**32 - 1)
+    """Optimizer steps to run (computed from ``num_epochs`` when that is given)."""
+    num_epochs: float | None = Field(default=None, gt=0, le=10_000)
+    """Passes over the training rows instead of ``max_steps``: the steps are computed from the
+    rows the data gate counted (as the trainer counts them) and recorded with the run."""
+    seed: int = Field(default=42, ge=0, le=2**32 - 1, strict=True)
     """Seed for initialisation, data order and dropout (0 to 2**32 - 1, as numpy takes)."""
     learning_rate: float = Field(default=2e-4, gt=0, le=1)
     batch_size: int = Field(default=4, ge=1)
@@ -129,6 +134,24 @@ class TrainingSpec(_Spec):
     gradient_checkpointing: bool = False
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     """Mixed precision of training (bf16/fp16 need a GPU that supports them)."""
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(default_factory=list)
+    """Experiment trackers that also get the trainer's logs (off by default; the run record
+    stays the source of truth). Each needs its package: ``llmops[tensorboard]``, mlflow, wandb."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_tracker(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def steps_for(self, train_rows: int, *, world: int = 1) -> int:
+        """``max_steps``, or the optimizer steps of ``num_epochs`` over ``train_rows`` (per
+        process ``ceil(rows / (batch_size * world))`` batches, one step per accumulation)."""
+        if self.num_epochs is None:
+            return self.max_steps
+        batches = math.ceil(train_rows / (self.batch_size * world))
+        return max(
+            1, math.ceil(self.num_epochs * max(batches // self.gradient_accumulation_steps, 1))
+        )
 
 
 class DpoSpec(_Spec):
@@ -209,8 +232,9 @@ class Recipe(_Spec):
         return f"blake3:{blake3.blake3(canonical.encode()).hexdigest()}"
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["training.max_steps=200", ...]`` to ``{"training.max_steps": 200}`` (YAML values).
+def parse_overrides(items: list[str], *, option: str = "--set") -> dict[str, Any]:
+    """``["training.max_steps=200", ...]`` to ``{"training.max_steps": 200}`` (YAML values);
+    ``option`` names the command-line option in errors.
 
     Raises:
         RecipeError: An item has no ``=`` or an empty key.
@@ -221,7 +245,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise RecipeError(
-                f"--set {item!r} is not key=value", hint="write e.g. --set training.max_steps=200"
+                f"{option} {item!r} is not key=value",
+                hint=f"write e.g. {option} training.max_steps=200",
             )
         try:
             out[key] = parse_yaml(raw)[0] if raw.strip() else ""
@@ -284,6 +309,15 @@ def parse_recipe(
     overridden = dict(overrides or {})
     for key, value in overridden.items():
         _apply(data, key, value)
+    training = data.get("training")
+    if isinstance(training, dict) and {"max_steps", "num_epochs"} <= training.keys():
+        node = node_at(root, ("training", "num_epochs"), key=True)
+        raise RecipeError(
+            "training gives both max_steps and num_epochs",
+            path=path,
+            line=node.start_mark.line + 1 if node is not None else None,
+            hint="keep one: num_epochs computes max_steps from the number of training rows",
+        )
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
+from llmops._display import Display
 from llmops.data.gate import DataReport, validate_dataset
 from llmops.errors import (
     ArtifactNotFoundError,
@@ -47,15 +48,37 @@ if TYPE_CHECKING:
 __all__ = ["TrainResult", "train"]
 
 
-@dataclass(slots=True, kw_only=True)
-class TrainResult:
+@dataclass(slots=True, kw_only=True, repr=False)
+class TrainResult(Display):
     """What a run produced."""
+
+    _repr_fields = ("run_id", "status", "final_loss", "adapter_ref", "seconds")
 
     run: RunRecord
     adapter: ArtifactVersion | None
     merged: ArtifactVersion | None
     report: DataReport
     seconds: float
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.run.run_id
+
+    @property
+    def status(self) -> str:
+        """The run's status."""
+        return self.run.status
+
+    @property
+    def final_loss(self) -> float | None:
+        """The last training loss."""
+        return self.run.final_loss
+
+    @property
+    def adapter_ref(self) -> str | None:
+        """``name@version`` of the stored adapter."""
+        return self.adapter.ref if self.adapter is not None else None
 
     def to_json(self) -> dict[str, Any]:
         """The ``llmops train --json`` contract: run_id, status, final_loss, adapter, ..."""
@@ -111,11 +134,8 @@ def train(
     ws = Stage(artifacts, runs, models, state_dir)
     spec, name, previous = _load_spec(ws, recipe, overrides=overrides, resume=resume)
     device = _device()
-    if spec.method == "qlora":
-        from llmops.train.qlora import check_backend
-
-        check_backend(device)
-    inputs = _resolve_inputs(ws, spec)
+    _check_backends(spec, device)
+    inputs = _resolve_inputs(ws, spec, recipe=name)
     _check_target_modules(inputs.base_dir, spec.lora.target_modules, recipe=name)
     tokenizer = _tokenizer(inputs.base_dir, spec)
 
@@ -132,6 +152,7 @@ def train(
         thresholds=spec.gate,
     )
     report.raise_if_failed()
+    spec = _schedule(spec, report, eval_path=inputs.eval_path)
     if inputs.dataset_ref is None and main_process():
         inputs.dataset_ref = _store_dataset(ws, inputs.data_path)  # only data that passed
 
@@ -148,11 +169,11 @@ def train(
         run_id, run_dir = previous.run_id, Path(previous.output_dir)
         checkpoint = _resume_point(run_dir / "checkpoints")
         if main:
-            ws.runs.update(
+            ws.runs._update(
                 run_id, event="run.resume", status="running", error=None,
                 attempts=previous.attempts + 1,
             )  # fmt: skip
-            ws.runs.forget_after(run_id, checkpoint[0] if checkpoint else 0)
+            ws.runs._forget_after(run_id, checkpoint[0] if checkpoint else 0)
 
     # -- train and save ---------------------------------------------------------------------
     stored = stored_output(ws, spec, run_id) if previous is not None else None
@@ -184,7 +205,7 @@ def train(
         raise
 
     # -- finish -----------------------------------------------------------------------------
-    done = ws.runs.update(
+    done = ws.runs._update(
         run_id, event="run.complete", status="completed", ended_at=_now(),
         final_loss=tracking.last_loss, adapter_ref=adapter.ref,
         merged_ref=merged.ref if merged else None,
@@ -277,7 +298,7 @@ def _heartbeat(runs: Runs | None, run_id: str) -> Iterator[None]:
     def beat() -> None:
         while not stop.wait(HEARTBEAT_S):
             with contextlib.suppress(LLMOpsError):
-                runs.heartbeat(run_id)
+                runs._heartbeat(run_id)
 
     thread = threading.Thread(target=beat, name="llmops-heartbeat", daemon=True)
     thread.start()
@@ -319,7 +340,40 @@ def _run_id(spec: Recipe) -> str:
 # -- setup ----------------------------------------------------------------------------------
 
 
-def _resolve_inputs(ws: Stage, spec: Recipe) -> Inputs:
+_TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
+"""``training.report_to`` value -> the module it needs."""
+
+
+def _check_backends(spec: Recipe, device: str) -> None:
+    """What the recipe needs beyond the training stack: bitsandbytes for QLoRA, trackers."""
+    from llmops._extras import require
+
+    if spec.method == "qlora":
+        from llmops.train.qlora import check_backend
+
+        check_backend(device)
+    for tracker in spec.training.report_to:
+        require(_TRACKERS[tracker], feature=f"training.report_to {tracker}")
+
+
+def _schedule(spec: Recipe, report: DataReport, *, eval_path: Path | None) -> Recipe:
+    """The recipe with ``max_steps`` computed from ``num_epochs`` (and the rows it counted)."""
+    t = spec.training
+    if t.num_epochs is None:
+        return spec
+    train_rows = report.rows - (0 if eval_path is not None else report.eval_rows)
+    steps = t.steps_for(train_rows, world=world_size())
+    return spec.model_copy(update={"training": t.model_copy(update={"max_steps": steps})})
+
+
+def _resolve_inputs(ws: Stage, spec: Recipe, *, recipe: str) -> Inputs:
+    try:
+        return _inputs(ws, spec)
+    except RecipeError as exc:  # name the recipe file the problem is in
+        raise exc.at(recipe) from None
+
+
+def _inputs(ws: Stage, spec: Recipe) -> Inputs:
     base = spec.base_model
     try:
         source = ws.models.source(base)
@@ -439,7 +493,7 @@ def _start_record(
     report: DataReport,
     environment: dict[str, Any],
 ) -> RunRecord:
-    return ws.runs.create(
+    return ws.runs._create(
         id=run_id, recipe_name=name, recipe=spec.resolved(), recipe_hash=spec.digest(),
         dataset_fingerprint=report.fingerprint, dataset_ref=inputs.dataset_ref or "",
         base_model=inputs.base_ref or str(inputs.base_dir), base_model_digest=inputs.base_digest,
@@ -490,7 +544,7 @@ def _fail(ws: Stage, run_id: str, exc: BaseException) -> None:
         message = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
     # If the registry itself is down, the original error matters more than recording it.
     with contextlib.suppress(LLMOpsError):
-        ws.runs.update(run_id, event="run.fail", status="failed", error=message, ended_at=_now())
+        ws.runs._update(run_id, event="run.fail", status="failed", error=message, ended_at=_now())
 
 
 def _disk_full(run_id: str, checkpoints: Path, exc: BaseException) -> TrainingError:

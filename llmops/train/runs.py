@@ -10,19 +10,22 @@ metrics row per logging step and a heartbeat, and ends ``completed`` (with its a
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, func, select
 from sqlmodel import col
 
+from llmops._display import Display, Listing, flatten
 from llmops._record import Record, versioned
 from llmops.db import Database
 from llmops.db.audit import record_event
 from llmops.db.models import RunMetric, TrainingRun
-from llmops.db.timestamps import as_utc, utcnow
+from llmops.db.timestamps import as_utc, parse_when, utcnow
 from llmops.errors import RunNotFoundError
 
 __all__ = ["RunRecord", "RunStatus", "Runs", "new_run_id"]
@@ -47,9 +50,14 @@ FORMAT_VERSION = 1
 """Version of the training run record's JSON form (``runs show --json``)."""
 
 
-@dataclass(slots=True, kw_only=True)
-class RunRecord(Record):
+@dataclass(slots=True, kw_only=True, repr=False)
+class RunRecord(Display, Record):
     """A snapshot of one training run."""
+
+    _repr_fields = (
+        "run_id", "status", "recipe_name", "step", "max_steps", "final_loss", "adapter_ref",
+        "error", "started_at",
+    )  # fmt: skip
 
     run_id: str
     status: RunStatus
@@ -75,6 +83,8 @@ class RunRecord(Record):
     merged_ref: str | None
     error: str | None
     attempts: int
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    """The last logged value of each metric (``loss``, ``eval_loss``, ``learning_rate``, ...)."""
 
     _json_renames: ClassVar[dict[str, str]] = {"adapter_ref": "adapter", "merged_ref": "merged"}
 
@@ -91,6 +101,19 @@ class RunRecord(Record):
             out["metrics"] = metrics
         return out
 
+    def flat(self) -> dict[str, Any]:
+        """One row for DataFrames: the run's fields, ``params.<dotted recipe key>`` for the
+        resolved recipe and ``metrics.<name>`` for the last value of each metric."""
+        out: dict[str, Any] = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("recipe", "environment", "final_metrics")
+        }
+        recipe = {k: v for k, v in self.recipe.items() if k != "format_version"}
+        out.update({f"params.{k}": v for k, v in flatten(recipe).items()})
+        out.update({f"metrics.{k}": v for k, v in self.final_metrics.items()})
+        return out
+
 
 def _status(row: TrainingRun) -> RunStatus:
     if row.status == "running" and utcnow() - as_utc(row.updated_at) > STALE_AFTER:
@@ -98,7 +121,7 @@ def _status(row: TrainingRun) -> RunStatus:
     return row.status  # type: ignore[return-value]
 
 
-def _record(row: TrainingRun) -> RunRecord:
+def _record(row: TrainingRun, final_metrics: dict[str, float] | None = None) -> RunRecord:
     return RunRecord(
         run_id=row.id, status=_status(row), recipe_name=row.recipe_name, recipe=row.recipe,
         recipe_hash=row.recipe_hash, dataset_fingerprint=row.dataset_fingerprint,
@@ -109,7 +132,7 @@ def _record(row: TrainingRun) -> RunRecord:
         ended_at=as_utc(row.ended_at) if row.ended_at else None, step=row.step,
         max_steps=row.max_steps, last_checkpoint_step=row.last_checkpoint_step,
         final_loss=row.final_loss, adapter_ref=row.adapter_ref, merged_ref=row.merged_ref,
-        error=row.error, attempts=row.attempts,
+        error=row.error, attempts=row.attempts, final_metrics=final_metrics or {},
     )  # fmt: skip
 
 
@@ -120,7 +143,7 @@ class Runs:
         self.db = db
         self.actor = actor
 
-    def create(self, **fields: Any) -> RunRecord:
+    def _create(self, **fields: Any) -> RunRecord:
         """Record a new run (status ``running``); ``fields`` are :class:`TrainingRun` columns."""
         row = TrainingRun(status="running", created_by=self.actor, **fields)
         with self.db.write() as session:
@@ -133,7 +156,7 @@ class Runs:
             session.flush()
             return _record(row)
 
-    def update(self, run_id: str, *, event: str | None = None, **fields: Any) -> RunRecord:
+    def _update(self, run_id: str, *, event: str | None = None, **fields: Any) -> RunRecord:
         """Change columns of a run and bump its heartbeat; ``event`` also audits the change."""
         with self.db.write() as session:
             row = session.get(TrainingRun, run_id)
@@ -149,9 +172,9 @@ class Runs:
                     entity_key=run_id, before=_plain(before), after=_plain(fields),
                 )  # fmt: skip
             session.flush()
-            return _record(row)
+            return _record(row, _final_metrics(session, [run_id]).get(run_id))
 
-    def log(
+    def _log(
         self, run_id: str, step: int, values: dict[str, float], *, split: str = "train"
     ) -> None:
         """Store one logging step's metrics (replacing that step's row after a resume)."""
@@ -167,14 +190,14 @@ class Runs:
                 row.step = max(row.step, step) if split == "train" else row.step
                 row.updated_at = utcnow()
 
-    def heartbeat(self, run_id: str) -> None:
+    def _heartbeat(self, run_id: str) -> None:
         """Mark a running run as alive now (no audit row)."""
         with self.db.write() as session:
             row = session.get(TrainingRun, run_id)
             if row is not None and row.status == "running":
                 row.updated_at = utcnow()
 
-    def forget_after(self, run_id: str, step: int) -> None:
+    def _forget_after(self, run_id: str, step: int) -> None:
         """Drop metrics logged after ``step`` (a killed attempt's steps that a resume redoes)."""
         with self.db.write() as session:
             session.execute(
@@ -185,34 +208,105 @@ class Runs:
                 row.step = step
 
     def get(self, run_id: str) -> RunRecord:
-        """One run.
+        """One run (``latest``: the newest).
 
         Raises:
             RunNotFoundError: There is no run ``run_id``.
         """
+        if run_id == "latest":
+            newest = self.search(limit=1)
+            if not newest:
+                raise RunNotFoundError("there is no training run yet", hint="run `llmops train`")
+            return newest[0]
         with self.db.read() as session:
             row = session.get(TrainingRun, run_id)
             if row is None:
                 raise RunNotFoundError(
                     f"no training run {run_id!r}", hint="see `llmops runs list` for run ids"
                 )
-            return _record(row)
+            return _record(row, _final_metrics(session, [run_id]).get(run_id))
 
-    def list(self, *, status: str | None = None, limit: int = 50) -> builtins.list[RunRecord]:
-        """Runs, newest first (``status`` as shown: ``interrupted`` runs are stored as
-        running)."""
+    def list(self, *, status: RunStatus | None = None, limit: int = 50) -> Listing[RunRecord]:
+        """Runs, newest first (``.to_pandas()`` for a DataFrame; see :meth:`search`)."""
+        return self.search(status=status, limit=limit)
+
+    def search(
+        self,
+        *,
+        status: RunStatus | None = None,
+        recipe: str | None = None,
+        base_model: str | None = None,
+        dataset: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        since: datetime | timedelta | str | None = None,
+        until: datetime | timedelta | str | None = None,
+        limit: int = 50,
+    ) -> Listing[RunRecord]:
+        """Runs matching every filter given, newest first (as ``mlflow.search_runs``).
+
+        Args:
+            status: As shown: ``interrupted`` runs are stored as running.
+            recipe: The recipe as it was given (``recipes/sft-lora.yaml``), its file name,
+                or its file name without ``.yaml``.
+            base_model: The base model as the recipe names it, its ``name@version``, or its
+                digest.
+            dataset: The dataset artifact reference or fingerprint.
+            params: Resolved recipe values by dotted key, e.g. ``{"lora.r": 16}``.
+            since: Started at or after: a datetime, a timedelta or ``"7d"`` ago, ISO text.
+            until: Started before.
+            limit: At most this many runs.
+        """
         query = select(TrainingRun).order_by(col(TrainingRun.started_at).desc())
         if status:
             stored = "running" if status == "interrupted" else status
             query = query.where(col(TrainingRun.status) == stored)
-        if status not in ("running", "interrupted"):
+        if base_model is not None:
+            query = query.where(
+                (col(TrainingRun.base_model) == base_model)
+                | (col(TrainingRun.base_model_digest) == base_model)
+            )
+        if dataset is not None:
+            query = query.where(
+                (col(TrainingRun.dataset_ref) == dataset)
+                | (col(TrainingRun.dataset_fingerprint) == dataset)
+            )
+        if since is not None:
+            query = query.where(col(TrainingRun.started_at) >= parse_when(since, what="since"))
+        if until is not None:
+            query = query.where(col(TrainingRun.started_at) < parse_when(until, what="until"))
+        wanted = dict(params or {})
+        exact = not wanted and recipe is None and status not in ("running", "interrupted")
+        if exact:
             query = query.limit(limit)
+        found: list[TrainingRun] = []
         with self.db.read() as session:
-            records = [_record(r) for r in session.scalars(query)]
-        return [r for r in records if not status or r.status == status][:limit]
+            for row in session.scalars(query):
+                if wanted and not _has_params(row.recipe, wanted):
+                    continue
+                if recipe is not None and recipe not in _recipe_names(row.recipe_name):
+                    continue
+                if status and _status(row) != status:
+                    continue
+                found.append(row)
+                if len(found) >= limit:
+                    break
+            metrics = _final_metrics(session, [r.id for r in found])
+            return Listing(_record(r, metrics.get(r.id)) for r in found)
+
+    def __repr__(self) -> str:
+        with self.db.read() as session:
+            count = session.scalar(select(func.count()).select_from(TrainingRun)) or 0
+        latest = self.list(limit=1)
+        last = f", latest {latest[0].run_id} ({latest[0].recipe_name}, {latest[0].status})"
+        return (
+            f"Runs({count} run(s){last if latest else ''};"
+            " .list(), .search(status=, params=, since=), .get(id), .metrics(id))"
+        )
 
     def metrics(self, run_id: str) -> builtins.list[dict[str, Any]]:
         """Every logged step in order: ``{"step", "split", "loss", "learning_rate", ...}``."""
+        if run_id == "latest":
+            run_id = self.get(run_id).run_id
         query = (
             select(RunMetric)
             .where(col(RunMetric.run_id) == run_id)
@@ -220,6 +314,43 @@ class Runs:
         )
         with self.db.read() as session:
             return [{"step": m.step, "split": m.split, **m.values} for m in session.scalars(query)]
+
+
+def _recipe_names(name: str) -> tuple[str, str, str]:
+    """A run's recipe as it was given (``recipes/sft-lora.yaml``), its file name, its stem."""
+    file = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return name, file, file.rsplit(".", 1)[0] if file.endswith((".yaml", ".yml")) else file
+
+
+def _has_params(recipe: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    flat = flatten(recipe)
+    return all(key in flat and flat[key] == value for key, value in wanted.items())
+
+
+def _final_metrics(session: Any, run_ids: builtins.list[str]) -> dict[str, dict[str, float]]:
+    """Per run: the last logged value of each metric (train rows, then eval rows over them)."""
+    if not run_ids:
+        return {}
+    last = (
+        select(
+            col(RunMetric.run_id), col(RunMetric.split), func.max(col(RunMetric.step)).label("step")
+        )
+        .where(col(RunMetric.run_id).in_(run_ids))
+        .group_by(col(RunMetric.run_id), col(RunMetric.split))
+        .subquery()
+    )
+    query = select(RunMetric).join(
+        last,
+        and_(
+            col(RunMetric.run_id) == last.c.run_id,
+            col(RunMetric.split) == last.c.split,
+            col(RunMetric.step) == last.c.step,
+        ),
+    )
+    out: dict[str, dict[str, float]] = {}
+    for m in sorted(session.scalars(query), key=lambda m: m.split != "train"):
+        out.setdefault(m.run_id, {}).update(m.values)
+    return out
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

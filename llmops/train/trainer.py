@@ -20,7 +20,7 @@ _RENAMED: dict[str, tuple[str, ...]] = {
     "gradient_checkpointing": ("activation_checkpointing",),
 }
 """Recipe ``training`` fields whose trainer argument has another name."""
-_SPECIAL = frozenset({"precision", "eval_steps"})
+_SPECIAL = frozenset({"precision", "eval_steps", "num_epochs", "report_to"})
 """Recipe fields that map to trainer arguments by a rule (see :func:`trainer_arguments`)."""
 
 
@@ -41,7 +41,7 @@ def trainer_arguments(
         bf16=t.precision == "bf16",
         fp16=t.precision == "fp16",
         use_cpu=device == "cpu",
-        report_to=[],
+        report_to=list(t.report_to),
         disable_tqdm=True,
         dataloader_num_workers=0,
         eval_strategy="steps" if has_eval else "no",

@@ -75,6 +75,30 @@ def test_run_show_gate_compare_export(project: tuple[Path, MockServer]) -> None:
     assert junit.returncode == 0 and (root / "r.xml").read_text().startswith("<?xml")
     human = llmops("eval", "show", out["run_id"], cwd=root)
     assert "FAIL  #2 model: I am not sure." in human.stdout
+    # The reason of the failed check is printed under the FAIL line.
+    assert "icontains: " in human.stdout.split("FAIL  #2", 1)[1].splitlines()[1]
+    exported = json.loads(
+        llmops("eval", "export", "latest", "--format", "csv", "--json", cwd=root).stdout
+    )
+    assert exported["format"] == "csv" and exported["content"].startswith("case_index,")
+    written = llmops("eval", "export", out["run_id"], "-o", "r.jsonl", "--json", cwd=root)
+    assert json.loads(written.stdout)["bytes"] == (root / "r.jsonl").stat().st_size
+
+
+def test_several_suites_run_one_after_another(project: tuple[Path, MockServer]) -> None:
+    root, server = project
+    write_suite(root, server.url, name="a.yaml")
+    write_suite(root, server.url, name="b.yaml")
+    done = llmops("eval", "run", "a.yaml", "b.yaml", "--limit", "2", "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [r["suite"] for r in out["runs"]] == ["a", "b"] and out["failed"] == []
+    assert [r["cases"] for r in out["runs"]] == [2, 2]
+    human = llmops("eval", "run", "a.yaml", "b.yaml", "--filter", "Peru", cwd=root)
+    assert human.returncode == 0, human.stderr
+    assert "2 suites:" in human.stdout and "options {'filter': 'Peru'}" in human.stdout
+    resumed = llmops("eval", "run", "a.yaml", "b.yaml", "--resume", "eval-x", cwd=root)
+    assert resumed.returncode == 2 and "--resume continues one run" in resumed.stderr
 
 
 def test_promptfoo_config_runs_unchanged(project: tuple[Path, MockServer]) -> None:

@@ -55,8 +55,12 @@ def test_train_json_then_runs_show_json(project: Path) -> None:
 
     listed = json.loads(llmops("runs", "list", "--json", cwd=project).stdout)
     assert [r["run_id"] for r in listed] == [out["run_id"]]
-    human = llmops("runs", "show", out["run_id"], cwd=project)
+    human = llmops("runs", "show", "latest", cwd=project)
     assert "tiny-adapter@1" in human.stdout and "base model" in human.stdout
+    assert f"final loss  {out['final_loss']:.4f}" in human.stdout  # rounded
+    listed_human = llmops("runs", "list", "--recipe", "recipe", cwd=project)
+    assert out["run_id"] in listed_human.stdout
+    assert llmops("runs", "list", "--param", "lora.r=99", "--json", cwd=project).stdout == "[]\n"
 
 
 def test_data_validate_json_and_exit_codes(project: Path) -> None:
@@ -143,7 +147,7 @@ def test_a_killed_run_shows_as_interrupted_with_the_resume_command(project: Path
     from llmops.db.timestamps import utcnow
 
     ws = Workspace.open(project)
-    ws.runs.create(
+    ws.runs._create(
         id="run-000000000001", recipe_name="r", recipe={}, recipe_hash="blake3:x",
         dataset_fingerprint="blake3:y", dataset_ref="", base_model="m",
         base_model_digest="blake3:z", seed=1, environment={}, output_dir="/tmp/x", max_steps=5,

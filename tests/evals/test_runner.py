@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 import json
 import os
 import signal
@@ -17,6 +19,7 @@ import pytest
 
 from llmops import Workspace
 from llmops.errors import InputError, SuiteError
+from llmops.evals.export import write_parquet
 from llmops.evals.testing import Fault, MockServer
 from tests.evals.conftest import default_responder, is_judge, model, write_suite
 
@@ -305,7 +308,7 @@ def test_gate_compare_and_exports(ws: Workspace, tmp_path: Path, server: MockSer
 """
     worse = ws.evaluate(write_suite(tmp_path, server.url, cases=worse_cases, name="w.yaml")).run
     report = ws.evals.gate(worse.run_id, baseline=good.run_id)
-    assert not report.ok and "dropped 0.250" in report.problems[0]
+    assert not report.ok and "0.500 is below the baseline's 0.750 by 0.250" in report.problems[0]
     assert ws.evals.gate(worse.run_id, baseline=good.run_id, max_drop=0.3).ok
     assert not ws.evals.gate(good.run_id, min_pass_rate=0.9).ok
     diff = ws.evals.compare(good.run_id, worse.run_id)
@@ -313,7 +316,18 @@ def test_gate_compare_and_exports(ws: Workspace, tmp_path: Path, server: MockSer
     jsonl = "".join(ws.evals.export(worse.run_id, "jsonl")).splitlines()
     assert len(jsonl) == 4 and json.loads(jsonl[1])["passed"] is False
     csv_text = "".join(ws.evals.export(worse.run_id, "csv"))
-    assert csv_text.splitlines()[0].startswith("case_index,case_id,target")
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
+    assert list(rows[0])[:3] == ["case_index", "case_id", "target"]
+    # Flat columns, as in to_pandas(): variables and each check with its reason.
+    assert rows[1]["vars.country"] == "Spain" and rows[1]["passed"] == "False"
+    assert rows[1]["assertion.icontains.passed"] == "False"
+    assert "barcelona" in rows[1]["assertion.icontains.reason"]
+    assert rows[3]["assertion.contains.passed"] == "True"  # Japan's check is another type
+    parquet = pytest.importorskip("pandas").read_parquet(
+        write_parquet(ws.evals, worse.run_id, tmp_path / "r.parquet")
+    )
+    assert list(parquet["vars.country"]) == ["France", "Spain", "Peru", "Japan"]
+    assert parquet["passed"].tolist() == [True, False, False, True]
     junit = ET.fromstring("".join(ws.evals.export(worse.run_id, "junit")))
     suite = junit.find("testsuite")
     assert suite is not None and suite.get("tests") == "4" and suite.get("failures") == "2"
@@ -334,7 +348,8 @@ def test_the_judge_uses_registry_prompts(ws: Workspace, tmp_path: Path, server: 
     )
     run = ws.evaluate(suite).run
     assert [r["passed"] for r in ws.evals.results(run.run_id)] == [True, False]
-    names = {p.name for p in ws.prompts.list()}
+    names = {p.name for p in ws.prompts.list(include_builtin=True)}
+    assert not any(p.name.startswith("llmops-") for p in ws.prompts.list())
     assert {"llmops-judge-rubric", "llmops-judge-reference", "llmops-judge-pairwise"} <= names
     ws.evaluate(suite)
     assert ws.prompts.get("llmops-judge-rubric").version == 1  # identical content: no new version

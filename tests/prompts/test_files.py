@@ -54,6 +54,16 @@ def test_every_problem_is_reported_at_once() -> None:
     assert "model.temperature" in message and "line 5" in message
 
 
+def test_name_schema_and_template_problems_are_reported_together() -> None:
+    text = 'name: "bad name"\ndescriptin: x\ntemplate: "Hello {{ text"\n'
+    with pytest.raises(PromptFileError) as info:
+        parse_prompt_yaml(text, path="p.yaml")
+    message = str(info.value)
+    assert message.startswith("p.yaml:1:7: name: invalid prompt name 'bad name'")
+    assert "line 2: unknown field 'descriptin' (did you mean 'description'?)" in message
+    assert "line 3: template has a syntax error" in message
+
+
 def test_duplicate_keys_are_refused() -> None:
     with pytest.raises(PromptFileError, match="duplicate key 'name'"):
         parse_prompt_yaml("name: a\nname: b\ntemplate: x\n")

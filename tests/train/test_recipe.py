@@ -116,3 +116,32 @@ def test_values_that_would_fail_only_after_training_are_refused_up_front(
 ) -> None:
     with pytest.raises(RecipeError, match=match):
         parse_recipe(GOOD, overrides=parse_overrides(sets))
+
+
+def test_num_epochs_or_max_steps_not_both_and_the_steps_it_computes() -> None:
+    recipe = parse_recipe(GOOD + "training: {num_epochs: 2, batch_size: 4}\n")
+    assert recipe.training.steps_for(10) == 6  # 3 batches per epoch, two epochs
+    assert recipe.training.steps_for(10, world=2) == 4  # 2 batches per process per epoch
+    accumulated = parse_recipe(GOOD + "training: {num_epochs: 1, gradient_accumulation_steps: 8}\n")
+    assert accumulated.training.steps_for(12) == 1  # never zero steps
+    assert parse_recipe(GOOD).training.steps_for(10_000) == 100  # max_steps when no epochs
+    with pytest.raises(
+        RecipeError, match=r"r.yaml:6: training gives both max_steps and num_epochs"
+    ):
+        parse_recipe(GOOD + "training:\n  max_steps: 5\n  num_epochs: 1\n", path="r.yaml")
+    with pytest.raises(RecipeError, match="both max_steps and num_epochs"):
+        parse_recipe(GOOD + "training: {num_epochs: 1}\n", overrides={"training.max_steps": 3})
+
+
+def test_report_to_takes_one_tracker_or_a_list_of_known_ones() -> None:
+    assert parse_recipe(GOOD + "training: {report_to: tensorboard}\n").training.report_to == [
+        "tensorboard"
+    ]
+    assert parse_recipe(GOOD).training.report_to == []
+    with pytest.raises(RecipeError, match=r"training\.report_to\.0: Input should be 'tensorboard'"):
+        parse_recipe(GOOD + "training: {report_to: [comet]}\n")
+
+
+def test_a_boolean_seed_is_refused() -> None:
+    with pytest.raises(RecipeError, match=r"training\.seed: Input should be a valid integer"):
+        parse_recipe(GOOD + "training: {seed: true}\n")

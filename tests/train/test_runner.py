@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from llmops import Workspace
-from llmops.errors import BackendUnavailableError, DataGateError, RecipeError, TrainingError
+from llmops.errors import (
+    BackendUnavailableError,
+    DataGateError,
+    MissingDependencyError,
+    RecipeError,
+    TrainingError,
+)
 from tests.train.conftest import chat_rows, write_jsonl, write_recipe
 
 
@@ -126,6 +133,49 @@ def test_a_missing_base_model_is_a_clear_error(train_ws: Workspace) -> None:
     recipe = write_recipe(train_ws.root)
     with pytest.raises(RecipeError, match="base_model 'no-such-model@3' is neither a folder"):
         train_ws.train(recipe, overrides={"base_model": "no-such-model@3"})
+    # The error names the recipe file it is in.
+    with pytest.raises(RecipeError, match=r"^\S*recipe\.yaml: base_model 'no-such-model@3'"):
+        train_ws.train(recipe, overrides={"base_model": "no-such-model@3"})
+
+
+def _with_training(recipe: Path, lines: str) -> Path:
+    """The recipe with more ``training:`` fields."""
+    recipe.write_text(recipe.read_text().replace("output:\n", lines + "output:\n"))
+    return recipe
+
+
+def test_num_epochs_computes_and_records_the_steps(train_ws: Workspace) -> None:
+    # 40 rows, 8 held out: 32 training rows in batches of 4 = 8 steps per epoch.
+    recipe = _with_training(write_recipe(train_ws.root), "  num_epochs: 0.5\n  eval_steps: 2\n")
+    recipe.write_text(recipe.read_text().replace("  max_steps: 6\n", ""))
+    result = train_ws.train(recipe, overrides={"dataset.eval_fraction": 0.2})
+    assert result.run.max_steps == result.run.step == 4
+    assert result.run.recipe["training"]["num_epochs"] == 0.5
+    assert result.run.recipe["training"]["max_steps"] == 4
+    # The run's last eval loss is one of its final metrics.
+    assert "eval_loss" in result.run.final_metrics
+    assert train_ws.train_runs.get(result.run_id).final_metrics["loss"] == result.run.final_loss
+
+
+def test_report_to_tensorboard_writes_event_files(train_ws: Workspace) -> None:
+    recipe = _with_training(
+        write_recipe(train_ws.root, steps=2, save=2), "  report_to: tensorboard\n"
+    )
+    result = train_ws.train(recipe)
+    events = list(Path(result.run.output_dir).rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    assert result.run.recipe["training"]["report_to"] == ["tensorboard"]
+
+
+def test_a_tracker_that_is_not_installed_is_named_before_anything_loads(
+    train_ws: Workspace,
+) -> None:
+    recipe = _with_training(write_recipe(train_ws.root), "  report_to: [wandb]\n")
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed here")
+    with pytest.raises(MissingDependencyError, match=r"training\.report_to wandb needs .*'wandb'"):
+        train_ws.train(recipe)
+    assert train_ws.train_runs.list() == []
 
 
 def test_qlora_without_bitsandbytes_fails_before_loading_the_model(
