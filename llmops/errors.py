@@ -14,7 +14,8 @@ exits with :attr:`LLMOpsError.exit_code`.
     │   ├── DocumentError               a YAML document is malformed (file, line and column)
     │   │   ├── PromptFileError         ... a prompt file
     │   │   ├── RecipeError             ... a fine-tuning recipe
-    │   │   └── SuiteError              ... an eval suite (or its cases file)
+    │   │   ├── SuiteError              ... an eval suite (or its cases file)
+    │   │   └── PolicyError             ... a model's promotion policy
     │   ├── DatasetError                a dataset cannot be read or has the wrong schema
     │   ├── MissingDependencyError      an optional package is not installed (names the extra)
     │   ├── PromptRenderError           a render failed: missing/unknown/mistyped variable, template
@@ -29,7 +30,9 @@ exits with :attr:`LLMOpsError.exit_code`.
     │   └── EvalRunNotFoundError
     ├── CheckFailedError                a check or gate failed (exit code 1)
     │   ├── DataGateError               the data gate refused a dataset
-    │   └── EvalGateError               an eval run regressed against its baseline or thresholds
+    │   ├── EvalGateError               an eval run regressed against its baseline or thresholds
+    │   └── PromotionError              a promotion's policy conditions do not hold
+    ├── ConflictError                   another writer changed it first; run it again (exit 1)
     ├── TrainingError                   training could not start or stopped (exit code 1)
     │   └── BackendUnavailableError     a required backend (bitsandbytes, CUDA) is not usable
     ├── DatabaseError                   the registry database failed (exit code 2)
@@ -47,6 +50,7 @@ __all__ = [
     "BackendUnavailableError",
     "CheckFailedError",
     "ConfigError",
+    "ConflictError",
     "DataGateError",
     "DatabaseError",
     "DatabaseUnavailableError",
@@ -60,6 +64,8 @@ __all__ = [
     "LLMOpsError",
     "MissingDependencyError",
     "NotFoundError",
+    "PolicyError",
+    "PromotionError",
     "PromptFileError",
     "PromptNotFoundError",
     "PromptRenderError",
@@ -171,6 +177,12 @@ class SuiteError(DocumentError):
     default_where = "<suite>"
 
 
+class PolicyError(DocumentError):
+    """A model's promotion policy could not be parsed or validated."""
+
+    default_where = "<policy>"
+
+
 class DatasetError(InputError):
     """A dataset cannot be read, or its rows do not have the schema its format needs."""
 
@@ -219,6 +231,16 @@ class DataGateError(CheckFailedError):
 
 class EvalGateError(CheckFailedError):
     """An eval run regressed against its baseline or missed a threshold."""
+
+
+class PromotionError(CheckFailedError):
+    """A promotion was refused: conditions of the model's policy do not hold."""
+
+
+class ConflictError(LLMOpsError):
+    """Another writer changed the same thing first (an alias moved during a promotion)."""
+
+    exit_code = 1
 
 
 class TrainingError(LLMOpsError):

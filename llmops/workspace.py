@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmops.errors import ConfigError, InputError, WorkspaceNotFoundError
 from llmops.refs import local_path
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from llmops.evals.results import EvalRuns
     from llmops.evals.runner import EvalOutcome
     from llmops.prompts import PromptRegistry
+    from llmops.registry import ModelRegistry
     from llmops.train.recipe import Recipe
     from llmops.train.runner import TrainResult
     from llmops.train.runs import Runs
@@ -80,6 +81,41 @@ class PromptsConfig(_Section):
     """How long ``get()`` reuses a lookup; 0 turns the cache off."""
 
 
+class RegistryConfig(_Section):
+    """``[registry]``: the model registry."""
+
+    policies_dir: str = "policies"
+    """Folder of promotion policies (``<model name>.yaml``), relative to the workspace."""
+
+
+class WebhookConfig(_Section):
+    """``[[events.webhooks]]``: a receiver of registry events."""
+
+    url: str
+    """Where events are POSTed (JSON)."""
+    name: str = ""
+    """Shown in ``llmops models events``; default: the URL's host and path."""
+    events: list[str] = Field(default_factory=lambda: ["*"])
+    """Event types to send (``model.promoted`` ...), or ``*`` for all."""
+    secret_env: str | None = None
+    """Environment variable holding the HMAC secret (``X-LLMOps-Signature: sha256=...``)."""
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"webhook url {value[:80]!r} must start with http:// or https://")
+        return value
+
+
+class EventsConfig(_Section):
+    """``[events]``: where registry events go."""
+
+    webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+
 class WorkspaceConfig(_Section):
     """The content of ``llmops.toml``."""
 
@@ -91,6 +127,10 @@ class WorkspaceConfig(_Section):
     """Artifact store settings."""
     prompts: PromptsConfig = Field(default_factory=PromptsConfig)
     """Prompt settings."""
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    """Model registry settings."""
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    """Registry event webhooks."""
 
 
 _TEMPLATE = """\
@@ -297,7 +337,18 @@ class Workspace:
             actor=self.actor,
             compression=self.config.store.compression,
             hash_cache=self.state_dir / "hashcache.db",
+            alias_guard=lambda version, alias: self.models.guard(version, alias),  # noqa: PLW0108 - lazy: models needs artifacts
         )
+
+    @cached_property
+    def models(self) -> ModelRegistry:
+        """The model registry: ``list``, ``show``, ``promote``, ``approve``, ``rollback`` ..."""
+        from llmops.registry import ModelRegistry
+
+        return ModelRegistry(
+            self.db, self.artifacts, self.eval_runs, actor=self.actor,
+            policies_dir=self.resolve_path(self.config.registry.policies_dir),
+        )  # fmt: skip
 
     @cached_property
     def resolver(self) -> ModelResolver:

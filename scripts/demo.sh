@@ -125,4 +125,20 @@ print(run.summary_model)
 frame = ws.eval_runs.results(run.run_id).to_pandas()
 print(frame.groupby("target")[["passed", "score"]].mean().round(3).to_string())
 PY
+# Model registry: a policy guards production; the adapter is promoted on its eval evidence
+# (found by digest) and a second person's approval.
+mkdir -p policies
+cat > policies/smollm2-pirate-lora.yaml <<'EOF'
+guards: [production]
+evals:
+  - {suite: pirate-style, metric: pass_rate, min: 0.4, beat_current: true, significance: 0.05}
+approvals: {count: 1, allow_self: false}
+require_kind: adapter
+EOF
+step llmops models list
+step llmops models show smollm2-pirate-lora@1
+LLMOPS_USER=alice step llmops models promote smollm2-pirate-lora@1 production || true
+LLMOPS_USER=bob step llmops models approve smollm2-pirate-lora@1 production
+step llmops models promote smollm2-pirate-lora@1 production
+step llmops models history smollm2-pirate-lora
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"

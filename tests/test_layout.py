@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "llmops"
-STAGES = ("prompts", "artifacts", "data", "train", "evals")
+STAGES = ("prompts", "artifacts", "data", "train", "evals", "registry")
 
 
 @pytest.mark.parametrize(

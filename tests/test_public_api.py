@@ -146,3 +146,15 @@ def test_artifacts_exports() -> None:
     )
     for name in llmops.artifacts.__all__:
         assert getattr(llmops.artifacts, name) is not None
+
+
+def test_registry_exports() -> None:
+    import llmops.registry as registry
+
+    assert set(registry.__all__) == {
+        "ApprovalResult", "ApprovalRule", "Condition", "EvalCondition", "ModelRegistry",
+        "ModelSummary", "ModelVersionInfo", "Policy", "PromotionVerdict", "RollbackResult",
+        "load_policy",
+    }  # fmt: skip
+    for name in registry.__all__:
+        assert getattr(registry, name).__module__.startswith("llmops.registry.")

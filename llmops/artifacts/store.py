@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,7 @@ from llmops.db.models import (
     ArtifactAlias,
     ArtifactVersionRow,
 )
+from llmops.db.outbox import MODEL_KINDS, emit
 from llmops.db.pointers import move_pointer
 from llmops.db.timestamps import as_utc
 from llmops.db.versioned import Appended, append_version, lock_owner, with_retries
@@ -155,8 +156,12 @@ class ArtifactStore:
         actor: str,
         compression: Compression = "auto",
         hash_cache: Path | None = None,
+        alias_guard: Callable[[ArtifactVersion, str], None] | None = None,
     ) -> None:
         self.db = db
+        self.alias_guard = alias_guard
+        """Called before a plain alias move; raises to refuse it (the model registry's guarded
+        aliases move only through a promotion)."""
         self.hash_cache = HashCache(hash_cache) if hash_cache is not None else None
         self.backend = backend
         self.actor = actor
@@ -247,7 +252,7 @@ class ArtifactStore:
             with self.db.write() as session:
                 self.index.lock(session)
                 artifact = self._lock_artifact(session, name, create=True)
-                return append_version(
+                appended = append_version(
                     session, artifact, versions=ArtifactVersionRow, owner_column="artifact_id",
                     digest=digest, actor=self.actor, entity_type=_ENTITY,
                     audit={"kind": kind, "parents": parents},
@@ -260,6 +265,12 @@ class ArtifactStore:
                         message=message, created_by=self.actor,
                     ),
                 )  # fmt: skip
+                if appended.created and kind in MODEL_KINDS:
+                    emit(session, type="model.version.registered", model=name,
+                         payload={"version": appended.number, "ref": f"{name}@{appended.number}",
+                                  "digest": digest, "kind": kind, "parents": parents,
+                                  "actor": self.actor})  # fmt: skip
+                return appended
 
         appended = with_retries(write)
         return self.get(f"{name}@{appended.number}"), appended.created
@@ -513,12 +524,18 @@ class ArtifactStore:
     # -- aliases ---------------------------------------------------------------------------
 
     def alias(self, ref: str | Ref, alias: str) -> ArtifactVersion:
-        """Point ``alias`` (e.g. ``production``) at a version, atomically and audited."""
+        """Point ``alias`` (e.g. ``production``) at a version, atomically and audited.
+
+        Raises:
+            InputError: A promotion policy guards the alias (move it with ``promote``).
+        """
         check_label(alias)
         target = self.get(ref)
+        if self.alias_guard is not None:
+            self.alias_guard(target, alias)
         with self.db.write() as session:
             artifact = self._lock_artifact(session, target.name)
-            move_pointer(
+            previous = move_pointer(
                 session,
                 ArtifactAlias,
                 owner_id=artifact.id or 0,
@@ -528,6 +545,10 @@ class ArtifactStore:
                 entity_type=_ENTITY,
                 entity_key=target.name,
             )
+            if previous != target.version and target.kind in MODEL_KINDS:
+                emit(session, type="model.alias.moved", model=target.name,
+                     payload={"alias": alias, "version": target.version, "previous": previous,
+                              "actor": self.actor, "via": "alias"})  # fmt: skip
         return self.get(f"{target.name}@{target.version}")
 
     # -- integrity -------------------------------------------------------------------------

@@ -7,7 +7,10 @@ built so far; later stages add theirs here and through a new migration:
 - artifacts: ``artifact``, ``artifact_version``, ``artifact_alias`` (the artifact store);
 - training: ``training_run``, ``run_metric`` (this module);
 - evaluation: ``eval_run``, ``eval_result``, ``eval_pair`` (this module);
-- registry and serving: ``model_version``, ``promotion``, ``deployment``.
+- model registry: ``model_request``, ``model_approval``, ``model_semver``, ``eval_target``
+  (which model digests an eval run tested), ``registry_event`` and ``event_delivery`` (the
+  outbox); model versions themselves are artifact versions;
+- serving: ``deployment`` (to come).
 
 Every state change of any of them appends a row to ``audit_event``. Versions are immutable: the
 only column that ever changes on ``prompt_version`` is ``archived``.
@@ -31,9 +34,15 @@ __all__ = [
     "EvalPair",
     "EvalResult",
     "EvalRun",
+    "EvalTarget",
+    "EventDelivery",
+    "ModelApproval",
+    "ModelRequest",
+    "ModelSemver",
     "Prompt",
     "PromptLabel",
     "PromptVersionRow",
+    "RegistryEvent",
     "RegistryInfo",
     "RunMetric",
     "SQLModel",
@@ -335,3 +344,95 @@ class EvalPair(SQLModel, table=True):
     consistent: bool | None = Field(default=None)
     details: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     human: str | None = Field(default=None, max_length=16)
+
+
+class EvalTarget(SQLModel, table=True):
+    """Which model files an eval run's target ran (the evidence index of promotions): one row
+    per target and role (``model``, ``adapter``, or ``declared`` for ``model_version:``)."""
+
+    __tablename__ = "eval_target"
+
+    run_id: str = Field(foreign_key="eval_run.id", primary_key=True, max_length=32)
+    target: str = Field(primary_key=True, max_length=256)
+    role: str = Field(primary_key=True, max_length=16)
+    digest: str = Field(max_length=80, index=True)
+    ref: str | None = Field(default=None, max_length=300)
+
+
+class ModelRequest(SQLModel, table=True):
+    """A promotion of a model version to a guarded alias, waiting for approvals (or decided)."""
+
+    __tablename__ = "model_request"
+    __table_args__ = (Index("ix_model_request_target", "artifact_id", "version", "alias"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    artifact_id: int = Field(foreign_key="artifact.id")
+    version: int
+    alias: str = Field(max_length=128)
+    status: str = Field(max_length=16)
+    """``pending``, ``promoted`` or ``rejected``."""
+    requested_by: str = Field(max_length=256)
+    requested_at: datetime = _ts()
+    decided_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    policy_digest: str = Field(max_length=80)
+
+
+class ModelApproval(SQLModel, table=True):
+    """A person's approval (or rejection) of a promotion request."""
+
+    __tablename__ = "model_approval"
+    __table_args__ = (UniqueConstraint("request_id", "approver", name="uq_model_approval"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="model_request.id", index=True)
+    approver: str = Field(max_length=256)
+    decision: str = Field(max_length=16)
+    """``approve`` or ``reject``."""
+    comment: str = Field(default="")
+    at: datetime = _ts()
+
+
+class ModelSemver(SQLModel, table=True):
+    """A semantic version given to a model version: unique per model, never moved."""
+
+    __tablename__ = "model_semver"
+    __table_args__ = (UniqueConstraint("artifact_id", "version", name="uq_model_semver_version"),)
+
+    artifact_id: int = Field(foreign_key="artifact.id", primary_key=True)
+    semver: str = Field(primary_key=True, max_length=64)
+    version: int
+    created_by: str = Field(max_length=256)
+    created_at: datetime = _ts()
+
+
+class RegistryEvent(SQLModel, table=True):
+    """The outbox: every registry state change, written in the transaction that made it."""
+
+    __tablename__ = "registry_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: str = Field(max_length=40, unique=True)
+    """Sent as ``X-LLMOps-Delivery``: receivers de-duplicate on it."""
+    type: str = Field(max_length=64, index=True)
+    model: str = Field(max_length=128, index=True)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    at: datetime = _ts()
+
+
+class EventDelivery(SQLModel, table=True):
+    """One event's delivery to one webhook: attempts, status and the last error."""
+
+    __tablename__ = "event_delivery"
+
+    event_id: int = Field(foreign_key="registry_event.id", primary_key=True)
+    webhook: str = Field(primary_key=True, max_length=128)
+    status: str = Field(max_length=16)
+    """``pending``, ``delivered`` or ``failed`` (attempts used up)."""
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, max_length=1000)
+    next_attempt_at: datetime = _ts()
+    delivered_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

@@ -7,7 +7,7 @@ caller's write transaction, under the owner's row lock, and appends an audit eve
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -30,8 +30,10 @@ def move_pointer(
     actor: str,
     entity_type: str,
     entity_key: str,
+    note: dict[str, Any] | None = None,
 ) -> int | None:
     """Point ``name`` at ``version``; return the version it pointed at before (None: new).
+    ``note`` adds to the audit row's ``after`` (how it moved: ``{"via": "rollback"}`` ...).
 
     Nothing is written, and nothing audited, when it already points there.
     """
@@ -52,6 +54,6 @@ def move_pointer(
         entity_type=entity_type,
         entity_key=entity_key,
         before={kind: name, "version": previous},
-        after={kind: name, "version": version},
+        after={kind: name, "version": version, **(note or {})},
     )
     return previous

@@ -169,6 +169,9 @@ class ModelIdentity(_Model):
     adapter_digest: str | None = None
     api_base: str | None = None
     """The endpoint (served models), credentials never included."""
+    model_version: str | None = None
+    """``name@version`` the suite declared the endpoint serves (``model_version:``)."""
+    model_version_digest: str | None = None
 
 
 class RunSummary(_Model):

@@ -21,7 +21,7 @@ from sqlmodel import col
 from llmops._display import Listing
 from llmops.db import Database
 from llmops.db.audit import record_event
-from llmops.db.models import EvalPair, EvalResult, EvalRun, SQLModel
+from llmops.db.models import EvalPair, EvalResult, EvalRun, EvalTarget, SQLModel
 from llmops.db.timestamps import as_utc, parse_when, utcnow
 from llmops.errors import EvalRunNotFoundError
 from llmops.evals.frames import Results
@@ -96,10 +96,20 @@ class EvalRuns:
     # -- writing ----------------------------------------------------------------------------
 
     def _create(self, **fields: Any) -> EvalRunRecord:
-        """Record a new run (status ``running``)."""
+        """Record a new run (status ``running``) and index the model digests its targets run
+        (the evidence promotions look up)."""
         row = EvalRun(status="running", created_by=self.actor, **fields)
         with self.db.write() as session:
             session.add(row)
+            session.flush()
+            for target, identity in (row.environment.get("models") or {}).items():
+                for role, digest, ref in _EVIDENCE_KEYS:
+                    if identity.get(digest):
+                        found = identity[digest]
+                        session.add(
+                            EvalTarget(run_id=row.id, target=target, role=role, digest=found,
+                                       ref=identity.get(ref))
+                        )  # fmt: skip
             record_event(
                 session,
                 actor=self.actor,
@@ -488,6 +498,14 @@ class EvalRuns:
         from llmops.evals.export import export_run
 
         return export_run(self, self._resolve(run_id), fmt)
+
+
+_EVIDENCE_KEYS = (
+    ("model", "digest", "ref"),
+    ("adapter", "adapter_digest", "adapter_ref"),
+    ("declared", "model_version_digest", "model_version"),
+)
+"""``(role, digest key, ref key)`` of a model identity, as indexed in ``eval_target``."""
 
 
 def _ran(identity: dict[str, Any], model: str) -> bool:

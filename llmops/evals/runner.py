@@ -386,6 +386,17 @@ def _identities(ws: _Stage, suite: Suite) -> dict[str, dict[str, Any]]:
                 except LLMOpsError:
                     continue  # reported per case when the model loads
                 found[f"{key}ref"], found[f"{key}digest"] = source.label, source.digest
+        if target.model_version and ws.models is not None:
+            try:
+                declared = ws.models.source(target.model_version)
+            except LLMOpsError as exc:
+                raise SuiteError(
+                    f"target {target.name!r}: model_version {target.model_version!r} is not a"
+                    f" stored model version ({exc.message})",
+                    hint="name a version as name@version (see `llmops models list`)",
+                ) from None
+            found["model_version"] = declared.label
+            found["model_version_digest"] = declared.digest
         out[target.name] = ModelIdentity.model_validate(found).to_json()
     return out
 

@@ -189,6 +189,9 @@ class Target(_Spec):
     prompt: str | list[Message]
     """A prompt reference (``qa@production``) or inline messages."""
     model: ModelSpec
+    model_version: str | None = None
+    """The model version this target's model serves (``name@version``), for models reached
+    over HTTP: recorded with the run as evidence for promoting that version."""
 
     _messages_block = field_validator("prompt", mode="before")(_unwrap_messages)
 
