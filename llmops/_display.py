@@ -25,6 +25,9 @@ def short(value: Any, limit: int = _MAX_VALUE) -> str:
         text = value.strftime("%Y-%m-%d %H:%M:%S")
     elif isinstance(value, float):
         text = f"{value:.4g}"
+    elif isinstance(value, str):
+        text = " ".join(value.split())
+        return repr(text) if len(text) <= limit else repr(text[: limit - 3] + "…")
     else:
         text = repr(value)
         if hasattr(value, "_repr_html_"):  # a record, already short: room for its summary

@@ -36,6 +36,12 @@ class Record:
     _json_computed: ClassVar[tuple[str, ...]] = ()
     _json_omit: ClassVar[frozenset[str]] = frozenset()
 
+    def flat(self) -> dict[str, Any]:
+        """One row for DataFrames: the JSON form with nested mappings as dotted columns."""
+        from llmops._display import flatten
+
+        return flatten(self.to_json())
+
     def to_json(self) -> dict[str, Any]:
         """Plain data for ``--json`` output and exports."""
         out = {

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import col
 
-from llmops._display import Display
+from llmops._display import Display, Listing
 from llmops._plugins import Registry
 from llmops._record import Record, plain
 from llmops.artifacts._hashcache import HashCache
@@ -396,8 +396,9 @@ class ArtifactStore:
             found.setdefault((aid, version), []).append(alias)
         return found
 
-    def ls(self, name: str | None = None) -> builtins.list[ArtifactVersion]:
-        """Every version (of every artifact, or of ``name``), by name then version."""
+    def ls(self, name: str | None = None) -> Listing[ArtifactVersion]:
+        """Every version (of every artifact, or of ``name``), by name then version
+        (``.to_pandas()`` for a DataFrame; ``list`` is the same)."""
         v, a = ArtifactVersionRow, Artifact
         query = select(v, col(a.name)).join(a, col(a.id) == col(v.artifact_id))
         if name is not None:
@@ -406,9 +407,11 @@ class ArtifactStore:
         with self.db.read() as session:
             rows = session.execute(query).all()
             aliases = self._aliases(session, sorted({r[0].artifact_id for r in rows}))
-        return [
+        return Listing(
             _version(r[0], r[1], aliases.get((r[0].artifact_id, r[0].version), [])) for r in rows
-        ]
+        )
+
+    list = ls
 
     def manifest(self, ref: str | Ref | ArtifactVersion) -> Manifest:
         """The manifest of a version (cached: manifests are immutable).

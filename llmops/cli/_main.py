@@ -71,14 +71,18 @@ _NOT_OURS = r"(?!llmops)"
 """Warnings raised from modules outside llmops (ours are meant to be seen)."""
 
 
-def _hoist(argv: list[str]) -> list[str]:
+def _hoist(argv: list[str], groups: frozenset[str] | None = None) -> list[str]:
     """Global options go anywhere on the line, as users type them: ``--debug`` and
-    ``--workspace DIR`` move to the root app, ``--json`` to the command (before any ``--``)."""
+    ``--workspace DIR`` move to the root app, and a ``--json`` typed before the command's name
+    (``llmops --json prompts list``) moves after it. A ``--json`` after the command's name stays
+    where it is: it may be an option's value (``-m --json``). Nothing after ``--`` moves."""
+    groups = _group_names() if groups is None else groups
     end = argv.index("--") if "--" in argv else len(argv)
     head, tail = argv[:end], argv[end:]
     root: list[str] = []
     rest: list[str] = []
     json_out = False
+    in_command = False
     i = 0
     while i < len(head):
         arg = head[i]
@@ -89,16 +93,28 @@ def _hoist(argv: list[str]) -> list[str]:
             i += 1
         elif arg.startswith("--workspace="):
             root.append(arg)
-        elif arg == "--json":
+        elif arg == "--json" and not in_command:
             json_out = True
         else:
             rest.append(arg)
+            # A group name (``prompts``) leads to a command; anything else is the command.
+            in_command = in_command or (not arg.startswith("-") and arg not in groups)
         i += 1
     if json_out and rest:
         rest.append("--json")
     elif json_out:  # `llmops --json` alone: let the root app say it is not an option
         root.append("--json")
     return [*root, *rest, *tail]
+
+
+def _group_names() -> frozenset[str]:
+    """Names of the command groups (``prompts``, ``eval`` ...), from the app itself."""
+    from typer.main import get_command
+
+    from llmops.cli.app import app
+
+    root: Any = get_command(app)
+    return frozenset(name for name, cmd in root.commands.items() if hasattr(cmd, "commands"))
 
 
 def _run(app: Any, argv: list[str]) -> int:

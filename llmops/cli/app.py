@@ -18,7 +18,7 @@ from llmops.cli._common import state
 
 app = typer.Typer(
     name="llmops",
-    help="llmops: prompts, fine-tuning, artifacts, evals, registry and serving for LLM teams.",
+    help="llmops: prompts, fine-tuning, artifacts, evals and a model registry for LLM teams.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,

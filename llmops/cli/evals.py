@@ -13,6 +13,7 @@ from llmops.cli._common import JsonOpt, console, emit_json, print_table, table, 
 if TYPE_CHECKING:
     from llmops.evals.records import EvalRunRecord
     from llmops.evals.runner import EvalOutcome
+    from llmops.workspace import Workspace
 
 app = typer.Typer(
     help="Evaluation: suites, judged runs, comparisons and CI gates.", no_args_is_help=True
@@ -76,7 +77,7 @@ def run(
         list[str], typer.Argument(help="Suite YAML files (or promptfooconfig.yaml): one run each.")
     ],
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", "-j", help="Model calls in flight.")
+        int | None, typer.Option("--concurrency", "-j", min=1, help="Model calls in flight.")
     ] = None,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Call models even for requests answered before.")
@@ -104,6 +105,8 @@ def run(
     if resume and len(suites) > 1:
         raise InputError("--resume continues one run: give the one suite it ran")
     ws = workspace()
+    if len(suites) > 1:  # every suite and the selection are checked before any of them runs
+        _check_suites(ws, suites, case_filter, limit, repeat)
     outcomes, failed = [], []
     for suite in suites:
         outcome = ws.evaluate(
@@ -137,6 +140,35 @@ def run(
             out.print(f"  {mark:<6} {o.run_id}  {o.run.suite_name}  {rates}")
     if failed:
         raise typer.Exit(1)
+
+
+def _check_suites(
+    ws: Workspace, suites: list[str], case_filter: str | None, limit: int | None, repeat: int
+) -> None:
+    from llmops.errors import SuiteError
+    from llmops.evals.selection import CaseSelection
+    from llmops.evals.suite import iter_cases, load_suite
+    from llmops.refs import local_path
+
+    selection = CaseSelection(case_filter, limit, repeat)
+    for suite in suites:
+        loaded = load_suite(local_path(suite, ws.root))
+        if next(selection.apply(iter_cases(loaded)), None) is None:
+            raise SuiteError(f"no case matches the selection {selection.to_json()}", path=suite)
+
+
+def _output(output: str) -> Path:
+    """An export's output file, checked before anything is written."""
+    from llmops.errors import InputError
+
+    path = Path(output)
+    if not output.strip():
+        raise InputError("--output is empty", hint="give a file name, or leave it out for stdout")
+    if path.is_dir():
+        raise InputError(f"--output {output!r} is a directory", hint="give a file name in it")
+    if not path.parent.is_dir():
+        raise InputError(f"--output {output!r}: folder {str(path.parent)!r} does not exist")
+    return path
 
 
 def _print_outcome(outcome: EvalOutcome) -> None:
@@ -192,7 +224,7 @@ def show(
 
 @app.command("list")
 def list_runs(
-    limit: Annotated[int, typer.Option("--limit")] = 50, json_out: JsonOpt = False
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 50, json_out: JsonOpt = False
 ) -> None:
     """Eval runs, newest first."""
     runs = workspace().eval_runs.list(limit=limit)
@@ -263,7 +295,13 @@ def gate(
     else:
         for p in report.problems:
             typer.echo(f"regression: {p}", err=True)
-        typer.echo(f"gate {'passed' if report.ok else 'FAILED'} for {run_id}")
+        checks = f"baseline {baseline}, max drop {max_drop:g}" if baseline else "no baseline"
+        if min_pass_rate is not None:
+            checks += f", min pass rate {min_pass_rate:g}"
+        typer.echo(
+            f"gate {'passed' if report.ok else 'FAILED'} for {report.run_id}"
+            f" ({checks}, at most {max_errors} errored case(s) per target)"
+        )
     if not report.ok:
         raise typer.Exit(1)
 
@@ -291,12 +329,15 @@ def export(
     if fmt not in ("jsonl", "csv", "junit", "parquet"):
         raise InputError(f"unknown export format {fmt!r}", hint="use jsonl, csv, parquet or junit")
     runs = workspace().eval_runs
+    run_id = runs.get(run_id).run_id  # `latest` as the run it names
+    if output == "-":
+        output = None
     if fmt == "parquet":
         from llmops.evals.export import write_parquet
 
         if output is None:
             raise InputError("--format parquet writes a file", hint="give --output FILE.parquet")
-        path = write_parquet(runs, runs.get(run_id).run_id, output)
+        path = write_parquet(runs, run_id, _output(output))
         if json_out:
             emit_json({"run_id": run_id, "format": fmt, "output": str(path),
                        "bytes": path.stat().st_size})  # fmt: skip
@@ -311,7 +352,7 @@ def export(
         for piece in pieces:
             sys.stdout.write(piece)
         return
-    path = Path(output)
+    path = _output(output)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for piece in pieces:

@@ -92,6 +92,31 @@ def show(ref: RefArg, json_out: JsonOpt = False) -> None:
         out.print(f"  {e['at'][:19]}  {e['actor']}  {e['action']}", markup=False)
 
 
+@app.command("card")
+def card(
+    ref: RefArg,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the version's model card (README.md for the Hugging Face Hub)."""
+    from pathlib import Path
+
+    text = workspace().models.card(ref)
+    if output is not None:
+        path = Path(output)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    if json_out:
+        emit_json({"ref": ref, "output": output, "card": text})
+    elif output is None:
+        typer.echo(text, nl=False)
+    else:
+        typer.echo(f"wrote {output}", err=True)
+
+
 @app.command("alias")
 def alias(ref: RefArg, name: AliasArg, json_out: JsonOpt = False) -> None:
     """Point an unguarded alias at a version (a guarded one moves only with `promote`)."""

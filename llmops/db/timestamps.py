@@ -56,16 +56,23 @@ def parse_when(value: datetime | timedelta | str, *, what: str = "time") -> date
     Raises:
         InputError: The text is neither.
     """
-    if isinstance(value, timedelta):
-        return utcnow() - value
-    if isinstance(value, datetime):
-        return as_utc(value)
-    text = value.strip()
-    ago = _AGO.fullmatch(text)
-    if ago is not None:
-        return utcnow() - timedelta(**{_UNITS[ago.group(2)]: float(ago.group(1))})
+    if not isinstance(value, timedelta | datetime | str):
+        raise TypeError(f"{what} takes a datetime, timedelta or text, not {type(value).__name__}")
     try:
-        return as_utc(datetime.fromisoformat(text))
+        if isinstance(value, timedelta):
+            return utcnow() - value
+        if isinstance(value, datetime):
+            return as_utc(value).astimezone(UTC)
+        text = value.strip()
+        ago = _AGO.fullmatch(text)
+        if ago is not None:
+            return utcnow() - timedelta(**{_UNITS[ago.group(2)]: float(ago.group(1))})
+        # Compared with stored UTC: an offset is converted, never dropped.
+        return as_utc(datetime.fromisoformat(text)).astimezone(UTC)
+    except OverflowError:
+        raise InputError(
+            f"{what} {value!r} is too far back", hint="give an age under 10,000 years"
+        ) from None
     except ValueError:
         raise InputError(
             f"{what} {value!r} is not a time",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,12 +60,29 @@ def _csv(runs: EvalRuns, run_id: str) -> Iterator[str]:
     writer = csv.DictWriter(buf, fieldnames=list(found), extrasaction="ignore")
     writer.writeheader()
     for row in runs.results(run_id):
-        writer.writerow({k: _text(v) for k, v in flatten_result(row).items()})
+        writer.writerow({k: _cell(v) for k, v in flatten_result(row).items()})
         if buf.tell() > 1 << 16:
             yield buf.getvalue()
             buf.seek(0)
             buf.truncate()
     yield buf.getvalue()
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+"""First characters a spreadsheet runs as a formula (CSV injection, OWASP)."""
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: nested values as JSON; text a spreadsheet would run as a formula (model
+    output is untrusted) is prefixed with a quote, as OWASP recommends."""
+    value = _text(value)
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def _text(value: Any) -> Any:
@@ -82,9 +100,15 @@ def write_parquet(runs: EvalRuns, run_id: str, path: str | os.PathLike[str]) -> 
 
     require("pandas", "pyarrow", feature="Parquet export")
     frame = runs.results(run_id).to_pandas()
-    for column in frame.columns:  # nested values (lists of judge samples ...) as JSON text
-        if frame[column].map(lambda v: isinstance(v, dict | list)).any():
-            frame[column] = frame[column].map(_text)
+    for column in frame.columns:
+        # Nested values (judge samples ...) as JSON text; a column whose values differ in type
+        # (a variable that is 1 in one case and "two" in the next) as text: Parquet columns
+        # have one type.
+        kinds = {type(v) for v in frame[column] if v is not None and not _nan(v)}
+        if len(kinds) > 1 or kinds & {dict, list}:
+            frame[column] = frame[column].map(
+                lambda v: None if v is None else _text(v) if isinstance(v, dict | list) else str(v)
+            )
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     frame.to_parquet(tmp, index=False)

@@ -268,9 +268,13 @@ class EvalRuns:
         with self.db.read() as session:
             count = session.scalar(select(func.count()).select_from(EvalRun)) or 0
         latest = self.list(limit=1)
-        last = f", latest {latest[0].run_id} ({latest[0].suite_name}, {latest[0].status})"
+        last = (
+            f", latest {latest[0].run_id} ({latest[0].suite_name}, {latest[0].status})"
+            if latest
+            else ""
+        )
         return (
-            f"EvalRuns({count} run(s){last if latest else ''};"
+            f"EvalRuns({count} run(s){last};"
             " .list(), .search(suite=, model=, since=), .get(id), .results(id))"
         )
 

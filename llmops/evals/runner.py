@@ -148,12 +148,17 @@ def run_suite(
     Raises:
         SuiteError: The suite is invalid, or a case lacks a variable its prompt needs.
     """
+    if concurrency is not None and concurrency < 1:
+        raise InputError(f"concurrency must be at least 1, got {concurrency}")
     loaded = source if isinstance(source, LoadedSuite) else load_suite(source)
     if root is None and models is not None:
         root = models.root
     ws = _Stage(prompts, results, cache, models, root)
     options = _Options(no_cache, selection or CaseSelection())
-    if resume:
+    if resume is not None:
+        if not resume.strip():
+            raise InputError("--resume needs a run id", hint="see `llmops eval list`")
+        resume = results.get(resume).run_id  # `latest` is the newest run
         options = _resumed_options(results, resume, options)
     return _run_sync(_run(ws, loaded, concurrency=concurrency, options=options, resume=resume,
                           live=live))  # fmt: skip

@@ -37,7 +37,7 @@ class CaseSelection:
             except re.error as exc:
                 raise InputError(
                     f"--filter {self.filter!r} is not a regular expression ({exc})",
-                    hint="escape special characters, e.g. 'capital\\\\?'",
+                    hint="escape special characters with a backslash, e.g. --filter 'capital\\?'",
                 ) from None
         if self.limit is not None and self.limit < 1:
             raise InputError(f"--limit must be at least 1, got {self.limit}")

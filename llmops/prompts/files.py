@@ -26,6 +26,7 @@ from llmops._yamldoc import (
 )
 from llmops.errors import InputError, PromptFileError
 from llmops.prompts._sandbox import template_variables
+from llmops.prompts.records import BUILTIN_PREFIX, is_builtin
 from llmops.prompts.spec import FORMAT_VERSION, ModelParams, PromptSpec
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "find_prompt_files",
     "load_prompt_file",
     "parse_prompt_yaml",
+    "user_prompt",
     "write_prompt_file",
 ]
 
@@ -210,3 +212,19 @@ def write_prompt_file(spec: PromptSpec, path: str | os.PathLike[str]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def user_prompt(spec: PromptSpec, file: Path) -> PromptSpec:
+    """A prompt file's spec, unless its name is one llmops keeps for its own prompts.
+
+    Raises:
+        PromptFileError: The name starts with ``llmops-``.
+    """
+    if is_builtin(spec.name):
+        raise PromptFileError(
+            f"prompt name {spec.name!r} starts with {BUILTIN_PREFIX!r}, which llmops keeps for"
+            " its own prompts (hidden from listings and pulls)",
+            path=str(file),
+            hint="rename the prompt",
+        )
+    return spec

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from llmops._display import Listing
 from llmops.db import Database
 from llmops.db.audit import record_event
 from llmops.db.models import Prompt, PromptLabel, PromptVersionRow
@@ -23,7 +24,12 @@ from llmops.db.versioned import Appended, append_version, lock_owner, with_retri
 from llmops.errors import DatabaseUnavailableError, InputError, PromptFileError, PromptNotFoundError
 from llmops.prompts import _queries
 from llmops.prompts.diff import PromptDiff, diff_specs
-from llmops.prompts.files import find_prompt_files, load_prompt_file, write_prompt_file
+from llmops.prompts.files import (
+    find_prompt_files,
+    load_prompt_file,
+    user_prompt,
+    write_prompt_file,
+)
 from llmops.prompts.records import (
     HistoryAction,
     HistoryEntry,
@@ -210,7 +216,7 @@ class PromptRegistry:
             hint="ask for a version explicitly (name@N) or unarchive one",
         )
 
-    def list(self, *, include_builtin: bool = False) -> builtins.list[PromptSummary]:
+    def list(self, *, include_builtin: bool = False) -> Listing[PromptSummary]:
         """Every prompt with its latest version number and labels, by name; the built-in ones
         (``llmops-*``, such as the judge prompts) only with ``include_builtin``."""
         with self.db.connect() as conn:
@@ -229,7 +235,7 @@ class PromptRegistry:
                 ).order_by(col(PromptLabel.label))
             ):
                 labels.setdefault(pid, {})[label] = version
-        return [
+        return Listing(
             PromptSummary(
                 name=row.name,
                 latest_version=row.latest_version,
@@ -238,7 +244,7 @@ class PromptRegistry:
             )
             for row in prompts
             if include_builtin or not is_builtin(row.name)
-        ]
+        )
 
     def versions(self, name: str, *, include_archived: bool = True) -> builtins.list[VersionInfo]:
         """Every version of prompt ``name``, oldest first, without content.
@@ -319,7 +325,7 @@ class PromptRegistry:
         if not isinstance(source, PromptSpec):
             found = self._local(source)
             path = str(found)
-            source = load_prompt_file(found)
+            source = user_prompt(load_prompt_file(found), found)
         return self._push_spec(source, message=message, author=author or self.actor, path=path)
 
     def _local(self, source: str | os.PathLike[str]) -> Path:
@@ -344,7 +350,7 @@ class PromptRegistry:
         specs: builtins.list[tuple[Path, PromptSpec]] = []
         seen: dict[str, Path] = {}
         for file in files:
-            spec = load_prompt_file(file)
+            spec = user_prompt(load_prompt_file(file), file)
             if spec.name in seen:
                 raise PromptFileError(
                     f"prompt name {spec.name!r} is also declared in {seen[spec.name]}",

@@ -218,6 +218,33 @@ class ModelRegistry:
             created_at=version.created_at,
         )
 
+    def card(self, ref: str) -> str:
+        """The version's model card (README.md): base model, method and hyperparameters,
+        dataset fingerprint, eval results with intervals, intended use, lineage."""
+        from llmops.registry.card import CardData, model_card
+
+        info = self.show(ref)
+        meta = self.get(info.ref).meta
+        base = self.artifacts.get(info.base_model) if info.base_model else None
+        evals = []
+        for tested in tested_in(self.db, info.digest, kind=info.kind)[:20]:
+            summary = self.evals.get(tested.run_id).summary_model
+            if summary is not None:
+                numbers = summary.target(tested.target).model_dump(exclude_none=True)
+                evals.append({"run_id": tested.run_id, "suite": tested.suite,
+                              "target": tested.target, **numbers})  # fmt: skip
+        run = meta.get("run_id")
+        return model_card(
+            CardData(
+                name=info.name, ref=info.ref, digest=info.digest, kind=info.kind,
+                base_model=base.name if base else None, base_ref=base.ref if base else None,
+                base_digest=base.digest if base else None, recipe=meta.get("recipe"),
+                recipe_hash=meta.get("recipe_hash"), dataset=meta.get("dataset"),
+                dataset_fingerprint=meta.get("dataset_fingerprint"), run_id=run,
+                evals=evals, parents=info.parents, aliases=info.aliases,
+            )
+        )  # fmt: skip
+
     def _kind_of(self, ref: str) -> str | None:
         try:
             return self.artifacts.get(ref).kind

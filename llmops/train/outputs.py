@@ -80,16 +80,19 @@ def last_loss(ws: Stage, run_id: str) -> float | None:
     return float(losses[-1]) if losses else None
 
 
-def _canonical_adapter_config(adapter_dir: Path) -> None:
-    """Rewrite ``adapter_config.json`` with sorted keys and sorted name lists: peft writes
+def _canonical_adapter_config(adapter_dir: Path, base_model: str) -> None:
+    """Rewrite ``adapter_config.json`` with sorted keys and sorted name lists (peft writes
     ``target_modules`` from a set, whose order changes from process to process, so the same
-    training would otherwise store a different digest."""
+    training would otherwise store a different digest), naming the base model portably: by
+    its name in the registry, never the trainer's local cache path, which exists on no other
+    machine."""
     import json
 
     path = adapter_dir / "adapter_config.json"
     if not path.is_file():
         return
     config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_model
     for key in (
         "target_modules",
         "modules_to_save",
@@ -100,6 +103,22 @@ def _canonical_adapter_config(adapter_dir: Path) -> None:
         if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
             config[key] = sorted(value, key=str)
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _write_card(
+    adapter_dir: Path, spec: Recipe, inputs: Inputs, meta: dict[str, Any], base_name: str
+) -> None:
+    """The model card (README.md) instead of peft's empty template."""
+    from llmops.registry.card import CardData, model_card
+
+    card = CardData(
+        name=spec.output.name, kind="adapter", base_model=base_name, base_ref=inputs.base_ref,
+        base_digest=inputs.base_digest, recipe=spec.resolved(), recipe_hash=spec.digest(),
+        dataset=inputs.dataset_ref, dataset_fingerprint=meta.get("dataset_fingerprint"),
+        run_id=meta.get("run_id"),
+        parents=[r for r in (inputs.base_ref, inputs.dataset_ref) if r],
+    )  # fmt: skip
+    (adapter_dir / "README.md").write_text(model_card(card), encoding="utf-8")
 
 
 def save_outputs(
@@ -116,7 +135,9 @@ def save_outputs(
     shutil.rmtree(adapter_dir, ignore_errors=True)
     model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
-    _canonical_adapter_config(adapter_dir)
+    base_name = inputs.base_ref.partition("@")[0] if inputs.base_ref else spec.base_model
+    _canonical_adapter_config(adapter_dir, base_name)
+    _write_card(adapter_dir, spec, inputs, meta, base_name)
     lineage = [r for r in (inputs.base_ref, inputs.dataset_ref) if r]
     adapter = ws.artifacts.push(
         adapter_dir, name=spec.output.name, kind="adapter", parents=lineage, meta=meta,

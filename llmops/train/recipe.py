@@ -138,6 +138,13 @@ class TrainingSpec(_Spec):
     """Experiment trackers that also get the trainer's logs (off by default; the run record
     stays the source of truth). Each needs its package: ``llmops[tensorboard]``, mlflow, wandb."""
 
+    @field_validator("num_epochs", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a number of epochs, not true/false")
+        return value
+
     @field_validator("report_to", mode="before")
     @classmethod
     def _one_tracker(cls, value: Any) -> Any:
@@ -264,7 +271,10 @@ def _apply(data: dict[str, Any], key: str, value: Any) -> None:
             child = {}
             node[part] = child
         node = child
-    node[parts[-1]] = value
+    if value is None:  # --set key=null: back to the schema's default (or unset)
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = value
 
 
 def load_recipe(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import os
 import shutil
 import time
@@ -31,6 +32,7 @@ from llmops.errors import (
     ArtifactNotFoundError,
     InputError,
     LLMOpsError,
+    MissingDependencyError,
     RecipeError,
     TrainingError,
 )
@@ -346,14 +348,19 @@ _TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 def _check_backends(spec: Recipe, device: str) -> None:
     """What the recipe needs beyond the training stack: bitsandbytes for QLoRA, trackers."""
-    from llmops._extras import require
-
     if spec.method == "qlora":
         from llmops.train.qlora import check_backend
 
         check_backend(device)
     for tracker in spec.training.report_to:
-        require(_TRACKERS[tracker], feature=f"training.report_to {tracker}")
+        module = _TRACKERS[tracker]
+        if importlib.util.find_spec(module) is None:
+            install = "'llmops[tensorboard]'" if tracker == "tensorboard" else module
+            raise MissingDependencyError(
+                f"training.report_to {tracker} needs the Python package {module!r}, which is"
+                " not installed",
+                hint=f"pip install {install}, or take {tracker} out of training.report_to",
+            )
 
 
 def _schedule(spec: Recipe, report: DataReport, *, eval_path: Path | None) -> Recipe:

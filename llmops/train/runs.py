@@ -297,9 +297,13 @@ class Runs:
         with self.db.read() as session:
             count = session.scalar(select(func.count()).select_from(TrainingRun)) or 0
         latest = self.list(limit=1)
-        last = f", latest {latest[0].run_id} ({latest[0].recipe_name}, {latest[0].status})"
+        last = (
+            f", latest {latest[0].run_id} ({latest[0].recipe_name}, {latest[0].status})"
+            if latest
+            else ""
+        )
         return (
-            f"Runs({count} run(s){last if latest else ''};"
+            f"Runs({count} run(s){last};"
             " .list(), .search(status=, params=, since=), .get(id), .metrics(id))"
         )
 

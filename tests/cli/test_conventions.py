@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from llmops.cli._main import _hoist, run
+from llmops.errors import PromptFileError
+from llmops.prompts.files import load_prompt_file
 from tests.cli.test_prompts_cli import CLI
 
 
@@ -26,6 +28,12 @@ def test_global_options_are_accepted_anywhere_on_the_line() -> None:
     assert _hoist(["--json", "eval", "show", "X", "--verbose"]) == [
         "--verbose", "eval", "show", "X", "--json",
     ]  # fmt: skip
+    assert _hoist(["eval", "--json", "list"]) == ["eval", "list", "--json"]
+    # After the command's name --json stays put: it may be an option's value.
+    assert _hoist(["prompts", "push", "-m", "--json", "p.yaml"]) == [
+        "prompts", "push", "-m", "--json", "p.yaml",
+    ]  # fmt: skip
+    assert _hoist(["train", "r.yaml", "--json"]) == ["train", "r.yaml", "--json"]
     # After `--` everything is an argument, not an option.
     assert _hoist(["prompts", "render", "x", "--", "--json"]) == [
         "prompts", "render", "x", "--", "--json",
@@ -87,7 +95,11 @@ def test_builtin_prompts_stay_out_of_listings_and_pulls_unless_asked(
     ws = Workspace.open(ws_root)
     try:
         (ws_root / "j.yaml").write_text("name: llmops-judge-custom\ntemplate: judge {{ x }}\n")
-        ws.prompts.push(ws_root / "j.yaml")
+        # Files may not take the prefix (they would vanish from listings); llmops' own
+        # prompts are pushed as specs.
+        with pytest.raises(PromptFileError, match="starts with 'llmops-', which llmops keeps"):
+            ws.prompts.push(ws_root / "j.yaml")
+        ws.prompts.push(load_prompt_file(ws_root / "j.yaml"))
     finally:
         ws.close()
     names = [p["name"] for p in cli.json("prompts", "list")]

@@ -99,6 +99,18 @@ def test_several_suites_run_one_after_another(project: tuple[Path, MockServer]) 
     assert "2 suites:" in human.stdout and "options {'filter': 'Peru'}" in human.stdout
     resumed = llmops("eval", "run", "a.yaml", "b.yaml", "--resume", "eval-x", cwd=root)
     assert resumed.returncode == 2 and "--resume continues one run" in resumed.stderr
+    # Every suite is checked before any runs: nothing is stored when a later one is bad.
+    before = len(json.loads(llmops("eval", "list", "--json", cwd=root).stdout))
+    bad = llmops("eval", "run", "a.yaml", "missing.yaml", "--json", cwd=root)
+    assert bad.returncode == 2 and "missing.yaml" in bad.stderr
+    none = llmops("eval", "run", "a.yaml", "b.yaml", "--filter", "Atlantis", cwd=root)
+    assert none.returncode == 2 and "no case matches" in none.stderr
+    assert len(json.loads(llmops("eval", "list", "--json", cwd=root).stdout)) == before
+    for output, message in (("", "--output is empty"), (".", "is a directory"),
+                            ("no/such/x.csv", "does not exist")):  # fmt: skip
+        failed = llmops("eval", "export", "latest", "--format", "csv", "-o", output, cwd=root)
+        assert failed.returncode == 2 and message in failed.stderr, failed.stderr
+    assert llmops("eval", "export", "latest", "-o", "-", cwd=root).stdout.startswith("{")
 
 
 def test_promptfoo_config_runs_unchanged(project: tuple[Path, MockServer]) -> None:

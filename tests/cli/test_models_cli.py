@@ -76,3 +76,10 @@ def test_semver_and_unknown_references(cli: CLI) -> None:
     assert err.startswith("error: no artifact version matches nope@1")
     _, err = cli("models", "rollback", "support-lora@nothing", code=2)
     assert "no artifact version matches support-lora@nothing" in err
+
+
+def test_card_writes_the_hub_readme(cli: CLI, ws_root: Path) -> None:
+    out, _ = cli("models", "card", "support-lora@1")
+    assert out.startswith("---\nlibrary_name: peft\n") and "# support-lora" in out
+    cli("models", "card", "support-lora@1", "-o", "README-card.md")
+    assert (ws_root / "README-card.md").read_text() == out

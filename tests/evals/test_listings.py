@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -64,3 +64,23 @@ def test_reprs_are_short_and_html_is_escaped(
     assert "x&lt;script&gt;" in html and "<script>" not in html
     assert "pass_rate" in outcome._repr_html_()
     assert f"1 run(s), latest {outcome.run_id}" in repr(ws.evals)
+
+
+def test_times_with_offsets_are_compared_in_utc_and_absurd_ages_are_refused(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
+    run = ws.evaluate(write_suite(tmp_path, server.url)).run
+    before = (run.started_at - timedelta(minutes=1)).astimezone(timezone(timedelta(hours=5)))
+    # One minute before the run, written in UTC+05:00: the run is not before it.
+    assert ws.evals.search(until=before.isoformat()) == []
+    assert len(ws.evals.search(since=before.isoformat())) == 1
+    with pytest.raises(InputError, match="too far back"):
+        ws.evals.search(since="99999999999d")
+    with pytest.raises(TypeError, match="since takes a datetime"):
+        ws.evals.search(since=7)  # type: ignore[arg-type]
+
+
+def test_reprs_of_empty_stores_say_so(ws: Workspace) -> None:
+    assert repr(ws.evals).startswith("EvalRuns(0 run(s);")
+    assert repr(ws.train_runs).startswith("Runs(0 run(s);")
+    assert ws.artifacts.list().to_pandas().empty and ws.prompts.list().to_pandas().empty

@@ -576,3 +576,21 @@ def test_a_baseline_without_the_target_or_a_drop_without_a_baseline_is_no_pass(
     assert not report.ok and "has no target 'model'" in report.problems[0]
     with pytest.raises(InputError, match="--max-drop needs --baseline"):
         ws.evals.gate(run.run_id, max_drop=0.5)
+
+
+def test_exports_survive_mixed_variable_types_and_neutralise_formulas(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
+    cases = """
+  - vars: {country: France, n: 1}
+    assert: [{type: icontains, value: paris}]
+  - vars: {country: "=HYPERLINK(1)", n: two}
+    assert: [{type: icontains, value: x}]
+"""
+    run = ws.evaluate(write_suite(tmp_path, server.url, cases=cases)).run
+    rows = list(csv.DictReader(io.StringIO("".join(ws.evals.export(run.run_id, "csv")))))
+    assert rows[1]["vars.country"] == "'=HYPERLINK(1)"  # a spreadsheet shows it, never runs it
+    frame = pytest.importorskip("pandas").read_parquet(
+        write_parquet(ws.evals, run.run_id, tmp_path / "m.parquet")
+    )
+    assert list(frame["vars.n"]) == ["1", "two"]  # one column type: text

@@ -83,6 +83,12 @@ def test_resume_keeps_the_options_a_run_started_with(
                                    "repeat": 1}  # fmt: skip
     with pytest.raises(InputError, match="runs the cases it started with"):
         ws.evaluate(suite, resume=run.run_id, filter="Japan")
+    with pytest.raises(InputError, match="already completed"):
+        ws.evaluate(suite, resume="latest")  # `latest` is the run it names
+    with pytest.raises(InputError, match="--resume needs a run id"):
+        ws.evaluate(suite, resume=" ")
+    with pytest.raises(InputError, match="concurrency must be at least 1"):
+        ws.evaluate(suite, concurrency=-3)
 
 
 def test_selection_round_trips_through_its_recorded_form() -> None:

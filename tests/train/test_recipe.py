@@ -131,6 +131,14 @@ def test_num_epochs_or_max_steps_not_both_and_the_steps_it_computes() -> None:
         parse_recipe(GOOD + "training:\n  max_steps: 5\n  num_epochs: 1\n", path="r.yaml")
     with pytest.raises(RecipeError, match="both max_steps and num_epochs"):
         parse_recipe(GOOD + "training: {num_epochs: 1}\n", overrides={"training.max_steps": 3})
+    # A shipped recipe gives max_steps: --set training.max_steps=null drops it for num_epochs.
+    switched = parse_recipe(
+        GOOD + "training: {max_steps: 5}\n",
+        overrides=parse_overrides(["training.max_steps=null", "training.num_epochs=2"]),
+    )
+    assert switched.training.num_epochs == 2
+    with pytest.raises(RecipeError, match="must be a number of epochs"):
+        parse_recipe(GOOD + "training: {num_epochs: true}\n")
 
 
 def test_report_to_takes_one_tracker_or_a_list_of_known_ones() -> None:

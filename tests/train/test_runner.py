@@ -69,6 +69,15 @@ def test_base_model_from_the_store_is_a_lineage_parent(train_ws: Workspace) -> N
     assert result.run.base_model == "tiny-base@1"
     assert result.run.base_model_digest == base.version.digest
     assert result.adapter.parents[0] == "tiny-base@1"
+    # The stored adapter names its base portably and carries a model card, not peft's template.
+    folder = train_ws.artifact_dir(result.adapter)
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "tiny-base"
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft\nbase_model: tiny-base\n")
+    assert "`tiny-base@1`" in card and result.run.run_id in card and "## Intended use" in card
+    assert train_ws.models.show(result.adapter.ref).base_model == "tiny-base@1"
+    assert "## Evaluation" in train_ws.models.card(result.adapter.ref)
 
 
 @pytest.mark.parametrize(("method", "trainer"), [("dora", "sft"), ("lora", "dpo")])
@@ -173,7 +182,10 @@ def test_a_tracker_that_is_not_installed_is_named_before_anything_loads(
     recipe = _with_training(write_recipe(train_ws.root), "  report_to: [wandb]\n")
     if importlib.util.find_spec("wandb") is not None:
         pytest.skip("wandb is installed here")
-    with pytest.raises(MissingDependencyError, match=r"training\.report_to wandb needs .*'wandb'"):
+    with pytest.raises(
+        MissingDependencyError,
+        match=r"training\.report_to wandb needs .*'wandb'.*pip install wandb",
+    ):
         train_ws.train(recipe)
     assert train_ws.train_runs.list() == []
 
