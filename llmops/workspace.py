@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from llmops.evals.runner import EvalOutcome
     from llmops.prompts import PromptRegistry
     from llmops.registry import ModelRegistry
+    from llmops.registry.lineage import Lineage
     from llmops.train.recipe import Recipe
     from llmops.train.runner import TrainResult
     from llmops.train.runs import Runs
@@ -339,6 +340,13 @@ class Workspace:
             hash_cache=self.state_dir / "hashcache.db",
             alias_guard=lambda version, alias: self.models.guard(version, alias),  # noqa: PLW0108 - lazy: models needs artifacts
         )
+
+    def lineage(self, ref: str) -> Lineage:
+        """Everything ``ref`` (``name@version``, ``run-...``, ``eval-...``) came from and went
+        to, as nodes and edges (see :mod:`llmops.registry.lineage`)."""
+        from llmops.registry.lineage import lineage
+
+        return lineage(self.models, self.train_runs, ref)
 
     @cached_property
     def models(self) -> ModelRegistry:

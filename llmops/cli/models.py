@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -278,3 +278,59 @@ def events(
         )
         rows.add_row(str(e["id"]), e["at"][:19], e["type"], e["model"], sent or "-")
     print_table(rows)
+
+
+def lineage(
+    ref: Annotated[str, typer.Argument(help="name@version, run-... or eval-...")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Everything a model version, training run or eval run came from and went to."""
+    graph = workspace().lineage(ref)
+    if json_out:
+        emit_json(graph.to_json())
+        return
+    from rich.tree import Tree
+
+    incoming: dict[str, list[str]] = {}
+    outgoing: dict[str, list[str]] = {}
+    for e in graph.edges:
+        incoming.setdefault(e["to"], []).append(e["from"])
+        outgoing.setdefault(e["from"], []).append(e["to"])
+    tree = Tree(_label(graph.nodes[graph.root]))
+
+    def grow(branch: Tree, node: str, links: dict[str, list[str]], seen: set[str]) -> None:
+        for other in links.get(node, []):
+            if other in seen:
+                continue
+            child = branch.add(_label(graph.nodes[other]))
+            grow(child, other, links, seen | {other})
+            if links is outgoing:  # what an eval run rendered, under it
+                for prompt in incoming.get(other, []):
+                    if graph.nodes[prompt]["kind"] == "prompt":
+                        child.add(_label(graph.nodes[prompt]))
+
+    grow(tree.add("came from"), graph.root, incoming, {graph.root})
+    grow(tree.add("went to"), graph.root, outgoing, {graph.root})
+    console().print(tree)
+
+
+def _label(node: dict[str, Any]) -> str:
+    kind, node_id = node["kind"], node["id"]
+    extra = ""
+    if kind == "run":
+        loss = node.get("final_loss")
+        extra = f" ({node.get('status')}, final loss {loss:.4f})" if isinstance(loss, float) else ""
+    elif kind == "eval-run":
+        targets = node.get("targets") or {}
+        numbers = ", ".join(
+            f"{t} pass {v.get('pass_rate'):.2f}" if isinstance(v.get("pass_rate"), float) else t
+            for t, v in targets.items()
+        )
+        extra = f" ({node.get('suite')}: {numbers})"
+    elif kind == "recipe":
+        extra = f" ({node.get('name')})"
+    elif kind == "promotion":
+        extra = f" ({node.get('action')} by {node.get('actor')} at {str(node.get('at'))[:19]})"
+    elif kind in ("base-model", "adapter", "merged-model", "dataset"):
+        extra = f" ({str(node.get('digest', ''))[:19]})"
+    return f"{kind} {node_id}{extra}"

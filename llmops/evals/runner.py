@@ -365,6 +365,12 @@ def _open_run(
             "llmops": _version(),
             "git": git_state(ws.root) if ws.root is not None else None,
             "models": _identities(ws, loaded.suite),
+            # The prompt versions the targets rendered (a label resolved now may move later).
+            "prompts": {
+                t.name: ws.prompts.get(t.prompt).ref
+                for t in loaded.suite.targets
+                if isinstance(t.prompt, str)
+            },
             "options": options.to_json(),
         },
     )
