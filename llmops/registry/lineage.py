@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, select
 from sqlmodel import col
 
 from llmops.db.models import Artifact, ArtifactVersionRow, EvalRun, EvalTarget
@@ -159,17 +159,24 @@ def _downstream(registry: ModelRegistry, graph: Lineage, v: ArtifactVersion) -> 
         )  # fmt: skip
         graph.edge(me, node, "decision")
     # Versions made from this one (an adapter merged, a model fine-tuned from a base).
+    # The JSON text of ``parents`` holds the reference in quotes: a LIKE finds candidates in
+    # the database (no scan of every version here); the list check below confirms them.
+    pattern = '%"' + _escape_like(v.ref) + '"%'
     with registry.db.read() as session:
         v_, a_ = ArtifactVersionRow, Artifact
         children = session.execute(
-            select(col(a_.name), col(v_.version), col(v_.parents)).join(
-                a_, col(a_.id) == col(v_.artifact_id)
-            )
+            select(col(a_.name), col(v_.version), col(v_.parents))
+            .join(a_, col(a_.id) == col(v_.artifact_id))
+            .where(cast(col(v_.parents), String).like(pattern, escape="!"))
         ).all()
     for name, version, parents in children:
         if v.ref in (parents or []):
             child = graph.node("artifact", f"{name}@{version}")
             graph.edge(me, child, "parent_of")
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
 
 _DECISIONS = frozenset({
