@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import select
 from sqlmodel import col
 
-from llmops.db.models import Artifact, ArtifactVersionRow, EvalRun, EvalTarget
+from llmops.db.models import Artifact, ArtifactVersionRow, EvalRun, EvalTarget, TrainingRun
 from llmops.errors import ArtifactNotFoundError, InputError, NotFoundError
 from llmops.registry.evidence import tested_in
 
@@ -158,25 +158,18 @@ def _downstream(registry: ModelRegistry, graph: Lineage, v: ArtifactVersion) -> 
             actor=e["actor"], alias=e.get("alias"), request_id=e.get("request_id"),
         )  # fmt: skip
         graph.edge(me, node, "decision")
-    # Versions made from this one (an adapter merged, a model fine-tuned from a base).
-    # The JSON text of ``parents`` holds the reference in quotes: a LIKE finds candidates in
-    # the database (no scan of every version here); the list check below confirms them.
-    pattern = '%"' + _escape_like(v.ref) + '"%'
+    # Versions trained or merged from this one, from the training runs (a small table):
+    # adapters a base model was fine-tuned into, the merged model an adapter became.
     with registry.db.read() as session:
-        v_, a_ = ArtifactVersionRow, Artifact
-        children = session.execute(
-            select(col(a_.name), col(v_.version), col(v_.parents))
-            .join(a_, col(a_.id) == col(v_.artifact_id))
-            .where(cast(col(v_.parents), String).like(pattern, escape="!"))
-        ).all()
-    for name, version, parents in children:
-        if v.ref in (parents or []):
-            child = graph.node("artifact", f"{name}@{version}")
-            graph.edge(me, child, "parent_of")
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        made = session.execute(
+            select(col(TrainingRun.id), col(TrainingRun.adapter_ref), col(TrainingRun.merged_ref))
+            .where((col(TrainingRun.base_model) == v.ref) | (col(TrainingRun.adapter_ref) == v.ref))
+        ).all()  # fmt: skip
+    for run_id, adapter, merged in made:
+        for child in (adapter, merged):
+            if child and child != v.ref:
+                graph.node("artifact", child, run=run_id)
+                graph.edge(me, child, "parent_of")
 
 
 _DECISIONS = frozenset({

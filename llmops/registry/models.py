@@ -14,6 +14,7 @@ digest, the evidence) and written to the event outbox in the same transaction.
 from __future__ import annotations
 
 import builtins
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,6 +109,13 @@ class ModelRegistry:
             self._policies[name] = cached
         return cached[1]
 
+    def _policy_names(self) -> set[str]:
+        try:
+            with os.scandir(self.policies_dir) as entries:
+                return {e.name[:-5] for e in entries if e.name.endswith(".yaml")}
+        except FileNotFoundError:
+            return set()
+
     def guard(self, version: ArtifactVersion, alias: str) -> None:
         """Refuse a plain alias move onto an alias a policy guards (the artifact store's hook).
 
@@ -126,26 +134,28 @@ class ModelRegistry:
 
     def list(self) -> builtins.list[ModelSummary]:
         """Every model (artifacts of a model kind) with its latest version and aliases."""
-        v, a = ArtifactVersionRow, Artifact
+        v, a, al = ArtifactVersionRow, Artifact, ArtifactAlias
+        # One round trip: the latest version of each model with its aliases (outer join).
+        query = (
+            select(col(a.id), col(a.name), col(a.latest_version), col(v.kind), col(al.alias),
+                   col(al.version))
+            .join(v, (col(v.artifact_id) == col(a.id)) & (col(v.version) == a.latest_version))
+            .outerjoin(al, col(al.artifact_id) == col(a.id))
+            .where(col(v.kind).in_(MODEL_KINDS))
+            .order_by(col(a.name))
+        )  # fmt: skip
         with self.db.read() as session:
-            rows = session.execute(
-                select(col(a.id), col(a.name), col(a.latest_version), col(v.kind))
-                .join(v, (col(v.artifact_id) == col(a.id)) & (col(v.version) == a.latest_version))
-                .where(col(v.kind).in_(MODEL_KINDS))
-                .order_by(col(a.name))
-            ).all()
-            aliases: dict[int, dict[str, int]] = {}
-            for artifact_id, alias, version in session.execute(
-                select(
-                    col(ArtifactAlias.artifact_id),
-                    col(ArtifactAlias.alias),
-                    col(ArtifactAlias.version),
-                ).where(col(ArtifactAlias.artifact_id).in_([r[0] for r in rows]))
-            ):
-                aliases.setdefault(artifact_id, {})[alias] = version
+            found = session.execute(query).all()
+        rows: dict[int, tuple[str, int, str]] = {}
+        aliases: dict[int, dict[str, int]] = {}
+        for artifact_id, name, latest, kind, alias, held in found:
+            rows.setdefault(artifact_id, (name, latest, kind))
+            if alias is not None:
+                aliases.setdefault(artifact_id, {})[alias] = held
         out = []
-        for artifact_id, name, latest, kind in rows:
-            policy = self.policy(name)
+        with_policy = self._policy_names()  # one directory read, not a stat per model
+        for artifact_id, (name, latest, kind) in rows.items():
+            policy = self.policy(name) if name in with_policy else None
             out.append(
                 ModelSummary(
                     name=name,
