@@ -19,6 +19,7 @@ app = typer.Typer(
 
 RefArg = Annotated[str, typer.Argument(help="Model version: name@3, name@production, name@v1.2.0.")]
 AliasArg = Annotated[str, typer.Argument(help="Alias (production, staging ...).")]
+CommentOpt = Annotated[str, typer.Option("--comment", "-m", help="Why (kept in the history).")]
 
 
 def _deliver(ws: Workspace) -> None:
@@ -184,7 +185,7 @@ def promote(
 def approve(
     ref: RefArg,
     name: AliasArg,
-    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
+    comment: CommentOpt = "",
     json_out: JsonOpt = False,
 ) -> None:
     """Approve a pending promotion request as LLMOPS_USER (else the OS user)."""
@@ -204,7 +205,7 @@ def approve(
 def reject(
     ref: RefArg,
     name: AliasArg,
-    comment: Annotated[str, typer.Option("--comment", "-m", help="Why.")] = "",
+    comment: CommentOpt = "",
     json_out: JsonOpt = False,
 ) -> None:
     """Reject a pending promotion request."""
