@@ -22,6 +22,12 @@ app = typer.Typer(
 RunArg = Annotated[str, typer.Argument(help="Eval run id (eval-...), or latest.")]
 
 
+def _printable(text: str) -> str:
+    """Model text for the terminal: control characters (escape sequences that would retitle,
+    clear or recolour it) shown as U+FFFD."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
 def _fmt(value: Any, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -211,14 +217,14 @@ def show(
             out.print(f"... (--limit {limit}; --json for all)")
             break
         mark = "ERROR" if r["passed"] is None else "pass " if r["passed"] else "FAIL "
-        text = r["output"].replace("\n", " ")[:100]
+        text = _printable(r["output"].replace("\n", " ")[:100])
         out.print(f"{mark} #{r['case_index']} {r['target']}: {text}", markup=False)
         if r["error"]:
-            out.print(f"       {r['error'][:200]}", markup=False)
+            out.print(f"       {_printable(r['error'][:200])}", markup=False)
         elif r["passed"] is False:
             for a in r["assertions"]:
                 if a.get("passed") is False:
-                    reason = " ".join(str(a.get("reason") or "").split())[:200]
+                    reason = _printable(" ".join(str(a.get("reason") or "").split())[:200])
                     out.print(f"       {a.get('type', 'assertion')}: {reason}", markup=False)
 
 

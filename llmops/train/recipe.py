@@ -252,7 +252,8 @@ def parse_overrides(items: list[str], *, option: str = "--set") -> dict[str, Any
         key = key.strip()
         if not sep or not key or any(not part for part in key.split(".")):
             raise RecipeError(
-                f"{option} {item!r} is not key=value",
+                f"{item!r} is not key=value",
+                path=option,
                 hint=f"write e.g. {option} training.max_steps=200",
             )
         try:

@@ -180,3 +180,13 @@ def test_debug_is_accepted_anywhere(project: tuple[Path, MockServer]) -> None:
     ):
         done = llmops(*args, cwd=root)
         assert done.returncode == 2 and "Traceback" in done.stderr, done.stderr
+
+
+def test_model_output_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    Workspace.init(root, examples=False).close()
+    with MockServer(lambda body: "\x1b]0;pwned\x07\x1b[2JParis") as server:
+        write_suite(root, server.url)
+        assert llmops("eval", "run", "suite.yaml", cwd=root).returncode == 0
+        shown = llmops("eval", "show", "latest", cwd=root).stdout
+    assert "\x1b" not in shown and "\x07" not in shown and "\ufffd]0;pwned" in shown

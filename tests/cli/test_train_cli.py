@@ -97,7 +97,7 @@ def test_training_on_bad_data_exits_1_with_one_line(project: Path) -> None:
         (("train", "broken.yaml"), "did you mean 'method'?"),
         (("train",), "give a RECIPE file or --resume RUN_ID"),
         (("runs", "show", "run-000000000000"), "no training run 'run-000000000000'"),
-        (("train", "recipe.yaml", "--set", "nonsense"), "--set 'nonsense' is not key=value"),
+        (("train", "recipe.yaml", "--set", "nonsense"), "--set: 'nonsense' is not key=value"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(project: Path, args: tuple[str, ...], match: str) -> None:
