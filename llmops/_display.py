@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, TypeVar
 
-__all__ = ["Display", "Flat", "Listing", "flatten", "html_table", "short"]
+__all__ = ["Display", "Flat", "Listing", "flatten", "html_table", "short", "store_repr"]
 
 _MAX_VALUE = 60
 _MAX_HTML_ROWS = 50
@@ -76,6 +76,12 @@ def _cell(value: Any) -> str:
         return f"{value:.4g}"
     text = str(value)
     return text if len(text) <= 200 else text[:199] + "…"
+
+
+def store_repr(kind: str, count: int, latest: str | None, methods: str) -> str:
+    """What a run store holds, for a notebook: ``Runs(3 run(s), latest ...; .list() ...)``."""
+    last = f", latest {latest}" if latest else ""
+    return f"{kind}({count} run(s){last}; {methods})"
 
 
 class Display:

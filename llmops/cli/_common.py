@@ -40,7 +40,6 @@ class State:
 
     workspace: str | None = None
     debug: bool = False
-    verbose: bool = False
     opened: list[Workspace] = field(default_factory=list)
 
     def close(self) -> None:

@@ -108,13 +108,11 @@ def _hoist(argv: list[str], groups: frozenset[str] | None = None) -> list[str]:
 
 
 def _group_names() -> frozenset[str]:
-    """Names of the command groups (``prompts``, ``eval`` ...), from the app itself."""
-    from typer.main import get_command
-
+    """Names of the command groups (``prompts``, ``eval`` ...), from the app's registrations
+    (building the click command tree here would be done twice per command)."""
     from llmops.cli.app import app
 
-    root: Any = get_command(app)
-    return frozenset(name for name, cmd in root.commands.items() if hasattr(cmd, "commands"))
+    return frozenset(g.name for g in app.registered_groups if g.name)
 
 
 def _run(app: Any, argv: list[str]) -> int:

@@ -56,7 +56,7 @@ def _root(
 ) -> None:
     state.workspace = workspace
     state.debug = debug
-    state.verbose = verbose
+    del verbose  # acted on before the app runs (llmops.cli._main): other libraries' noise
 
 
 app.command("init")(init_cmd.init)

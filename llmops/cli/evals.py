@@ -330,6 +330,7 @@ def export(
     ] = False,
 ) -> None:
     """Write a run's results as JSONL, CSV, Parquet or JUnit XML."""
+    from llmops._atomic import write_atomic
     from llmops.errors import InputError
 
     if fmt not in ("jsonl", "csv", "junit", "parquet"):
@@ -344,26 +345,16 @@ def export(
         if output is None:
             raise InputError("--format parquet writes a file", hint="give --output FILE.parquet")
         path = write_parquet(runs, run_id, _output(output))
-        if json_out:
-            emit_json({"run_id": run_id, "format": fmt, "output": str(path),
-                       "bytes": path.stat().st_size})  # fmt: skip
-        else:
-            typer.echo(f"wrote {path}", err=True)
-        return
-    pieces = runs.export(run_id, fmt)  # type: ignore[arg-type]
-    if output is None:
-        if json_out:
-            emit_json({"run_id": run_id, "format": fmt, "content": "".join(pieces)})
+    else:
+        pieces = runs.export(run_id, fmt)  # type: ignore[arg-type]
+        if output is None:
+            if json_out:
+                emit_json({"run_id": run_id, "format": fmt, "content": "".join(pieces)})
+                return
+            for piece in pieces:
+                sys.stdout.write(piece)
             return
-        for piece in pieces:
-            sys.stdout.write(piece)
-        return
-    path = _output(output)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for piece in pieces:
-            f.write(piece)
-    tmp.replace(path)
+        path = write_atomic(_output(output), pieces)
     if json_out:
         emit_json({"run_id": run_id, "format": fmt, "output": str(path),
                    "bytes": path.stat().st_size})  # fmt: skip

@@ -102,14 +102,11 @@ def card(
     json_out: JsonOpt = False,
 ) -> None:
     """Write the version's model card (README.md for the Hugging Face Hub)."""
-    from pathlib import Path
+    from llmops._atomic import write_atomic
 
     text = workspace().models.card(ref)
     if output is not None:
-        path = Path(output)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(output, [text])
     if json_out:
         emit_json({"ref": ref, "output": output, "card": text})
     elif output is None:

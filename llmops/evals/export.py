@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from xml.sax.saxutils import escape, quoteattr
 
+from llmops._atomic import atomic_path
 from llmops._plugins import Registry
 from llmops.errors import InputError
 from llmops.evals.frames import flatten_result
@@ -109,11 +110,9 @@ def write_parquet(runs: EvalRuns, run_id: str, path: str | os.PathLike[str]) -> 
             frame[column] = frame[column].map(
                 lambda v: None if v is None else _text(v) if isinstance(v, dict | list) else str(v)
             )
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(target)
-    return target
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(path)
 
 
 def _junit(runs: EvalRuns, run_id: str) -> Iterator[str]:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from llmops._display import Listing
+from llmops._display import Listing, store_repr
 from llmops.db import Database
 from llmops.db.audit import record_event
 from llmops.db.models import EvalPair, EvalResult, EvalRun, EvalTarget, SQLModel
@@ -267,16 +267,12 @@ class EvalRuns:
     def __repr__(self) -> str:
         with self.db.read() as session:
             count = session.scalar(select(func.count()).select_from(EvalRun)) or 0
-        latest = self.list(limit=1)
-        last = (
-            f", latest {latest[0].run_id} ({latest[0].suite_name}, {latest[0].status})"
-            if latest
-            else ""
-        )
-        return (
-            f"EvalRuns({count} run(s){last};"
-            " .list(), .search(suite=, model=, since=), .get(id), .results(id))"
-        )
+        newest = self.list(limit=1)
+        latest = None
+        if newest:
+            latest = f"{newest[0].run_id} ({newest[0].suite_name}, {newest[0].status})"
+        methods = ".list(), .search(suite=, model=, since=), .get(id), .results(id)"
+        return store_repr("EvalRuns", count, latest, methods)
 
     def done(self, run_id: str) -> set[tuple[int, str]]:
         """``(case_index, target)`` of every stored result (``target`` ``*pair*`` for pairs)."""

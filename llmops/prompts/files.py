@@ -7,7 +7,6 @@ problem of a file at once.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from llmops._atomic import write_atomic
 from llmops._yamldoc import (
     Problem,
     YamlSyntaxError,
@@ -201,17 +201,7 @@ def write_prompt_file(spec: PromptSpec, path: str | os.PathLike[str]) -> Path:
     """Write ``spec`` to ``path`` atomically (temporary file, fsync, rename)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dump_prompt_file(spec))
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_atomic(target, [dump_prompt_file(spec)])
 
 
 def user_prompt(spec: PromptSpec, file: Path) -> PromptSpec:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 from sqlalchemy import and_, delete, func, select
 from sqlmodel import col
 
-from llmops._display import Display, Listing, flatten
+from llmops._display import Display, Listing, flatten, store_repr
 from llmops._record import Record, versioned
 from llmops.db import Database
 from llmops.db.audit import record_event
@@ -296,16 +296,12 @@ class Runs:
     def __repr__(self) -> str:
         with self.db.read() as session:
             count = session.scalar(select(func.count()).select_from(TrainingRun)) or 0
-        latest = self.list(limit=1)
-        last = (
-            f", latest {latest[0].run_id} ({latest[0].recipe_name}, {latest[0].status})"
-            if latest
-            else ""
-        )
-        return (
-            f"Runs({count} run(s){last};"
-            " .list(), .search(status=, params=, since=), .get(id), .metrics(id))"
-        )
+        newest = self.list(limit=1)
+        latest = None
+        if newest:
+            latest = f"{newest[0].run_id} ({newest[0].recipe_name}, {newest[0].status})"
+        methods = ".list(), .search(status=, params=, since=), .get(id), .metrics(id)"
+        return store_repr("Runs", count, latest, methods)
 
     def metrics(self, run_id: str) -> builtins.list[dict[str, Any]]:
         """Every logged step in order: ``{"step", "split", "loss", "learning_rate", ...}``."""
