@@ -29,6 +29,8 @@ def check_conditions(
     request: ModelRequest | None,
     evidence: list[dict[str, Any]],
 ) -> list[Condition]:
+    """Each of the policy's conditions for ``version``, given the alias's ``holder`` and the
+    pending ``request``; the eval runs used are appended to ``evidence``."""
     found: list[Condition] = []
     if policy.require_kind is not None:
         ok = version.kind == policy.require_kind
