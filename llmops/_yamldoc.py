@@ -132,6 +132,10 @@ def read_document(
 ) -> str:
     """The UTF-8 text of a document file, or ``error`` saying why it cannot be read."""
     where = str(path)
+    if path.exists() and not path.is_dir() and not path.is_file():
+        # A pipe or a device (/dev/zero) would block or never end: documents are files.
+        raise error(f"is not a regular file, expected a {what}", path=where,
+                    hint="point at a file (not a pipe, socket or device)")  # fmt: skip
     try:
         size = path.stat().st_size
         if size > max_bytes:
@@ -282,5 +286,12 @@ def summarize(found: list[Problem]) -> tuple[Problem, str]:
     """The first problem and one message listing all of them (the rest with their lines)."""
     first = found[0]
     rest = [f"line {p.line}: {p.message}" if p.line is not None else p.message for p in found[1:]]
+    more = len(rest) - _MAX_LISTED
+    if more > 0:  # a file that is not what it should be (a symlink to /etc/...) lists forever
+        rest = [*rest[:_MAX_LISTED], f"and {more} more problem(s)"]
     message = first.message if not rest else f"{first.message}; also {'; '.join(rest)}"
     return first, message
+
+
+_MAX_LISTED = 9
+"""Problems listed after the first one in one error line."""

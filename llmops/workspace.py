@@ -108,6 +108,10 @@ class WebhookConfig(_Section):
     def _http(cls, value: str) -> str:
         if not value.lower().startswith(("http://", "https://")):
             raise ValueError(f"webhook url {value[:80]!r} must start with http:// or https://")
+        if "@" in value.split("/", 3)[2]:
+            raise ValueError(
+                "webhook url has credentials in it: sign deliveries with secret_env instead"
+            )
         return value
 
 
@@ -115,6 +119,20 @@ class EventsConfig(_Section):
     """``[events]``: where registry events go."""
 
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+
+    @field_validator("webhooks")
+    @classmethod
+    def _distinct(cls, value: list[WebhookConfig]) -> list[WebhookConfig]:
+        from llmops.registry.events import webhook_name
+
+        names = [webhook_name(h) for h in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                f"two webhooks are both named {twice[0]!r} (deliveries are kept per name):"
+                " give each its own name ="
+            )
+        return value
 
 
 class WorkspaceConfig(_Section):
@@ -192,6 +210,12 @@ def default_actor() -> str:
     """Who is acting: ``LLMOPS_USER``, else the login name."""
     user = os.environ.get("LLMOPS_USER")
     if user:
+        if len(user) > 256 or not user.isprintable() or user != user.strip():
+            raise ConfigError(
+                f"LLMOPS_USER {user[:40]!r} is not a user name (control characters, spaces"
+                " around it, or over 256 characters)",
+                hint="set LLMOPS_USER to the name approvals and the audit log should record",
+            )
         return user
     try:
         return getpass.getuser()

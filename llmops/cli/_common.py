@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -22,6 +23,7 @@ __all__ = [
     "State",
     "console",
     "emit_json",
+    "output_path",
     "print_table",
     "state",
     "steps",
@@ -95,6 +97,24 @@ def steps(*, enabled: bool) -> Iterator[Callable[[str], None]]:
 
     with Console(stderr=True).status("starting ...") as status:
         yield lambda text: status.update(f"{text} ...")
+
+
+def output_path(output: str) -> Path:
+    """A file to write given as ``--output``, checked before anything is written.
+
+    Raises:
+        InputError: The name is empty, a directory, or in a folder that does not exist.
+    """
+    from llmops.errors import InputError
+
+    path = Path(output)
+    if not output.strip():
+        raise InputError("--output is empty", hint="give a file name, or leave it out for stdout")
+    if path.is_dir():
+        raise InputError(f"--output {output!r} is a directory", hint="give a file name in it")
+    if not path.parent.is_dir():
+        raise InputError(f"--output {output!r}: folder {str(path.parent)!r} does not exist")
+    return path
 
 
 def table(*columns: str, keep: tuple[str, ...] = ()) -> Table:

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmops.cli._common import JsonOpt, console, emit_json, print_table, table, workspace
+from llmops.cli._common import (
+    JsonOpt,
+    console,
+    emit_json,
+    output_path,
+    print_table,
+    table,
+    workspace,
+)
 
 if TYPE_CHECKING:
     from llmops.evals.records import EvalRunRecord
@@ -161,20 +168,6 @@ def _check_suites(
         loaded = load_suite(local_path(suite, ws.root))
         if next(selection.apply(iter_cases(loaded)), None) is None:
             raise SuiteError(f"no case matches the selection {selection.to_json()}", path=suite)
-
-
-def _output(output: str) -> Path:
-    """An export's output file, checked before anything is written."""
-    from llmops.errors import InputError
-
-    path = Path(output)
-    if not output.strip():
-        raise InputError("--output is empty", hint="give a file name, or leave it out for stdout")
-    if path.is_dir():
-        raise InputError(f"--output {output!r} is a directory", hint="give a file name in it")
-    if not path.parent.is_dir():
-        raise InputError(f"--output {output!r}: folder {str(path.parent)!r} does not exist")
-    return path
 
 
 def _print_outcome(outcome: EvalOutcome) -> None:
@@ -344,7 +337,7 @@ def export(
 
         if output is None:
             raise InputError("--format parquet writes a file", hint="give --output FILE.parquet")
-        path = write_parquet(runs, run_id, _output(output))
+        path = write_parquet(runs, run_id, output_path(output))
     else:
         pieces = runs.export(run_id, fmt)  # type: ignore[arg-type]
         if output is None:
@@ -354,7 +347,7 @@ def export(
             for piece in pieces:
                 sys.stdout.write(piece)
             return
-        path = write_atomic(_output(output), pieces)
+        path = write_atomic(output_path(output), pieces)
     if json_out:
         emit_json({"run_id": run_id, "format": fmt, "output": str(path),
                    "bytes": path.stat().st_size})  # fmt: skip

@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmops.cli._common import JsonOpt, console, emit_json, print_table, steps, table, workspace
+from llmops.cli._common import (
+    JsonOpt,
+    console,
+    emit_json,
+    output_path,
+    print_table,
+    steps,
+    table,
+    workspace,
+)
 
 if TYPE_CHECKING:
     from llmops.registry import PromotionVerdict
@@ -106,7 +115,7 @@ def card(
 
     text = workspace().models.card(ref)
     if output is not None:
-        write_atomic(output, [text])
+        write_atomic(output_path(output), [text])
     if json_out:
         emit_json({"ref": ref, "output": output, "card": text})
     elif output is None:

@@ -105,7 +105,9 @@ def deliver(
             continue
         delivery, event = due
         hook = by_name[delivery[1]]
-        error = _post(hook, event)
+        # No attempt outlasts the budget: a receiver that never answers holds up nothing.
+        left = max(deadline - time.monotonic(), 0.1)
+        error = _post(hook, event, timeout_s=min(hook.timeout_s, left))
         _finish(db, delivery, hook, error)
         if error is None:
             report.delivered += 1
@@ -175,7 +177,17 @@ def _claim(db: Database, names: list[str]) -> tuple[tuple[int, str], dict[str, A
         return (row.event_id, row.webhook), data
 
 
-def _post(hook: WebhookConfig, event: dict[str, Any]) -> str | None:
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would resend the event as a body-less GET elsewhere: it is a failure."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _post(hook: WebhookConfig, event: dict[str, Any], *, timeout_s: float) -> str | None:
     """One attempt; the error in one line, or None when the receiver answered 2xx."""
     body = json.dumps(event["payload"], sort_keys=True, ensure_ascii=False).encode()
     headers = {
@@ -192,12 +204,13 @@ def _post(hook: WebhookConfig, event: dict[str, Any]) -> str | None:
     # http(s) only: WebhookConfig refuses other schemes (file:, ftp: ...).
     request = urllib.request.Request(hook.url, data=body, headers=headers, method="POST")  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=hook.timeout_s) as response:  # noqa: S310
+        with _OPENER.open(request, timeout=timeout_s) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code} {exc.reason}"
+        moved = " (redirects are not followed: give the final URL)" if 300 <= exc.code < 400 else ""
+        return f"HTTP {exc.code} {exc.reason}{moved}"
     except TimeoutError:
-        return f"timed out after {hook.timeout_s:g} s"
+        return f"timed out after {timeout_s:g} s"
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return f"unreachable: {reason}"

@@ -61,8 +61,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SEMVER", "ModelRegistry"]
 
+_ID = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
 SEMVER = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?"
+    rf"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-{_ID}(?:\.{_ID})*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
 )
 """Semantic Versioning 2.0.0 (``1.2.0``, ``1.3.0-rc.1``)."""
 _ENTITY = "artifact"
@@ -122,6 +123,8 @@ class ModelRegistry:
         Raises:
             InputError: The alias is guarded.
         """
+        if version.kind not in MODEL_KINDS:
+            return  # policies are for model versions; a dataset's aliases move freely
         policy = self.policy(version.name)
         if policy is not None and alias in policy.guards:
             raise InputError(
@@ -293,7 +296,7 @@ class ModelRegistry:
             InputError: Not a semantic version, or taken by another version of the model.
         """
         semver = semver.removeprefix("v")
-        if SEMVER.fullmatch(semver) is None:
+        if len(semver) > 64 or SEMVER.fullmatch(semver) is None:
             raise InputError(
                 f"{semver!r} is not a semantic version", hint="write MAJOR.MINOR.PATCH, e.g. 1.2.0"
             )

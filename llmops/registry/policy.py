@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from llmops._yamldoc import YamlSyntaxError, parse_yaml, problems, read_document, summarize
 from llmops.errors import PolicyError
@@ -73,9 +73,21 @@ class Policy(_Spec):
     require_base_model: str | None = None
     """An adapter's base model (by name): the version's lineage must name it."""
 
+    @model_validator(mode="after")
+    def _possible(self) -> Policy:
+        rule = self.approvals
+        if rule is not None and rule.approvers is not None and rule.count > len(rule.approvers):
+            raise ValueError(
+                f"approvals.count {rule.count} is more than the {len(rule.approvers)} approvers"
+                " listed: no promotion could ever pass"
+            )
+        return self
+
     @field_validator("guards")
     @classmethod
     def _aliases(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("an alias is listed twice")
         for alias in value:
             try:
                 check_label(alias)

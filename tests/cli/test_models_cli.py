@@ -83,3 +83,14 @@ def test_card_writes_the_hub_readme(cli: CLI, ws_root: Path) -> None:
     assert out.startswith("---\nlibrary_name: peft\n") and "# support-lora" in out
     cli("models", "card", "support-lora@1", "-o", "README-card.md")
     assert (ws_root / "README-card.md").read_text() == out
+
+
+def test_card_output_paths_are_checked_and_devices_written_not_replaced(
+    cli: CLI, ws_root: Path
+) -> None:
+    for output, message in (("", "--output is empty"), (".", "is a directory"),
+                            ("no/such/card.md", "does not exist")):  # fmt: skip
+        _, err = cli("models", "card", "support-lora@1", "-o", output, code=2)
+        assert message in err
+    cli("models", "card", "support-lora@1", "-o", "/dev/null")
+    assert Path("/dev/null").is_char_device()
