@@ -33,6 +33,7 @@ exits with :attr:`LLMOpsError.exit_code`.
     │   ├── EvalGateError               an eval run regressed against its baseline or thresholds
     │   └── PromotionError              a promotion's policy conditions do not hold
     ├── ConflictError                   another writer changed it first; run it again (exit 1)
+    ├── ServingError                    a backend could not start, be reached, or answer (exit 1)
     ├── TrainingError                   training could not start or stopped (exit code 1)
     │   └── BackendUnavailableError     a required backend (bitsandbytes, CUDA) is not usable
     ├── DatabaseError                   the registry database failed (exit code 2)
@@ -71,6 +72,7 @@ __all__ = [
     "PromptRenderError",
     "RecipeError",
     "RunNotFoundError",
+    "ServingError",
     "StoreError",
     "StoreFullError",
     "SuiteError",
@@ -239,6 +241,12 @@ class PromotionError(CheckFailedError):
 
 class ConflictError(LLMOpsError):
     """Another writer changed the same thing first (an alias moved during a promotion)."""
+
+    exit_code = 1
+
+
+class ServingError(LLMOpsError):
+    """A serving backend could not start, be reached, or answer as it should."""
 
     exit_code = 1
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from llmops.prompts import PromptRegistry
     from llmops.registry import ModelRegistry
     from llmops.registry.lineage import Lineage
+    from llmops.serve import Serving
     from llmops.train.recipe import Recipe
     from llmops.train.runner import TrainResult
     from llmops.train.runs import Runs
@@ -381,6 +382,14 @@ class Workspace:
             self.db, self.artifacts, self.eval_runs, actor=self.actor,
             policies_dir=self.resolve_path(self.config.registry.policies_dir),
         )  # fmt: skip
+
+    @cached_property
+    def serving(self) -> Serving:
+        """Serving: ``start`` backends, ``traffic`` policies, API ``keys``, the ``gateway``."""
+        from llmops.serve import Serving
+
+        return Serving(self.models, actor=self.actor, artifact_dir=self.artifact_dir,
+                       state_dir=self.state_dir)  # fmt: skip
 
     @cached_property
     def resolver(self) -> ModelResolver:

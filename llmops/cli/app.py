@@ -10,15 +10,18 @@ from llmops._version import __version__
 from llmops.cli import artifacts as artifacts_cmd
 from llmops.cli import data as data_cmd
 from llmops.cli import evals as evals_cmd
+from llmops.cli import gateway as gateway_cmd
 from llmops.cli import init as init_cmd
 from llmops.cli import models as models_cmd
 from llmops.cli import prompts as prompts_cmd
+from llmops.cli import serve as serve_cmd
+from llmops.cli import traffic as traffic_cmd
 from llmops.cli import train as train_cmd
 from llmops.cli._common import state
 
 app = typer.Typer(
     name="llmops",
-    help="llmops: prompts, fine-tuning, artifacts, evals and a model registry for LLM teams.",
+    help="llmops: prompts, fine-tuning, artifacts, evals, a registry and serving for LLM teams.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -69,3 +72,6 @@ app.add_typer(train_cmd.recipes_app, name="recipes")
 app.add_typer(train_cmd.runs_app, name="runs")
 app.add_typer(evals_cmd.app, name="eval")
 app.command("lineage")(models_cmd.lineage)
+app.add_typer(serve_cmd.app, name="serve")
+app.add_typer(gateway_cmd.app, name="gateway")
+app.add_typer(traffic_cmd.app, name="traffic")

@@ -1,8 +1,9 @@
 """An offline OpenAI-compatible server for tests, demos and benchmarks (loopback only).
 
-It answers ``POST /v1/chat/completions`` (and ``GET /v1/models``) with scripted text, after a
-configurable latency, and injects faults on demand: HTTP 429 and 500, timeouts, malformed JSON and
-dropped connections. Every request is recorded. Use it from Python::
+It answers ``POST /v1/chat/completions`` (and ``GET /v1/models``) with scripted text (streamed
+as server-sent events when asked), after a configurable latency, and injects faults on demand:
+HTTP 429 and 500, timeouts, malformed JSON and dropped connections. Every request is recorded.
+Use it from Python::
 
     with MockServer(latency_s=0.05, respond=lambda body: "Paris") as server:
         suite_model = {"provider": "openai", "name": "mock", "api_base": server.url}
@@ -63,6 +64,9 @@ class _State:
     fault_kind: FaultKind
     requests: list[dict[str, Any]] = field(default_factory=list)
     count: int = 0
+    chunk_delay_s: float = 0.0
+    cancelled: int = 0
+    """Streams the client went away from before the end."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_fault(self, index: int) -> Fault | None:
@@ -108,6 +112,7 @@ class MockServer:
         faults: Per request number (0-based, in arrival order): a fault kind or None.
         fault_every: Also inject ``fault_kind`` on every n-th request (0: never).
         fault_kind: The fault ``fault_every`` injects.
+        chunk_delay_s: Streaming (``"stream": true``): delay before each word's chunk.
         port: 0 picks a free port.
     """
 
@@ -119,6 +124,7 @@ class MockServer:
         faults: list[FaultKind | None] | None = None,
         fault_every: int = 0,
         fault_kind: FaultKind = "500",
+        chunk_delay_s: float = 0.0,
         port: int = 0,
     ) -> None:
         self.state = _State(
@@ -127,6 +133,7 @@ class MockServer:
             faults=list(faults or []),
             fault_every=fault_every,
             fault_kind=fault_kind,
+            chunk_delay_s=chunk_delay_s,
         )
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -178,7 +185,7 @@ class MockServer:
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self._port)
         await site.start()
@@ -209,7 +216,47 @@ class MockServer:
         reply = state.next_fault(index) or state.respond(body)
         if isinstance(reply, Fault):
             return await self._fault(request, reply)
+        if body.get("stream") is True:
+            return await self._stream(request, body, reply)
         return web.json_response(_completion(body, reply))
+
+    async def _stream(self, request: Any, body: dict[str, Any], text: str) -> Any:
+        """Server-sent events as OpenAI streams them: a role chunk, one chunk per word (after
+        ``chunk_delay_s`` each), a finish chunk, usage when asked, ``[DONE]``."""
+        from aiohttp import web
+
+        cid = f"chatcmpl-mock-{time.monotonic_ns()}"
+        model = body.get("model", "mock")
+
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            chunk = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
+                     "model": model, "choices": [choice]}  # fmt: skip
+            return f"data: {json.dumps(chunk)}\n\n".encode()
+
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        try:
+            await out.write(event({"role": "assistant", "content": ""}))
+            words = text.split(" ")
+            for i, word in enumerate(words):
+                if self.state.chunk_delay_s:
+                    await asyncio.sleep(self.state.chunk_delay_s)
+                await out.write(event({"content": word if i == 0 else f" {word}"}))
+            await out.write(event({}, "stop"))
+            options = body.get("stream_options")
+            if isinstance(options, dict) and options.get("include_usage"):
+                usage = _completion(body, text)["usage"]
+                data = {"id": cid, "object": "chat.completion.chunk", "model": model,
+                        "choices": [], "usage": usage}  # fmt: skip
+                await out.write(f"data: {json.dumps(data)}\n\n".encode())
+            await out.write(b"data: [DONE]\n\n")
+            await out.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
+            with self.state.lock:
+                self.state.cancelled += 1
+            raise
+        return out
 
     async def _fault(self, request: Any, fault: Fault) -> Any:
         from aiohttp import web

@@ -1,0 +1,181 @@
+"""Manifests that apply a traffic policy on Kubernetes engines, built as typed models and dumped
+as YAML (never assembled from strings):
+
+- ``llm-d``: an ``InferenceModelRewrite`` (``llm-d.ai/v1alpha2``) that splits requests for the
+  logical name between the arms' served names on an InferencePool of vLLM servers;
+- ``kserve``: an ``LLMInferenceService`` (``serving.kserve.io/v1alpha2``) whose model carries
+  the arms' adapters.
+
+What those engines do not do, and our gateway keeps doing in front of them: their weighted pick
+is per request (not sticky), they keep no shadow pairs, and they judge nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportArm",
+    "InferenceModelRewrite",
+    "LLMInferenceService",
+    "kserve_manifest",
+    "llmd_manifest",
+    "to_yaml",
+]
+
+EXPORT_FORMATS = ("llm-d", "kserve")
+
+_K8S_NAME_MAX = 63
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ExportArm(_Model):
+    """One arm as the engines see it."""
+
+    arm: Literal["stable", "candidate"]
+    model: str
+    """Model version (``name@7``)."""
+    served_name: str
+    uri: str
+    """Where the engine pulls the weights from (``s3://...``, ``hf://...``, ``pvc://...``)."""
+    weight: float
+
+
+class ObjectMeta(_Model):
+    name: str = Field(max_length=_K8S_NAME_MAX)
+    namespace: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PoolRef(_Model):
+    name: str
+    group: str = "inference.networking.k8s.io"
+    kind: str = "InferencePool"
+
+
+class ModelMatch(_Model):
+    type: Literal["Exact"] = "Exact"
+    value: str
+
+
+class Match(_Model):
+    model: ModelMatch
+
+
+class RewriteTarget(_Model):
+    modelRewrite: str
+    weight: int = Field(ge=1, le=1_000_000)
+
+
+class RewriteRule(_Model):
+    matches: list[Match]
+    targets: list[RewriteTarget] = Field(min_length=1)
+
+
+class RewriteSpec(_Model):
+    poolRef: PoolRef
+    rules: list[RewriteRule] = Field(min_length=1)
+
+
+class InferenceModelRewrite(_Model):
+    apiVersion: Literal["llm-d.ai/v1alpha2"] = "llm-d.ai/v1alpha2"
+    kind: Literal["InferenceModelRewrite"] = "InferenceModelRewrite"
+    metadata: ObjectMeta
+    spec: RewriteSpec
+
+
+class LoraAdapter(_Model):
+    name: str
+    uri: str
+
+
+class Lora(_Model):
+    adapters: list[LoraAdapter]
+
+
+class LLMModel(_Model):
+    uri: str
+    name: str
+    lora: Lora | None = None
+
+
+class LLMSpec(_Model):
+    model: LLMModel
+    replicas: int = 1
+    router: dict[str, Any] = Field(default_factory=lambda: {"route": {}, "gateway": {}})
+
+
+class LLMInferenceService(_Model):
+    apiVersion: Literal["serving.kserve.io/v1alpha2"] = "serving.kserve.io/v1alpha2"
+    kind: Literal["LLMInferenceService"] = "LLMInferenceService"
+    metadata: ObjectMeta
+    spec: LLMSpec
+
+
+def _k8s_name(text: str) -> str:
+    name = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    return (name or "llmops")[:_K8S_NAME_MAX].rstrip("-")
+
+
+def _note(logical: str) -> dict[str, str]:
+    return {
+        "llmops.dev/logical-model": logical,
+        "llmops.dev/note": "weighted per request, not sticky; no shadow pairs: keep the"
+        " llmops gateway in front for those",
+    }
+
+
+def llmd_manifest(
+    logical: str, arms: list[ExportArm], *, pool: str, namespace: str | None = None
+) -> InferenceModelRewrite:
+    """The split as an ``InferenceModelRewrite``: integer weights >= 1 in proportion to the
+    percentages (an arm at weight 0 is left out)."""
+    live = [a for a in arms if a.weight > 0]
+    targets = [
+        RewriteTarget(modelRewrite=a.served_name, weight=max(1, round(a.weight * 100)))
+        for a in live
+    ]
+    return InferenceModelRewrite(
+        metadata=ObjectMeta(
+            name=_k8s_name(logical),
+            namespace=namespace,
+            labels={"app.kubernetes.io/managed-by": "llmops"},
+            annotations=_note(logical),
+        ),
+        spec=RewriteSpec(
+            poolRef=PoolRef(name=pool),
+            rules=[RewriteRule(matches=[Match(model=ModelMatch(value=logical))], targets=targets)],
+        ),
+    )
+
+
+def kserve_manifest(
+    logical: str, base: ExportArm, adapters: list[ExportArm], *, namespace: str | None = None
+) -> LLMInferenceService:
+    """An ``LLMInferenceService`` for the base model with the arms' adapters."""
+    lora = Lora(adapters=[LoraAdapter(name=a.served_name, uri=a.uri) for a in adapters])
+    return LLMInferenceService(
+        metadata=ObjectMeta(
+            name=_k8s_name(logical),
+            namespace=namespace,
+            labels={"app.kubernetes.io/managed-by": "llmops"},
+            annotations=_note(logical),
+        ),
+        spec=LLMSpec(
+            model=LLMModel(uri=base.uri, name=base.served_name, lora=lora if adapters else None)
+        ),
+    )
+
+
+def to_yaml(manifest: BaseModel) -> str:
+    """The manifest as YAML (fields that are None are left out)."""
+    import yaml
+
+    return yaml.safe_dump(manifest.model_dump(exclude_none=True, by_alias=True), sort_keys=False)

@@ -1,0 +1,457 @@
+"""The gateway: an OpenAI-compatible front door that routes each request for a logical model to
+an arm (stable or candidate) and one of its backends, mirrors a share to the candidate (shadow),
+fails over to stable, and counts everything per arm.
+
+Endpoints: ``POST /v1/chat/completions`` (streaming and not), ``GET /v1/models``,
+``POST /v1/feedback``, ``GET /healthz``, ``GET /metrics``. Every answer to a routed request
+carries ``x-llmops-arm``, ``x-llmops-model-version`` and ``x-llmops-response-id``.
+
+Stateless by design: policies, keys and the request log live in the registry database, so any
+number of replicas behind any load balancer agree (rate limits are per replica). Retries happen
+only before the first byte reaches the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from llmops.db.models import ServeFeedback, ServeRequest
+from llmops.db.timestamps import utcnow
+from llmops.serve.keys import key_digest
+from llmops.serve.metrics import Metrics, RequestLog
+from llmops.serve.proxy import Call, Proxy, error_response
+from llmops.serve.snapshot import Key, Snapshot, build_snapshot
+from llmops.serve.split import choose
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from llmops.registry import ModelRegistry
+
+__all__ = ["Gateway", "GatewayConfig"]
+
+log = logging.getLogger("llmops.gateway")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConfig:
+    """How a gateway replica behaves."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    refresh_s: float = 1.0
+    """How often policies, backends and keys are re-read from the database."""
+    timeout_s: float = 300.0
+    """Longest a backend may take for one answer."""
+    candidate_timeout_s: float = 30.0
+    """A candidate that sends no byte within this long fails over to stable."""
+    max_request_bytes: int = 1_048_576
+    flush_s: float = 0.5
+    """How often the request log is written to the database."""
+    access_log: bool = False
+    """One JSON line per request on the ``llmops.gateway`` logger."""
+    log_prompts: bool = False
+    """Include messages and answers in the access log (off: never contents)."""
+    max_shadow_inflight: int = 64
+    """Mirrored requests beyond this many at once are skipped (stable traffic never waits)."""
+
+
+class Gateway:
+    """One gateway replica. ``run()`` serves in the foreground; ``start()``/``stop()`` (or
+    ``with``) serve from a background thread, for notebooks and tests."""
+
+    def __init__(self, models: ModelRegistry, config: GatewayConfig | None = None) -> None:
+        self.models = models
+        self.config = config or GatewayConfig()
+        self.snapshot = Snapshot()
+        self.metrics = Metrics()
+        self.replica = f"gw-{socket.gethostname()[:40]}-{os.getpid()}"
+        self._log: RequestLog | None = None
+        self._proxy: Proxy | None = None
+        self._buckets: dict[str, _Bucket] = {}
+        self._rng = random.Random()  # noqa: S311 - traffic sampling, not secrets
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.port = self.config.port
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT/v1`` (the port is known once serving)."""
+        return f"http://{self.config.host}:{self.port}/v1"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def refresh(self) -> Snapshot:
+        """Re-read policies, backends and keys now (the refresher does this every interval)."""
+        self.snapshot = build_snapshot(self.models)
+        return self.snapshot
+
+    def run(self) -> None:
+        """Serve until interrupted (Ctrl-C or SIGTERM)."""
+        asyncio.run(self._serve(announce=True))
+
+    def start(self) -> Gateway:
+        """Serve from a background thread; returns once the port is bound (a second call
+        returns the running replica)."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        self._thread = threading.Thread(target=self._run_thread, name="llmops-gateway", daemon=True)
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and flush the request log."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def __enter__(self) -> Gateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run_thread(self) -> None:
+        try:
+            asyncio.run(self._serve(announce=False))
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+
+    def app(self) -> web.Application:
+        """The aiohttp application (routes only; :meth:`run` adds the lifecycle)."""
+        from aiohttp import web
+
+        app = web.Application(client_max_size=self.config.max_request_bytes)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._list_models)
+        app.router.add_post("/v1/feedback", self._feedback)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    async def _serve(self, *, announce: bool) -> None:
+        import aiohttp
+        from aiohttp import web
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.snapshot = await asyncio.to_thread(build_snapshot, self.models)
+        self._log = RequestLog(self.models.db, flush_s=self.config.flush_s)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+            auto_decompress=False,
+        )
+        self._proxy = Proxy(
+            self.config, session=session, metrics=self.metrics, log=self._log, replica=self.replica
+        )
+        runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, self.config.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        refresher = asyncio.create_task(self._refresher())
+        if announce:
+            import signal
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._loop.add_signal_handler(sig, self._stop.set)
+            print(
+                f"llmops gateway on http://{self.config.host}:{self.port}/v1"
+                f" ({len(self.snapshot.routes)} routes)",
+                flush=True,
+            )
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            refresher.cancel()
+            for task in list(self._proxy.tasks):
+                task.cancel()
+            await runner.cleanup()
+            await session.close()
+            await asyncio.to_thread(self._log.close)
+
+    async def _refresher(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.refresh_s)
+            try:
+                self.snapshot = await asyncio.to_thread(build_snapshot, self.models)
+            except Exception as exc:  # keep serving from the last good snapshot
+                log.error("gateway: refresh failed, keeping the last snapshot: %s", exc)
+
+    @property
+    def proxy(self) -> Proxy:
+        """The forwarding half (exists while serving)."""
+        if self._proxy is None:
+            raise RuntimeError("the gateway is not serving")
+        return self._proxy
+
+    # -- auth, limits ----------------------------------------------------------------------
+
+    def _auth(self, request: web.Request, logical: str | None) -> tuple[Key | None, Any]:
+        snapshot = self.snapshot
+        if not snapshot.auth_required:
+            return None, None
+        header = request.headers.get("Authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            self.metrics.rejected["auth"] += 1
+            return None, error_response(
+                401,
+                "missing API key: send Authorization: Bearer <key>",
+                "invalid_request_error",
+                code="invalid_api_key",
+            )
+        key = snapshot.keys.get(key_digest(secret.strip()))
+        if key is None:
+            self.metrics.rejected["auth"] += 1
+            return None, error_response(
+                401, "invalid API key", "invalid_request_error", code="invalid_api_key"
+            )
+        if logical is not None and key.models and logical not in key.models:
+            self.metrics.rejected["scope"] += 1
+            return None, error_response(
+                403,
+                f"this API key may not call model {logical!r}",
+                "permission_error",
+                code="model_not_allowed",
+            )
+        if key.rate_per_minute:
+            bucket = self._buckets.get(key.id)
+            if bucket is None or bucket.capacity != key.rate_per_minute:
+                bucket = self._buckets[key.id] = _Bucket(key.rate_per_minute)
+            wait = bucket.take()
+            if wait:
+                self.metrics.rejected["rate_limit"] += 1
+                return None, error_response(
+                    429,
+                    f"rate limit of {key.rate_per_minute} requests per minute reached",
+                    "rate_limit_error",
+                    code="rate_limit_exceeded",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+        return key, None
+
+    # -- handlers --------------------------------------------------------------------------
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        age = time.monotonic() - self.snapshot.built_at
+        stale = age > max(30.0, 10 * self.config.refresh_s)
+        return web.json_response(
+            {
+                "ok": not stale,
+                "replica": self.replica,
+                "snapshot_age_s": round(age, 3),
+                "routes": len(self.snapshot.routes),
+            },
+            status=503 if stale else 200,
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        return web.Response(
+            text=self.metrics.render(),
+            content_type="text/plain",
+            headers={"X-Prometheus-Format": "0.0.4"},
+        )
+
+    async def _list_models(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        key, refused = self._auth(request, None)
+        if refused is not None:
+            return refused  # type: ignore[no-any-return]
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "owned_by": "llmops",
+                "llmops": {
+                    "direct": route.direct,
+                    "stable": route.stable.model,
+                    "candidate": route.candidate.model if route.candidate else None,
+                },
+            }
+            for name, route in sorted(self.snapshot.routes.items())
+            if key is None or not key.models or name in key.models
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _feedback(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        try:
+            body = await request.json()
+        except Exception:
+            return error_response(400, "the body is not JSON", "invalid_request_error")
+        if not isinstance(body, dict) or not isinstance(body.get("response_id"), str):
+            return error_response(
+                400,
+                "feedback needs response_id (from the x-llmops-response-id"
+                " header) and score (0-1) or thumbs (up/down)",
+                "invalid_request_error",
+            )
+        score = body.get("score")
+        thumbs = body.get("thumbs")
+        if thumbs in ("up", "down") and score is None:
+            score = 1.0 if thumbs == "up" else 0.0
+        if isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 1:
+            return error_response(
+                400,
+                "score must be a number from 0 to 1 (or thumbs: up/down)",
+                "invalid_request_error",
+                code="invalid_score",
+            )
+        response_id = body["response_id"][:40]
+        origin = self.proxy.recent.get(response_id) or await asyncio.to_thread(
+            self._lookup, response_id
+        )
+        key, refused = self._auth(request, origin[0] if origin else None)
+        if refused is not None:
+            return refused  # type: ignore[no-any-return]
+        if origin is None:
+            return error_response(
+                404,
+                f"no response {response_id!r} from this gateway",
+                "invalid_request_error",
+                code="response_not_found",
+            )
+        logical, arm, model = origin
+        comment = body.get("comment")
+        assert self._log is not None
+        self._log.add(
+            ServeFeedback,
+            {
+                "response_id": response_id,
+                "logical": logical,
+                "arm": arm,
+                "model": model,
+                "score": float(score),
+                "comment": str(comment)[:10_000] if comment else "",
+                "key_id": key.id if key else None,
+                "at": utcnow(),
+            },
+        )
+        return web.json_response({"ok": True, "response_id": response_id, "arm": arm})
+
+    def _lookup(self, response_id: str) -> tuple[str, str, str] | None:
+        from sqlalchemy import select
+        from sqlmodel import col
+
+        assert self._log is not None
+        self._log.flush()
+        with self.models.db.read() as session:
+            row = session.execute(
+                select(
+                    col(ServeRequest.logical), col(ServeRequest.arm), col(ServeRequest.model)
+                ).where(col(ServeRequest.response_id) == response_id)
+            ).first()
+        return None if row is None else (row[0], row[1], row[2])
+
+    async def _parse(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The request's body, or the error answer (413, 400) for one the gateway refuses."""
+        from aiohttp import web
+
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            self.metrics.rejected["too_large"] += 1
+            return error_response(
+                413,
+                f"request body over {self.config.max_request_bytes} bytes",
+                "invalid_request_error",
+                code="request_too_large",
+            )
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict):
+            self.metrics.rejected["malformed"] += 1
+            return error_response(400, "the body is not a JSON object", "invalid_request_error")
+        messages = body.get("messages")
+        if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
+            self.metrics.rejected["malformed"] += 1
+            return error_response(
+                400,
+                "a chat completion needs model (a string) and messages (a non-empty list)",
+                "invalid_request_error",
+            )
+        return body
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        body = await self._parse(request)
+        if not isinstance(body, dict):
+            return body
+        logical = body["model"]
+        route = self.snapshot.routes.get(logical)
+        key, refused = self._auth(request, logical if route else None)
+        if refused is not None:
+            return refused  # type: ignore[no-any-return]
+        if route is None:
+            self.metrics.rejected["unknown_model"] += 1
+            return error_response(
+                404,
+                f"the model {logical!r} does not exist",
+                "invalid_request_error",
+                code="model_not_found",
+            )
+        arm_name = "stable"
+        if route.candidate is not None and not route.killed and route.weight > 0:
+            sticky = route.sticky.key(request.headers, body) if route.sticky else None
+            arm_name = choose(route.logical, route.weight, sticky, rng=self._rng)
+        response_id = "gw-" + secrets.token_hex(12)
+        ctx = Call(
+            route=route,
+            arm=arm_name,
+            body=body,
+            response_id=response_id,
+            started=started,
+            key_id=key.id if key else None,
+        )
+        return await self.proxy.handle(request, ctx)
+
+
+class _Bucket:
+    """A token bucket: ``rate`` per minute, bursts up to ``rate``."""
+
+    __slots__ = ("capacity", "per_s", "stamp", "tokens")
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.per_s = per_minute / 60.0
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """0 when allowed, else seconds until a token is there."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.per_s)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_s

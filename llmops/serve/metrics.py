@@ -1,0 +1,269 @@
+"""Gateway numbers: Prometheus counters and histograms per logical model and arm (this
+replica's, in memory), and the per-request log every replica appends to the registry database
+in batches (the source of the per-arm statistics the canary controller reads).
+
+The hot path only appends to a list; a writer thread flushes it every ``flush_s`` seconds, so a
+slow database never slows a request, and a crashed replica loses at most one interval.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Integer, func, insert, not_, or_, select
+from sqlmodel import col
+
+from llmops.db.models import ServeFeedback, ServeRequest, ShadowPair
+from llmops.serve.records import ArmStats
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from llmops.db import Database
+
+__all__ = ["BUCKETS_S", "Metrics", "RequestLog", "arm_stats"]
+
+log = logging.getLogger("llmops.gateway")
+
+BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Latency histogram bucket bounds in seconds (Prometheus ``le``)."""
+
+
+def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    return ",".join(f'{n}="{esc(v)}"' for n, v in zip(names, values, strict=True))
+
+
+@dataclass
+class _Histogram:
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_S) + 1))
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(BUCKETS_S, seconds)] += 1
+        self.total += seconds
+        self.n += 1
+
+
+class Metrics:
+    """This replica's Prometheus metrics (``GET /metrics``)."""
+
+    _ARM = ("logical", "arm")
+
+    def __init__(self) -> None:
+        self.requests: defaultdict[tuple[str, str, str, str], int] = defaultdict(int)
+        self.errors: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.failovers: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.tokens: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        self.latency: defaultdict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+        self.ttft: defaultdict[tuple[str, str], _Histogram] = defaultdict(_Histogram)
+        self.rejected: defaultdict[str, int] = defaultdict(int)
+
+    def observe(self, row: dict[str, Any]) -> None:
+        """Count one answered request (a :class:`ServeRequest` row as a dict)."""
+        arm = (row["logical"], row["arm"])
+        self.requests[(*arm, row["model"], str(row["status"]))] += 1
+        if row["error"]:
+            self.errors[arm] += 1
+        if row["failover"]:
+            self.failovers[arm] += 1
+        self.tokens[(*arm, "prompt")] += row["prompt_tokens"]
+        self.tokens[(*arm, "completion")] += row["completion_tokens"]
+        self.latency[arm].observe(row["latency_ms"] / 1000)
+        if row["ttft_ms"] is not None:
+            self.ttft[arm].observe(row["ttft_ms"] / 1000)
+
+    def render(self) -> str:
+        """The Prometheus text exposition format (version 0.0.4)."""
+        out: list[str] = []
+
+        def counter(name: str, help: str, series: dict[Any, int], names: tuple[str, ...]) -> None:
+            out.append(f"# HELP {name} {help}")
+            out.append(f"# TYPE {name} counter")
+            for values, n in sorted(series.items()):
+                key = values if isinstance(values, tuple) else (values,)
+                out.append(f"{name}{{{_labels(names, key)}}} {n}")
+
+        def histogram(name: str, help: str, series: dict[tuple[str, str], _Histogram]) -> None:
+            out.append(f"# HELP {name} {help}")
+            out.append(f"# TYPE {name} histogram")
+            for values, h in sorted(series.items()):
+                labels = _labels(self._ARM, values)
+                running = 0
+                for bound, n in zip((*BUCKETS_S, float("inf")), h.counts, strict=True):
+                    running += n
+                    le = "+Inf" if bound == float("inf") else repr(bound)
+                    out.append(f'{name}_bucket{{{labels},le="{le}"}} {running}')
+                out.append(f"{name}_sum{{{labels}}} {h.total:.6f}")
+                out.append(f"{name}_count{{{labels}}} {h.n}")
+
+        counter(
+            "llmops_gateway_requests_total",
+            "Requests answered, by logical model, arm, model version and HTTP status.",
+            self.requests,
+            ("logical", "arm", "model", "code"),
+        )
+        counter(
+            "llmops_gateway_errors_total",
+            "Requests that failed on their arm (5xx, unreachable or too slow).",
+            self.errors,
+            self._ARM,
+        )
+        counter(
+            "llmops_gateway_failovers_total",
+            "Candidate requests answered by the stable arm after the candidate failed.",
+            self.failovers,
+            self._ARM,
+        )
+        counter(
+            "llmops_gateway_tokens_total",
+            "Tokens by kind (prompt, completion).",
+            self.tokens,
+            ("logical", "arm", "kind"),
+        )
+        counter(
+            "llmops_gateway_rejected_total",
+            "Requests refused before routing, by reason.",
+            self.rejected,
+            ("reason",),
+        )
+        histogram("llmops_gateway_request_duration_seconds", "Time to the last byte.", self.latency)
+        histogram(
+            "llmops_gateway_time_to_first_token_seconds",
+            "Streaming: time to the first byte of the answer.",
+            self.ttft,
+        )
+        return "\n".join(out) + "\n"
+
+
+class RequestLog:
+    """Batches request rows, feedback and shadow pairs into the registry database."""
+
+    def __init__(self, db: Database, *, flush_s: float = 0.5, max_pending: int = 100_000) -> None:
+        self.db = db
+        self.flush_s = flush_s
+        self.max_pending = max_pending
+        self._rows: dict[type[Any], list[dict[str, Any]]] = {
+            ServeRequest: [],
+            ServeFeedback: [],
+            ShadowPair: [],
+        }
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self.dropped = 0
+        """Rows dropped because the database fell behind by ``max_pending``."""
+        self._thread = threading.Thread(target=self._loop, name="llmops-request-log", daemon=True)
+        self._thread.start()
+
+    def add(self, table: type[Any], row: dict[str, Any]) -> None:
+        """Queue one row for ``table`` (never blocks on the database)."""
+        with self._lock:
+            pending = self._rows[table]
+            if len(pending) >= self.max_pending:
+                self.dropped += 1
+                return
+            pending.append(row)
+
+    def flush(self) -> None:
+        """Write what is queued now."""
+        with self._lock:
+            batches = [(t, rows) for t, rows in self._rows.items() if rows]
+            self._rows = {t: [] for t in self._rows}
+        if not batches:
+            return
+        try:
+            with self.db.write() as session:
+                for table, rows in batches:
+                    session.execute(insert(table), rows)
+        except Exception as exc:  # the gateway keeps answering; the rows are lost, loudly
+            log.error("request log: %d batches not written: %s", len(batches), exc)
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self.flush_s)
+            self.flush()
+
+    def close(self) -> None:
+        """Flush and stop the writer."""
+        self._stopped.set()
+        self._wake.set()
+        self._thread.join(10)
+        self.flush()
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return round(sorted_values[index], 3)
+
+
+def arm_stats(
+    db: Database, logical: str, *, since: datetime | None = None, window: int = 50_000
+) -> dict[str, ArmStats]:
+    """Per-arm numbers of ``logical`` from every replica's request log (``since``: only
+    requests from then on). Percentiles use each arm's latest ``window`` requests."""
+    out: dict[str, ArmStats] = {}
+    with db.read() as session:
+        # A failed-over request counts on the candidate (as an error), not on stable: each
+        # arm is judged on its own traffic only.
+        where = [
+            col(ServeRequest.logical) == logical,
+            or_(col(ServeRequest.arm) != "stable", not_(col(ServeRequest.failover))),
+        ]
+        if since is not None:
+            where.append(col(ServeRequest.at) >= since)
+        rows = session.execute(
+            select(
+                col(ServeRequest.arm),
+                func.count(),
+                func.sum(func.cast(col(ServeRequest.error), Integer())),
+                func.sum(func.cast(col(ServeRequest.failover), Integer())),
+                func.sum(col(ServeRequest.completion_tokens)),
+            )
+            .where(*where)
+            .group_by(col(ServeRequest.arm))
+        ).all()
+        for arm, n, errors, failovers, tokens in rows:
+            latencies = sorted(
+                session.scalars(
+                    select(col(ServeRequest.latency_ms))
+                    .where(*where, col(ServeRequest.arm) == arm)
+                    .order_by(col(ServeRequest.id).desc())
+                    .limit(window)
+                ).all()
+            )
+            models = session.scalars(
+                select(col(ServeRequest.model))
+                .where(*where, col(ServeRequest.arm) == arm)
+                .group_by(col(ServeRequest.model))
+            ).all()
+            fb = session.execute(
+                select(func.count(), func.avg(col(ServeFeedback.score))).where(
+                    col(ServeFeedback.logical) == logical,
+                    col(ServeFeedback.arm) == arm,
+                    *([col(ServeFeedback.at) >= since] if since is not None else []),
+                )
+            ).one()
+            out[arm] = ArmStats(
+                arm=arm,
+                requests=int(n),
+                errors=int(errors or 0),
+                failovers=int(failovers or 0),
+                p50_ms=_percentile(latencies, 0.5),
+                p95_ms=_percentile(latencies, 0.95),
+                completion_tokens=int(tokens or 0),
+                feedback=int(fb[0] or 0),
+                feedback_mean=None if fb[1] is None else round(float(fb[1]), 4),
+                models=sorted(models),
+            )
+    return out

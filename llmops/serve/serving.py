@@ -1,0 +1,296 @@
+"""``ws.serving``: backends, traffic policies, API keys, the gateway and its numbers, from one
+place (the CLI's ``serve``, ``traffic`` and ``gateway`` groups call these)."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from llmops.db.models import ShadowPair
+from llmops.errors import InputError, NotFoundError
+from llmops.serve.backends import Backends
+from llmops.serve.keys import ApiKeys
+from llmops.serve.metrics import arm_stats
+from llmops.serve.records import Backend, TrafficStatus
+from llmops.serve.traffic import Traffic
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from llmops.artifacts.store import ArtifactVersion
+    from llmops.registry import ModelRegistry
+    from llmops.serve.backends import BackendKind
+    from llmops.serve.gateway import Gateway, GatewayConfig
+    from llmops.serve.launch import Launched, LaunchPlan, ServerKind
+
+__all__ = ["Serving"]
+
+
+class Serving:
+    """Serving for one registry: ``backends``, ``traffic``, ``keys``, ``start``, ``gateway``."""
+
+    def __init__(
+        self,
+        models: ModelRegistry,
+        *,
+        actor: str,
+        artifact_dir: Callable[[ArtifactVersion], Path],
+        state_dir: Path,
+    ) -> None:
+        self.models = models
+        self.db = models.db
+        self.actor = actor
+        self.artifact_dir = artifact_dir
+        self.state_dir = state_dir
+        self.backends = Backends(self.db, models, actor=actor)
+        self.traffic = Traffic(self.db, models, actor=actor)
+        self.keys = ApiKeys(self.db, actor=actor)
+
+    def __repr__(self) -> str:
+        return "Serving(.start(base, adapters), .backends, .traffic, .keys, .gateway(), .show())"
+
+    # -- backends --------------------------------------------------------------------------
+
+    def plan(
+        self,
+        base: str,
+        adapters: Sequence[str] = (),
+        *,
+        kind: ServerKind = "local",
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        python: str | None = None,
+        max_model_len: int | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> LaunchPlan:
+        """The command :meth:`start` would run (the base and adapters are pulled now)."""
+        from llmops.serve.launch import plan_launch
+
+        return plan_launch(
+            self.models,
+            self.artifact_dir,
+            kind=kind,
+            base=base,
+            adapters=adapters,
+            host=host,
+            port=port,
+            log_dir=self.state_dir / "serve",
+            python=python,
+            max_model_len=max_model_len,
+            extra_args=extra_args,
+        )
+
+    def start(
+        self,
+        base: str,
+        adapters: Sequence[str] = (),
+        *,
+        kind: ServerKind = "local",
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        python: str | None = None,
+        max_model_len: int | None = None,
+        timeout_s: float = 600.0,
+        extra_args: Sequence[str] = (),
+    ) -> tuple[Launched, subprocess.Popen[bytes]]:
+        """Start a backend server for ``base`` with ``adapters`` and register it; returns the
+        ready server and its process (stop it with :meth:`stop`).
+
+        Raises:
+            NotFoundError: A reference names no model version.
+            InputError: An adapter does not fit the base, or vLLM is not installed.
+            ServingError: The server exited or was not ready within ``timeout_s``.
+        """
+        from llmops.serve.launch import launch
+
+        plan = self.plan(
+            base,
+            adapters,
+            kind=kind,
+            host=host,
+            port=port,
+            python=python,
+            max_model_len=max_model_len,
+            extra_args=extra_args,
+        )
+        return launch(plan, self.backends, timeout_s=timeout_s)
+
+    def stop(self, backend_id: str) -> builtins.list[Backend]:
+        """Stop the server behind a backend that ``start`` launched, and mark every backend it
+        served down (an attached backend is only marked down).
+
+        Raises:
+            NotFoundError: No such backend.
+        """
+        from llmops.serve.launch import stop_process
+
+        backend = self.backends.get(backend_id)
+        same = [b for b in self.backends.list() if b.url == backend.url and b.pid == backend.pid]
+        if backend.kind != "external" and backend.pid:
+            stop_process(backend.pid)
+        return [self.backends.mark(b.id, "down") for b in same or [backend]]
+
+    def load_adapter(self, ref: str, *, backend_id: str) -> Backend:
+        """Load adapter ``ref`` into a running server at run time (vLLM's
+        ``/v1/load_lora_adapter``, or the local server's) under its digest name, and register
+        it there.
+
+        Raises:
+            InputError: ``ref`` is not an adapter, or the backend does not serve its base.
+            ServingError: The server refused.
+        """
+        from llmops.serve.vllm import load_adapter, served_name
+
+        adapter = self.models.get(ref)
+        if adapter.kind != "adapter":
+            raise InputError(f"{adapter.ref} is a {adapter.kind}, not an adapter")
+        host = self.backends.get(backend_id)
+        base = host.base or host.ref
+        name = served_name(adapter.name, adapter.digest)
+        load_adapter(host.url, name, self.artifact_dir(adapter))
+        kind = cast("BackendKind", host.kind)
+        return self.backends.attach(
+            adapter.ref, url=host.url, served_name=name, kind=kind, base=base, pid=host.pid
+        )
+
+    def unload_adapter(self, backend_id: str) -> Backend:
+        """Unload an adapter a server loaded at run time, and mark its backend down."""
+        from llmops.serve.vllm import unload_adapter
+
+        backend = self.backends.get(backend_id)
+        if backend.base is None:
+            raise InputError(
+                f"{backend_id} serves the base model {backend.ref}, not an adapter",
+                hint="stop the server with `llmops serve stop`",
+            )
+        unload_adapter(backend.url, backend.served_name)
+        return self.backends.mark(backend.id, "down")
+
+    # -- traffic ---------------------------------------------------------------------------
+
+    def show(self, logical: str, *, since: datetime | None = None) -> TrafficStatus:
+        """A policy with its resolved versions and per-arm numbers (``since``: from then on)."""
+        policy = self.traffic.get(logical)
+        with self.db.read() as session:
+            pairs = session.scalar(
+                select(func.count())
+                .select_from(ShadowPair)
+                .where(col(ShadowPair.logical) == logical)
+            )
+        return TrafficStatus(
+            logical=policy.logical,
+            stable=policy.stable,
+            candidate=policy.candidate,
+            weight=policy.weight,
+            sticky=policy.sticky,
+            shadow=policy.shadow,
+            killed=policy.killed,
+            revision=policy.revision,
+            resolved={
+                "stable": self.traffic.resolve(policy.stable),
+                "candidate": self.traffic.resolve(policy.candidate),
+            },
+            arms=arm_stats(self.db, logical, since=since),
+            shadow_pairs=int(pairs or 0),
+            updated_by=policy.updated_by,
+            updated_at=policy.updated_at,
+        )
+
+    def shadow_pairs(self, logical: str, *, limit: int = 100) -> builtins.list[dict[str, Any]]:
+        """The newest mirrored pairs of ``logical`` (messages, both answers), newest first."""
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(ShadowPair)
+                .where(col(ShadowPair.logical) == logical)
+                .order_by(col(ShadowPair.id).desc())
+                .limit(limit)
+            ).all()
+        return [r.model_dump(mode="json") for r in rows]
+
+    def export(
+        self,
+        logical: str,
+        *,
+        format: Literal["llm-d", "kserve"],
+        pool: str | None = None,
+        namespace: str | None = None,
+        uri: str = "pvc://llmops-models/{served_name}",
+    ) -> str:
+        """The policy as a Kubernetes manifest (YAML): ``llm-d`` (``InferenceModelRewrite``)
+        or ``kserve`` (``LLMInferenceService``). ``uri`` is where the engine finds each model's
+        files (``{served_name}`` and ``{model}`` are filled in).
+
+        Raises:
+            InputError: Unknown format, or an arm names no model version.
+        """
+        from llmops.serve.export import ExportArm, kserve_manifest, llmd_manifest, to_yaml
+        from llmops.serve.vllm import served_name
+
+        policy = self.traffic.get(logical)
+        candidate_weight = 0.0 if policy.killed else policy.weight
+        arms: list[ExportArm] = []
+        for arm, ref, weight in (
+            ("stable", policy.stable, 100 - candidate_weight),
+            ("candidate", policy.candidate, candidate_weight),
+        ):
+            if ref is None:
+                continue
+            version = self.models.get(ref)
+            name = served_name(version.name, version.digest)
+            arms.append(
+                ExportArm(
+                    arm=arm,
+                    model=version.ref,
+                    served_name=name,
+                    uri=uri.format(served_name=name, model=version.name),
+                    weight=weight,
+                )
+            )
+        if format == "llm-d":
+            return to_yaml(
+                llmd_manifest(logical, arms, pool=pool or f"{logical}-pool", namespace=namespace)
+            )
+        if format == "kserve":
+            adapters = [a for a in arms if self.models.get(a.model).kind == "adapter"]
+            base_ref = self._base_of(self.models.get(arms[0].model))
+            base = self.models.get(base_ref)
+            name = served_name(base.name, base.digest)
+            base_arm = ExportArm(
+                arm="stable",
+                model=base.ref,
+                served_name=name,
+                uri=uri.format(served_name=name, model=base.name),
+                weight=100,
+            )
+            return to_yaml(kserve_manifest(logical, base_arm, adapters, namespace=namespace))
+        raise InputError(f"unknown export format {format!r}", hint="use llm-d or kserve")
+
+    def _base_of(self, version: ArtifactVersion) -> str:
+        if version.kind != "adapter":
+            return version.ref
+        for parent in version.parents:
+            if self.models.get(parent).kind == "base-model":
+                return parent
+        raise NotFoundError(
+            f"{version.ref} records no base model",
+            hint="KServe needs the base model's URI: push the adapter with --parent BASE",
+        )
+
+    # -- gateway ---------------------------------------------------------------------------
+
+    def gateway(self, config: GatewayConfig | None = None, **options: Any) -> Gateway:
+        """A gateway replica over this registry (``.run()`` in the foreground, or
+        ``with ws.serving.gateway(port=0) as gw:`` in the background)."""
+        from llmops.serve.gateway import Gateway, GatewayConfig
+
+        if config is None:
+            config = GatewayConfig(**options)
+        elif options:
+            raise TypeError("pass either config or options, not both")
+        return Gateway(self.models, config)
