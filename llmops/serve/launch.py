@@ -125,8 +125,8 @@ def plan_launch(
                 f"{a.ref} is a {a.kind}, not an adapter",
                 hint="--adapters takes adapter versions; serve a merged model as --base",
             )
-        trained_on = [p for p in a.parents if models.get(p).kind == "base-model"]
-        if trained_on and all(models.get(p).digest != base_version.digest for p in trained_on):
+        trained_on = [p for p in a.parents if models.artifacts.get(p).kind == "base-model"]
+        if trained_on and all(models.artifacts.get(p).digest != base_version.digest for p in trained_on):
             raise InputError(
                 f"{a.ref} was trained on {trained_on[0]}, not {base_version.ref}",
                 hint=f"serve it with --base {trained_on[0]}",
@@ -205,6 +205,7 @@ def launch(
         )
     except ServingError as exc:
         stop_process(proc.pid)
+        proc.wait(30)
         tail = _tail(Path(plan.log))
         raise ServingError(
             f"{exc.message}; the server's log ends: {tail}", hint=f"the whole log is {plan.log}"

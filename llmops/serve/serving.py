@@ -275,7 +275,7 @@ class Serving:
         if version.kind != "adapter":
             return version.ref
         for parent in version.parents:
-            if self.models.get(parent).kind == "base-model":
+            if self.models.artifacts.get(parent).kind == "base-model":
                 return parent
         raise NotFoundError(
             f"{version.ref} records no base model",
