@@ -125,8 +125,9 @@ def plan_launch(
                 f"{a.ref} is a {a.kind}, not an adapter",
                 hint="--adapters takes adapter versions; serve a merged model as --base",
             )
-        trained_on = [p for p in a.parents if models.artifacts.get(p).kind == "base-model"]
-        if trained_on and all(models.artifacts.get(p).digest != base_version.digest for p in trained_on):
+        parents = [models.artifacts.get(p) for p in a.parents]
+        trained_on = [p.ref for p in parents if p.kind == "base-model"]
+        if trained_on and all(p.digest != base_version.digest for p in parents):
             raise InputError(
                 f"{a.ref} was trained on {trained_on[0]}, not {base_version.ref}",
                 hint=f"serve it with --base {trained_on[0]}",

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from llmops import Workspace
-
 from tests.serve.conftest import start_gateway
 
 pytest.importorskip("peft")
@@ -67,7 +66,9 @@ def _reference(base: Path, adapter: Path | None, body: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def local_serving(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Iterator[dict[str, Any]]:
+def local_serving(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path
+) -> Iterator[dict[str, Any]]:
     """One workspace (SQLite) with the tiny base and three adapters, and one local backend
     serving the base with adapters 1 and 2 (3 is loaded at run time by a test)."""
     root = tmp_path_factory.mktemp("local-serving")
@@ -106,7 +107,10 @@ def test_the_backend_serves_digest_names_with_parents(local_serving: dict[str, A
     names = {m["id"]: m.get("parent") for m in launched.models}
     for ref in ("tiny-lora@1", "tiny-lora@2"):
         digest = ws.artifacts.get(ref).digest.partition(":")[2]
-        assert names[f"tiny-lora-{digest[:12]}"] == f"tiny-{ws.artifacts.get('tiny@1').digest.partition(':')[2][:12]}"
+        assert (
+            names[f"tiny-lora-{digest[:12]}"]
+            == f"tiny-{ws.artifacts.get('tiny@1').digest.partition(':')[2][:12]}"
+        )
     assert {b.ref for b in launched.backends} == {"tiny@1", "tiny-lora@1", "tiny-lora@2"}
 
 
@@ -185,5 +189,3 @@ def test_the_gateway_is_a_drop_in_for_the_openai_client(local_serving: dict[str,
         reply = client.chat.completions.create(model="tiny-lora@1", **_body())  # type: ignore[call-overload]
     assert reply.choices[0].message.content == _reference(
         local_serving["base"], local_serving["folders"][1], _body())  # fmt: skip
-
-

@@ -156,13 +156,17 @@ def _reference(ws: Workspace, ref: str) -> str:
     base = ws.artifact_dir(ws.models.get("smollm2@1"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        model = LocalModel(base, served_name="base", adapters={"a": ws.artifact_dir(ws.models.get(ref))})
+        model = LocalModel(
+            base, served_name="base", adapters={"a": ws.artifact_dir(ws.models.get(ref))}
+        )
     return str(model.generate("a", _body(), cancelled=threading.Event())["text"])
 
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_vllm_answers_through_the_gateway_as_transformers_and_peft_do(vllm_ws: dict[str, Any]) -> None:
+def test_vllm_answers_through_the_gateway_as_transformers_and_peft_do(
+    vllm_ws: dict[str, Any],
+) -> None:
     ws, first = vllm_ws["ws"], vllm_ws["adapters"][0]
     listed = {m["id"]: m.get("parent") for m in vllm_ws["launched"].models}
     base_name = served_name("smollm2", ws.models.get("smollm2@1").digest)
