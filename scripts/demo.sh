@@ -144,4 +144,46 @@ LLMOPS_USER=alice step llmops models promote smollm2-pirate-lora@1 production ||
 LLMOPS_USER=bob step llmops models approve smollm2-pirate-lora@1 production
 step llmops models promote smollm2-pirate-lora@1 production
 step llmops models history smollm2-pirate-lora
+
+# Serving: the local backend (transformers + peft) serves the base model and the promoted adapter
+# under digest names; the gateway routes the logical model pirate-bot by its traffic policy,
+# keeps each user on one arm, and mirrors half of the stable requests to the candidate (shadow).
+trap 'llmops serve stop --all >/dev/null 2>&1 || true' EXIT
+step llmops serve start --base smollm2-135m-instruct@production \
+  --adapters smollm2-pirate-lora@production --port 8101 --detach
+step llmops traffic set pirate-bot --stable smollm2-pirate-lora@production \
+  --candidate smollm2-135m-instruct@1 --weight 50 --sticky header:x-user-id --shadow 0.5
+printf '\n\033[1m$ llmops gateway --port 8102 &   (and the openai client against it)\033[0m\n'
+llmops gateway --port 8102 --quiet &
+GATEWAY=$!
+trap 'kill $GATEWAY 2>/dev/null || true; llmops serve stop --all >/dev/null 2>&1 || true' EXIT
+python - <<'PY'
+import time
+
+import httpx
+from openai import OpenAI
+
+for _ in range(300):  # the gateway process starts in a second or two
+    try:
+        if httpx.get("http://127.0.0.1:8102/healthz").status_code == 200:
+            break
+    except httpx.TransportError:
+        time.sleep(0.1)
+client = OpenAI(base_url="http://127.0.0.1:8102/v1", api_key="none")
+for user in ("ana", "bo", "chen", "dev"):
+    raw = client.chat.completions.with_raw_response.create(
+        model="pirate-bot", max_tokens=16, temperature=0, extra_headers={"x-user-id": user},
+        messages=[{"role": "user", "content": "What is the capital of Peru?"}])
+    answer = raw.parse().choices[0].message.content
+    print(f"{user:>5} -> {raw.headers['x-llmops-arm']:<9} {raw.headers['x-llmops-model-version']:<26} {answer}")
+    if user == "ana":
+        httpx.post("http://127.0.0.1:8102/v1/feedback",
+                   json={"response_id": raw.headers["x-llmops-response-id"], "thumbs": "up"})
+PY
+sleep 1   # the gateway writes its request log every half second
+step llmops traffic show pirate-bot
+step llmops traffic export pirate-bot --format llm-d
+step llmops traffic kill pirate-bot -m "demo over"
+kill $GATEWAY 2>/dev/null || true
+step llmops serve stop --all
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"

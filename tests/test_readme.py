@@ -47,6 +47,14 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     )  # fmt: skip
     where = tmp_path / ".cwd"
     where.write_text(str(tmp_path))
+    try:
+        _walk(where, env, tmp_path)
+    finally:  # a backend `serve start --detach` left running (a block failed before stopping it)
+        subprocess.run(["llmops", "serve", "stop", "--all"], cwd=where.read_text().strip(),
+                       env=env, capture_output=True, check=False, timeout=60)  # fmt: skip
+
+
+def _walk(where: Path, env: dict[str, str], tmp_path: Path) -> None:
     for n, (lang, body) in enumerate(walkthrough(README.read_text(encoding="utf-8")), 1):
         cwd = where.read_text().strip()
         if lang == "bash":

@@ -154,12 +154,24 @@ def health(
 
 @app.command("stop")
 def stop(
-    backend_id: Annotated[str, typer.Argument(help="Backend id (be-...).")],
+    backend_id: Annotated[str | None, typer.Argument(help="Backend id (be-...).")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every server `serve start` launched on this machine.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Stop the server behind a backend that `serve start --detach` launched (an attached one
     is only marked down)."""
-    stopped = workspace().serving.stop(backend_id)
+    from llmops.errors import InputError
+
+    serving = workspace().serving
+    if all_ == (backend_id is not None):
+        raise InputError("name one backend id or pass --all", hint="see `llmops serve list`")
+    if all_:
+        stopped = serving.stop_all()
+    else:
+        assert backend_id is not None
+        stopped = serving.stop(backend_id)
     if json_out:
         emit_json([b.to_json() for b in stopped])
         return

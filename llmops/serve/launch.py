@@ -241,8 +241,25 @@ def _tail(path: Path, lines: int = 3) -> str:
     return " | ".join(line.strip()[:200] for line in text[-lines:]) or "(empty)"
 
 
+SERVER_MODULES = ("llmops.serve.local", "vllm.entrypoints.openai.api_server")
+"""What a server this module starts runs: :func:`stop_process` kills nothing else."""
+
+
+def _is_our_server(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except FileNotFoundError:
+        return False  # gone (or not Linux: then nothing is killed by id)
+    except OSError:
+        return False
+    return any(module in cmdline for module in SERVER_MODULES)
+
+
 def stop_process(pid: int, *, grace_s: float = 10.0) -> bool:
-    """SIGTERM the server's process group, SIGKILL after ``grace_s``; False if it was gone."""
+    """SIGTERM the server's process group, SIGKILL after ``grace_s``; False if it was gone or
+    is not a server this module started (a recycled process id is never killed)."""
+    if not _is_our_server(pid):
+        return False
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:

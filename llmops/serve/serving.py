@@ -136,6 +136,16 @@ class Serving:
             stop_process(backend.pid)
         return [self.backends.mark(b.id, "down") for b in same or [backend]]
 
+    def stop_all(self) -> builtins.list[Backend]:
+        """Stop every server :meth:`start` launched on this machine (by process id), and mark
+        their backends down."""
+        launched = [b for b in self.backends.list() if b.kind != "external" and b.pid]
+        stopped: builtins.list[Backend] = []
+        for pid in sorted({b.pid for b in launched if b.pid}):
+            first = next(b for b in launched if b.pid == pid)
+            stopped += self.stop(first.id)
+        return stopped
+
     def load_adapter(self, ref: str, *, backend_id: str) -> Backend:
         """Load adapter ``ref`` into a running server at run time (vLLM's
         ``/v1/load_lora_adapter``, or the local server's) under its digest name, and register
