@@ -37,6 +37,10 @@ def start(
     max_model_len: Annotated[
         int | None, typer.Option("--max-model-len", help="vLLM: context length to allocate.")
     ] = None,
+    max_lora_rank: Annotated[
+        int | None,
+        typer.Option("--max-lora-rank", help="vLLM: room for adapters loaded later (>= 16)."),
+    ] = None,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the server to be ready.")
     ] = 600.0,
@@ -62,7 +66,8 @@ def start(
     with steps(enabled=not json_out) as step:
         step(f"pulling {base} and {len(_refs(adapters))} adapter(s)")
         plan = serving.plan(base, _refs(adapters), kind=kind, host=host, port=port,
-                            python=vllm_python, max_model_len=max_model_len)  # fmt: skip
+                            python=vllm_python, max_model_len=max_model_len,
+                            max_lora_rank=max_lora_rank)  # fmt: skip
     if dry_run:
         if json_out:
             emit_json(plan.to_json())

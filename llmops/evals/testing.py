@@ -2,7 +2,7 @@
 
 It answers ``POST /v1/chat/completions`` (and ``GET /v1/models``) with scripted text (streamed
 as server-sent events when asked), after a configurable latency, and injects faults on demand:
-HTTP 429 and 500, timeouts, malformed JSON and dropped connections. Every request is recorded.
+HTTP 404, 429 and 500, timeouts, malformed JSON and dropped connections. Every request is recorded.
 Use it from Python::
 
     with MockServer(latency_s=0.05, respond=lambda body: "Paris") as server:
@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 __all__ = ["Fault", "MockServer", "Responder", "default_responder"]
 
-FaultKind = Literal["429", "500", "timeout", "malformed", "disconnect"]
+FaultKind = Literal["404", "429", "500", "timeout", "malformed", "disconnect"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +215,7 @@ class MockServer:
             await asyncio.sleep(state.latency_s)
         reply = state.next_fault(index) or state.respond(body)
         if isinstance(reply, Fault):
-            return await self._fault(request, reply)
+            return await self._fault(request, reply, body)
         if body.get("stream") is True:
             return await self._stream(request, body, reply)
         return web.json_response(_completion(body, reply))
@@ -258,7 +258,7 @@ class MockServer:
             raise
         return out
 
-    async def _fault(self, request: Any, fault: Fault) -> Any:
+    async def _fault(self, request: Any, fault: Fault, body: dict[str, Any]) -> Any:
         from aiohttp import web
 
         if fault.kind == "429":
@@ -267,6 +267,11 @@ class MockServer:
                 {"error": {"message": "rate limited", "type": "rate_limit"}},
                 status=429,
                 headers=headers,
+            )
+        if fault.kind == "404":
+            message = f"The model `{body.get('model')}` does not exist."
+            return web.json_response(
+                {"error": {"message": message, "type": "NotFoundError", "code": 404}}, status=404
             )
         if fault.kind == "500":
             return web.json_response({"error": {"message": "internal error"}}, status=500)

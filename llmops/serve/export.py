@@ -98,6 +98,7 @@ class LoraAdapter(_Model):
 
 class Lora(_Model):
     adapters: list[LoraAdapter]
+    maxRank: int | None = None
 
 
 class LLMModel(_Model):
@@ -157,10 +158,19 @@ def llmd_manifest(
 
 
 def kserve_manifest(
-    logical: str, base: ExportArm, adapters: list[ExportArm], *, namespace: str | None = None
+    logical: str,
+    base: ExportArm,
+    adapters: list[ExportArm],
+    *,
+    namespace: str | None = None,
+    max_rank: int | None = None,
 ) -> LLMInferenceService:
-    """An ``LLMInferenceService`` for the base model with the arms' adapters."""
-    lora = Lora(adapters=[LoraAdapter(name=a.served_name, uri=a.uri) for a in adapters])
+    """An ``LLMInferenceService`` for the base model with the arms' adapters (``max_rank`` is
+    set only above KServe's default of 16)."""
+    lora = Lora(
+        adapters=[LoraAdapter(name=a.served_name, uri=a.uri) for a in adapters],
+        maxRank=max_rank if max_rank and max_rank > 16 else None,
+    )
     return LLMInferenceService(
         metadata=ObjectMeta(
             name=_k8s_name(logical),

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmops.db.models import ServeFeedback, ServeRequest
 from llmops.db.timestamps import utcnow
+from llmops.errors import InputError, ServingError
 from llmops.serve.keys import key_digest
 from llmops.serve.metrics import Metrics, RequestLog
 from llmops.serve.proxy import Call, Proxy, error_response
@@ -65,6 +66,19 @@ class GatewayConfig:
     """Include messages and answers in the access log (off: never contents)."""
     max_shadow_inflight: int = 64
     """Mirrored requests beyond this many at once are skipped (stable traffic never waits)."""
+
+    def __post_init__(self) -> None:
+        for name in ("refresh_s", "timeout_s", "candidate_timeout_s", "flush_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise InputError(
+                    f"gateway {name} must be a positive number of seconds, got {value!r}"
+                )
+        if self.max_request_bytes < 1024:
+            raise InputError(f"max_request_bytes {self.max_request_bytes} is below 1024",
+                             hint="a chat request needs at least a kilobyte")  # fmt: skip
+        if not 0 <= self.port <= 65535:
+            raise InputError(f"port {self.port} is outside 0-65535")
 
 
 class Gateway:
@@ -166,7 +180,17 @@ class Gateway:
         runner = web.AppRunner(self.app(), access_log=None, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            await session.close()
+            self._log.close()
+            where = f"{self.config.host}:{self.config.port}"
+            raise ServingError(
+                f"the gateway cannot listen on {where}: {exc.strerror}",
+                hint="choose another --port, or stop what listens there",
+            ) from None
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         refresher = asyncio.create_task(self._refresher())
         if announce:

@@ -30,7 +30,15 @@ if TYPE_CHECKING:
     from llmops.artifacts.store import ArtifactVersion
     from llmops.registry import ModelRegistry
 
-__all__ = ["LaunchPlan", "Launched", "ServerKind", "launch", "plan_launch", "stop_process"]
+__all__ = [
+    "LaunchPlan",
+    "Launched",
+    "ServerKind",
+    "ServerOptions",
+    "launch",
+    "plan_launch",
+    "stop_process",
+]
 
 ServerKind = Literal["local", "vllm"]
 
@@ -90,20 +98,40 @@ def _vllm_python(python: str | None) -> str:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerOptions:
+    """How to start a backend server."""
+
+    kind: ServerKind = "local"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    python: str | None = None
+    """vLLM: the python of its own venv (else ``$LLMOPS_VLLM_PYTHON``); local: this one."""
+    max_model_len: int | None = None
+    """vLLM: the context length to allocate."""
+    max_lora_rank: int | None = None
+    """vLLM: room for adapters loaded at run time (default: what the preloaded ones need, at
+    least 16)."""
+    extra_loras: int = 2
+    """vLLM: adapter slots beyond the preloaded ones, for run-time loading."""
+    extra_args: tuple[str, ...] = ()
+    """Passed to the server's command line as they are."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("local", "vllm"):
+            raise InputError(f"unknown backend {self.kind!r}", hint="use local or vllm")
+        if not 0 <= self.port <= 65535:
+            raise InputError(f"port {self.port} is outside 0-65535")
+
+
 def plan_launch(
     models: ModelRegistry,
     artifact_dir: Callable[[ArtifactVersion], Path],
     *,
-    kind: ServerKind,
     base: str,
     adapters: Sequence[str] = (),
-    host: str = "127.0.0.1",
-    port: int = 8000,
+    options: ServerOptions,
     log_dir: Path,
-    python: str | None = None,
-    max_model_len: int | None = None,
-    extra_loras: int = 2,
-    extra_args: Sequence[str] = (),
 ) -> LaunchPlan:
     """The command line for a backend serving ``base`` with ``adapters`` (pulled to local
     folders through ``artifact_dir``).
@@ -141,6 +169,7 @@ def plan_launch(
         served[a.ref] = served_name(a.name, a.digest)
         folders[served[a.ref]] = artifact_dir(a)
     base_dir = artifact_dir(base_version)
+    kind, host, port, python = options.kind, options.host, options.port, options.python
     url = f"http://{host}:{port}/v1"
     log = str(log_dir / f"{kind}-{port}-{int(time.time())}.log")
     if kind == "vllm":
@@ -151,9 +180,10 @@ def plan_launch(
             adapters=folders,
             host=host,
             port=port,
-            max_loras=len(folders) + extra_loras,
-            max_model_len=max_model_len,
-            extra=extra_args,
+            max_loras=len(folders) + options.extra_loras,
+            max_lora_rank=options.max_lora_rank,
+            max_model_len=options.max_model_len,
+            extra=options.extra_args,
         )
         env = vllm_env({})
     else:
@@ -171,7 +201,7 @@ def plan_launch(
             str(port),
             "--allow-runtime-lora",
             *(f"--adapter={n}={p}" for n, p in folders.items()),
-            *extra_args,
+            *options.extra_args,
         ]
         env = {}
     return LaunchPlan(

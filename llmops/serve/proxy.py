@@ -60,10 +60,11 @@ def _answer_text(data: Any) -> str:
         return ""
 
 
-def _stream_text(raw: bytes) -> tuple[str, int]:
-    """The text of an SSE chat stream and its completion tokens (from ``usage`` or chunks)."""
+def _stream_text(raw: bytes) -> tuple[str, int, int]:
+    """The text of an SSE chat stream, its prompt tokens (0 unless the stream reports usage)
+    and completion tokens (from ``usage``, else one per content chunk)."""
     parts: list[str] = []
-    tokens = chunks = 0
+    prompt = tokens = chunks = 0
     for line in raw.split(b"\n"):
         if not line.startswith(b"data:"):
             continue
@@ -76,6 +77,7 @@ def _stream_text(raw: bytes) -> tuple[str, int]:
             continue
         usage = event.get("usage") if isinstance(event, dict) else None
         if isinstance(usage, dict):
+            prompt = int(usage.get("prompt_tokens") or 0)
             tokens = int(usage.get("completion_tokens") or 0)
         try:
             delta = event["choices"][0]["delta"].get("content")
@@ -84,7 +86,7 @@ def _stream_text(raw: bytes) -> tuple[str, int]:
         if delta:
             parts.append(str(delta))
             chunks += 1
-    return "".join(parts), tokens or chunks
+    return "".join(parts), prompt, tokens or chunks
 
 
 @dataclass(slots=True, kw_only=True)
@@ -127,6 +129,16 @@ class Proxy:
         self.tasks: set[asyncio.Task[None]] = set()
         self._shadow_inflight = 0
         self._rng = random.Random()  # noqa: S311 - traffic sampling, not secrets
+        import aiohttp
+
+        # A candidate that stays silent longer than candidate_timeout_s fails over.
+        self._timeouts = {
+            is_candidate: aiohttp.ClientTimeout(
+                total=config.timeout_s, sock_connect=10,
+                sock_read=config.candidate_timeout_s if is_candidate else config.timeout_s,
+            )
+            for is_candidate in (False, True)
+        }  # fmt: skip
 
     async def handle(self, request: web.Request, ctx: Call) -> web.StreamResponse:
         """Answer ``ctx`` from its arm, failing over from a broken candidate to stable."""
@@ -197,12 +209,7 @@ class Proxy:
         assert self._session is not None
         payload = dict(ctx.body, model=target.served_name)
         stream = payload.get("stream") is True
-        first_byte = (
-            self.config.candidate_timeout_s if ctx.arm == "candidate" else self.config.timeout_s
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=self.config.timeout_s, sock_connect=10, sock_read=first_byte
-        )
+        timeout = self._timeouts[ctx.arm == "candidate"]
         try:
             backend = await self._session.post(
                 f"{target.url}/chat/completions",
@@ -214,7 +221,9 @@ class Proxy:
             raise Failed(f"{target.url}: {type(exc).__name__}: {exc}"[:300]) from None
         done = False
         try:
-            if backend.status >= 500:
+            # 5xx, and 404 (the backend does not serve this name: the adapter was never loaded
+            # there, or was unloaded): this backend cannot answer; another one, or stable, may.
+            if backend.status >= 500 or backend.status == 404:
                 detail = (await backend.read())[:200].decode("utf-8", "replace")
                 raise Failed(f"{target.url} answered {backend.status}: {detail}")
             headers = self._headers(ctx, arm)
@@ -291,7 +300,7 @@ class Proxy:
         prompt_tokens = completion_tokens = 0
         text = ""
         if streamed:
-            text, completion_tokens = _stream_text(data)
+            text, prompt_tokens, completion_tokens = _stream_text(data)
         elif status == 200:
             try:
                 parsed = json.loads(data)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from llmops.registry import ModelRegistry
     from llmops.serve.backends import BackendKind
     from llmops.serve.gateway import Gateway, GatewayConfig
-    from llmops.serve.launch import Launched, LaunchPlan, ServerKind
+    from llmops.serve.launch import Launched, LaunchPlan
 
 __all__ = ["Serving"]
 
@@ -57,50 +57,26 @@ class Serving:
 
     # -- backends --------------------------------------------------------------------------
 
-    def plan(
-        self,
-        base: str,
-        adapters: Sequence[str] = (),
-        *,
-        kind: ServerKind = "local",
-        host: str = "127.0.0.1",
-        port: int = 8000,
-        python: str | None = None,
-        max_model_len: int | None = None,
-        extra_args: Sequence[str] = (),
-    ) -> LaunchPlan:
-        """The command :meth:`start` would run (the base and adapters are pulled now)."""
-        from llmops.serve.launch import plan_launch
+    def plan(self, base: str, adapters: Sequence[str] = (), **options: Any) -> LaunchPlan:
+        """The command :meth:`start` would run; ``options`` are
+        :class:`~llmops.serve.launch.ServerOptions` (``kind``, ``port``, ``python`` ...).
+        The base and adapters are pulled to local folders now."""
+        from llmops.serve.launch import ServerOptions, plan_launch
 
         return plan_launch(
             self.models,
             self.artifact_dir,
-            kind=kind,
             base=base,
             adapters=adapters,
-            host=host,
-            port=port,
+            options=ServerOptions(**options),
             log_dir=self.state_dir / "serve",
-            python=python,
-            max_model_len=max_model_len,
-            extra_args=extra_args,
         )
 
     def start(
-        self,
-        base: str,
-        adapters: Sequence[str] = (),
-        *,
-        kind: ServerKind = "local",
-        host: str = "127.0.0.1",
-        port: int = 8000,
-        python: str | None = None,
-        max_model_len: int | None = None,
-        timeout_s: float = 600.0,
-        extra_args: Sequence[str] = (),
+        self, base: str, adapters: Sequence[str] = (), *, timeout_s: float = 600.0, **options: Any
     ) -> tuple[Launched, subprocess.Popen[bytes]]:
         """Start a backend server for ``base`` with ``adapters`` and register it; returns the
-        ready server and its process (stop it with :meth:`stop`).
+        ready server and its process (stop it with :meth:`stop`). ``options`` as :meth:`plan`.
 
         Raises:
             NotFoundError: A reference names no model version.
@@ -109,17 +85,7 @@ class Serving:
         """
         from llmops.serve.launch import launch
 
-        plan = self.plan(
-            base,
-            adapters,
-            kind=kind,
-            host=host,
-            port=port,
-            python=python,
-            max_model_len=max_model_len,
-            extra_args=extra_args,
-        )
-        return launch(plan, self.backends, timeout_s=timeout_s)
+        return launch(self.plan(base, adapters, **options), self.backends, timeout_s=timeout_s)
 
     def stop(self, backend_id: str) -> builtins.list[Backend]:
         """Stop the server behind a backend that ``start`` launched, and mark every backend it
@@ -278,7 +244,13 @@ class Serving:
                 uri=uri.format(served_name=name, model=base.name),
                 weight=100,
             )
-            return to_yaml(kserve_manifest(logical, base_arm, adapters, namespace=namespace))
+            from llmops.serve.vllm import adapter_rank, lora_rank
+
+            ranks = [adapter_rank(self.artifact_dir(self.models.get(a.model))) for a in adapters]
+            manifest = kserve_manifest(
+                logical, base_arm, adapters, namespace=namespace, max_rank=lora_rank(ranks)
+            )
+            return to_yaml(manifest)
         raise InputError(f"unknown export format {format!r}", hint="use llm-d or kserve")
 
     def _base_of(self, version: ArtifactVersion) -> str:

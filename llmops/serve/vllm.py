@@ -55,13 +55,14 @@ def adapter_rank(folder: Path) -> int:
     return max(int(r) for r in ranks)
 
 
-def lora_rank(ranks: Sequence[int]) -> int:
-    """The smallest ``--max-lora-rank`` vLLM accepts that fits every rank.
+def lora_rank(ranks: Sequence[int], *, floor: int = 16) -> int:
+    """The smallest ``--max-lora-rank`` vLLM accepts that fits every rank, and at least
+    ``floor`` (vLLM's own default, 16): adapters loaded at run time must fit it too.
 
     Raises:
         InputError: A rank is above vLLM's largest.
     """
-    top = max(ranks, default=8)
+    top = max([*ranks, floor])
     for allowed in LORA_RANKS:
         if allowed >= top:
             return allowed
@@ -77,14 +78,20 @@ def vllm_argv(
     host: str,
     port: int,
     max_loras: int,
+    max_lora_rank: int | None = None,
     max_model_len: int | None = None,
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The command that starts vLLM's OpenAI-compatible server for a base and its adapters.
 
     ``python -m vllm.entrypoints.openai.api_server`` rather than the ``vllm`` script, which
-    some builds ship without the package metadata it looks up.
+    some builds ship without the package metadata it looks up. Each adapter is passed as JSON
+    (any path works, and ``base_model_name`` makes ``/v1/models`` name its parent).
+    ``max_lora_rank`` leaves room for adapters loaded later (default: what the preloaded ones
+    need, at least 16).
     """
+    ranks = [adapter_rank(p) for p in adapters.values()]
+    rank = lora_rank([*ranks, max_lora_rank or 0])
     argv = [
         python,
         "-m",
@@ -101,10 +108,12 @@ def vllm_argv(
         "--max-loras",
         str(max(1, max_loras)),
         "--max-lora-rank",
-        str(lora_rank([adapter_rank(p) for p in adapters.values()])),
+        str(rank),
     ]
     if adapters:
-        argv += ["--lora-modules", *(f"{n}={p}" for n, p in adapters.items())]
+        modules = [json.dumps({"name": n, "path": str(p), "base_model_name": base_name})
+                   for n, p in adapters.items()]  # fmt: skip
+        argv += ["--lora-modules", *modules]
     if max_model_len:
         argv += ["--max-model-len", str(max_model_len)]
     return [*argv, *extra]

@@ -290,3 +290,35 @@ def test_over_the_rate_limit_gets_429_with_retry_after(attached: Workspace) -> N
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) >= 1
     assert limited.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_a_taken_port_and_bad_settings_are_one_line_errors(
+    attached: Workspace, gateway: Gateway
+) -> None:
+    from llmops.errors import InputError, ServingError
+
+    with pytest.raises(ServingError, match=f"cannot listen on 127.0.0.1:{gateway.port}"):
+        start_gateway(attached, port=gateway.port)
+    with pytest.raises(InputError, match="refresh_s must be a positive"):
+        start_gateway(attached, refresh_s=0)
+    with pytest.raises(InputError, match="below 1024"):
+        start_gateway(attached, max_request_bytes=10)
+
+
+def test_a_candidate_backend_that_does_not_serve_the_name_fails_over(attached: Workspace) -> None:
+    with MockServer(fault_every=1, fault_kind="404") as missing:  # the adapter was unloaded
+        attached.serving.backends.attach("support-lora@3", url=missing.url, served_name="gone")
+        attached.serving.traffic.set("support-bot", candidate="support-lora@3", weight=100)
+        with start_gateway(attached) as gw:
+            r = chat(gw)
+    assert r.status_code == 200 and r.headers["x-llmops-arm"] == "stable"
+    assert attached.serving.show("support-bot").arms["candidate"].errors == 1
+
+
+def test_streamed_usage_is_counted(gateway: Gateway, attached: Workspace) -> None:
+    with httpx.stream("POST", f"{gateway.url}/chat/completions", timeout=30, json={
+        "model": "support-bot", "stream": True, "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "a b c"}]}) as r:  # fmt: skip
+        r.read()
+    text = wait_for(lambda: "llmops_gateway_tokens_total" in (t := gateway.metrics.render()) and t)
+    assert 'llmops_gateway_tokens_total{logical="support-bot",arm="stable",kind="prompt"} 3' in text

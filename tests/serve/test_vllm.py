@@ -47,13 +47,20 @@ def test_the_command_line_preloads_adapters_with_a_fitting_rank(tmp_path: Path) 
     assert argv[argv.index("--max-loras") + 1] == "4"
     assert "--enable-lora" in argv
     i = argv.index("--lora-modules")
-    assert argv[i + 1 : i + 3] == [f"lora-aaa={a}", f"lora-bbb={b}"]
+    assert [json.loads(m) for m in argv[i + 1 : i + 3]] == [
+        {"name": "lora-aaa", "path": str(a), "base_model_name": "base-0123"},
+        {"name": "lora-bbb", "path": str(b), "base_model_name": "base-0123"},
+    ]
+    big = vllm_argv("/p", base_dir=tmp_path, base_name="b", adapters={"a": a}, host="h", port=1,
+                    max_loras=1, max_lora_rank=40)  # fmt: skip
+    assert big[big.index("--max-lora-rank") + 1] == "64"  # room for adapters loaded later
     assert vllm_env({})["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
     assert vllm_env({"VLLM_CPU_KVCACHE_SPACE": "8"})["VLLM_CPU_KVCACHE_SPACE"] == "8"
 
 
 def test_ranks_round_up_to_what_vllm_accepts() -> None:
-    assert [lora_rank([r]) for r in (1, 2, 8, 9, 33, 300, 512)] == [1, 8, 8, 16, 64, 320, 512]
+    assert [lora_rank([r]) for r in (1, 2, 8, 9, 33, 300, 512)] == [16, 16, 16, 16, 64, 320, 512]
+    assert lora_rank([1], floor=1) == 1 and lora_rank([9], floor=1) == 16
     with pytest.raises(InputError, match="above vLLM's largest"):
         lora_rank([1024])
 
