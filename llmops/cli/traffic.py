@@ -104,6 +104,9 @@ def _print_status(status: TrafficStatus) -> None:
         weight = 100 - status.weight if arm == "stable" else status.weight
         typer.echo(f"  {arm:<9} {ref} -> {status.resolved.get(arm) or 'UNRESOLVED'}"
                    f"  ({weight:g}%)")  # fmt: skip
+    same = status.resolved.get("candidate")
+    if status.candidate and same and same == status.resolved.get("stable"):
+        typer.echo(f"  WARNING: both arms resolve to {same} (an alias moved): set --candidate")
     typer.echo(f"  sticky {status.sticky or 'no'}; shadow {status.shadow:g}"
                f" ({status.shadow_pairs} pairs kept)")  # fmt: skip
     if not status.arms:

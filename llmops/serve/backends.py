@@ -38,24 +38,36 @@ def check_url(url: str) -> str:
     """``url`` as a base URL ending in ``/v1`` (``http://host:8000`` gets ``/v1``).
 
     Raises:
-        InputError: It is not an http(s) URL, or it carries credentials.
+        InputError: It is not an http(s) URL with a host and a valid port, it carries
+            credentials, a query, spaces or control characters, or names an endpoint.
     """
-    parts = urlsplit(url.strip())
+    text = url.strip()
+    hint = "give the server's base URL, e.g. http://127.0.0.1:8000/v1"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text) or "%0" in text.lower():
+        raise InputError(f"backend URL {text[:80]!r} has spaces or control characters", hint=hint)
+    parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InputError(
-            f"backend URL {url!r} is not an http(s) URL",
-            hint="give the server's base URL, e.g. http://127.0.0.1:8000/v1",
-        )
+        raise InputError(f"backend URL {text[:80]!r} is not an http(s) URL", hint=hint)
     if parts.username or parts.password:
         raise InputError(
             f"backend URL {parts.hostname} carries credentials",
             hint="pass the backend's API key through its own environment, not the URL",
         )
+    try:
+        port = parts.port
+    except ValueError:
+        raise InputError(f"backend URL {text[:80]!r} has an invalid port", hint=hint) from None
+    if port == 0:
+        raise InputError(f"backend URL {text[:80]!r} has port 0", hint=hint)
+    if parts.query or parts.fragment:
+        raise InputError(f"backend URL {text[:80]!r} has a query or fragment", hint=hint)
     path = parts.path.rstrip("/")
+    if "/chat/" in f"{path}/" or path.endswith(("/completions", "/models")) or ".." in path:
+        raise InputError(f"backend URL {text[:80]!r} names an endpoint, not the base", hint=hint)
     if not path.endswith("/v1"):
         path += "/v1"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{path}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{path}"
 
 
 def _get(url: str, timeout_s: float) -> Any:
@@ -176,9 +188,14 @@ class Backends:
         """
         version = self.models.get(ref)
         url = check_url(url)
-        if not served_name or len(served_name) > 256 or any(ord(c) < 32 for c in served_name):
+        if (
+            not served_name
+            or len(served_name) > 256
+            or any(not c.isprintable() or c.isspace() for c in served_name)
+        ):
             raise InputError(
-                f"served name {served_name[:40]!r} is empty, too long or has control characters",
+                f"served name {served_name[:40]!r} is empty, too long, or has spaces or"
+                " unprintable characters",
                 hint="pass the name the backend lists in /v1/models",
             )
         if check:

@@ -12,15 +12,19 @@ is per request (not sticky), they keep no shadow pairs, and they judge nothing.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from llmops.errors import InputError
 
 __all__ = [
     "EXPORT_FORMATS",
     "ExportArm",
     "InferenceModelRewrite",
     "LLMInferenceService",
+    "check_k8s_name",
     "kserve_manifest",
     "llmd_manifest",
     "to_yaml",
@@ -120,8 +124,21 @@ class LLMInferenceService(_Model):
     spec: LLMSpec
 
 
+_DNS1123 = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def check_k8s_name(value: str, *, what: str) -> str:
+    """``value`` if it is a Kubernetes object name (RFC 1123 label), else an InputError."""
+    if not _DNS1123.fullmatch(value):
+        raise InputError(
+            f"{what} {value!r} is not a Kubernetes name",
+            hint="use 1-63 lower-case letters, digits and '-', starting and ending alphanumeric",
+        )
+    return value
+
+
 def _k8s_name(text: str) -> str:
-    name = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    name = "".join(c if c.isascii() and c.isalnum() else "-" for c in text.lower()).strip("-")
     return (name or "llmops")[:_K8S_NAME_MAX].rstrip("-")
 
 

@@ -323,9 +323,9 @@ class Gateway:
         ]
         return web.json_response({"object": "list", "data": data})
 
-    async def _feedback(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
+    @staticmethod
+    async def _read_feedback(request: web.Request) -> tuple[str, float, str] | web.Response:
+        """(response id, score, comment) of a feedback request, or the 400 answer."""
         try:
             body = await request.json()
         except Exception:
@@ -348,13 +348,24 @@ class Gateway:
                 "invalid_request_error",
                 code="invalid_score",
             )
-        response_id = body["response_id"][:40]
-        origin = self.proxy.recent.get(response_id) or await asyncio.to_thread(
-            self._lookup, response_id
-        )
-        key, refused = self._auth(request, origin[0] if origin else None)
+        comment = body.get("comment")
+        return body["response_id"][:40], float(score), str(comment)[:10_000] if comment else ""
+
+    async def _feedback(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        read = await self._read_feedback(request)
+        if not isinstance(read, tuple):
+            return read
+        response_id, score, comment = read
+        key, refused = self._auth(request, None)  # who asks, before any lookup
         if refused is not None:
             return refused  # type: ignore[no-any-return]
+        origin = None
+        if response_id.startswith("gw-"):  # only answers a client got (not internal attempts)
+            origin = self.proxy.recent.get(response_id) or await asyncio.to_thread(
+                self._lookup, response_id
+            )
         if origin is None:
             return error_response(
                 404,
@@ -362,8 +373,15 @@ class Gateway:
                 "invalid_request_error",
                 code="response_not_found",
             )
-        logical, arm, model = origin
-        comment = body.get("comment")
+        if key is not None and ((key.models and origin[0] not in key.models) or
+                                origin[3] not in (None, key.id)):  # fmt: skip
+            return error_response(
+                403,
+                "feedback must come with the API key that made the request",
+                "permission_error",
+                code="not_your_response",
+            )
+        logical, arm, model, _ = origin
         assert self._log is not None
         self._log.add(
             ServeFeedback,
@@ -372,15 +390,15 @@ class Gateway:
                 "logical": logical,
                 "arm": arm,
                 "model": model,
-                "score": float(score),
-                "comment": str(comment)[:10_000] if comment else "",
+                "score": score,
+                "comment": comment,
                 "key_id": key.id if key else None,
                 "at": utcnow(),
             },
         )
         return web.json_response({"ok": True, "response_id": response_id, "arm": arm})
 
-    def _lookup(self, response_id: str) -> tuple[str, str, str] | None:
+    def _lookup(self, response_id: str) -> tuple[str, str, str, str | None] | None:
         from sqlalchemy import select
         from sqlmodel import col
 
@@ -389,10 +407,13 @@ class Gateway:
         with self.models.db.read() as session:
             row = session.execute(
                 select(
-                    col(ServeRequest.logical), col(ServeRequest.arm), col(ServeRequest.model)
+                    col(ServeRequest.logical),
+                    col(ServeRequest.arm),
+                    col(ServeRequest.model),
+                    col(ServeRequest.key_id),
                 ).where(col(ServeRequest.response_id) == response_id)
             ).first()
-        return None if row is None else (row[0], row[1], row[2])
+        return None if row is None else (row[0], row[1], row[2], row[3])
 
     async def _parse(self, request: web.Request) -> dict[str, Any] | web.Response:
         """The request's body, or the error answer (413, 400) for one the gateway refuses."""
@@ -409,18 +430,24 @@ class Gateway:
                 code="request_too_large",
             )
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            body = json.loads(raw, parse_constant=_no_constants)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             body = None
         if not isinstance(body, dict):
             self.metrics.rejected["malformed"] += 1
             return error_response(400, "the body is not a JSON object", "invalid_request_error")
         messages = body.get("messages")
-        if not isinstance(body.get("model"), str) or not isinstance(messages, list) or not messages:
+        if (
+            not isinstance(body.get("model"), str)
+            or not isinstance(messages, list)
+            or not messages
+            or not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages)
+        ):
             self.metrics.rejected["malformed"] += 1
             return error_response(
                 400,
-                "a chat completion needs model (a string) and messages (a non-empty list)",
+                "a chat completion needs model (a string) and messages (a non-empty list of"
+                " objects with a role)",
                 "invalid_request_error",
             )
         return body
@@ -457,6 +484,10 @@ class Gateway:
             key_id=key.id if key else None,
         )
         return await self.proxy.handle(request, ctx)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 class _Bucket:

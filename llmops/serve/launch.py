@@ -120,8 +120,8 @@ class ServerOptions:
     def __post_init__(self) -> None:
         if self.kind not in ("local", "vllm"):
             raise InputError(f"unknown backend {self.kind!r}", hint="use local or vllm")
-        if not 0 <= self.port <= 65535:
-            raise InputError(f"port {self.port} is outside 0-65535")
+        if not 1 <= self.port <= 65535:
+            raise InputError(f"port {self.port} is outside 1-65535")
 
 
 def plan_launch(

@@ -178,14 +178,25 @@ class RequestLog:
         with self._lock:
             batches = [(t, rows) for t, rows in self._rows.items() if rows]
             self._rows = {t: [] for t in self._rows}
-        if not batches:
-            return
-        try:
-            with self.db.write() as session:
-                for table, rows in batches:
+        for table, rows in batches:
+            try:
+                with self.db.write() as session:
                     session.execute(insert(table), rows)
-        except Exception as exc:  # the gateway keeps answering; the rows are lost, loudly
-            log.error("request log: %d batches not written: %s", len(batches), exc)
+            except Exception:  # one bad row must not take the others with it
+                self._one_by_one(table, rows)
+
+    def _one_by_one(self, table: type[Any], rows: list[dict[str, Any]]) -> None:
+        lost = 0
+        for row in rows:
+            try:
+                with self.db.write() as session:
+                    session.execute(insert(table), [row])
+            except Exception as exc:  # the gateway keeps answering; the row is lost, loudly
+                lost += 1
+                last = exc
+        if lost:
+            self.dropped += lost
+            log.error("request log: %d %s rows not written: %s", lost, table.__tablename__, last)
 
     def _loop(self) -> None:
         while not self._stopped.is_set():
@@ -247,11 +258,18 @@ def arm_stats(
                 .where(*where, col(ServeRequest.arm) == arm)
                 .group_by(col(ServeRequest.model))
             ).all()
-            fb = session.execute(
-                select(func.count(), func.avg(col(ServeFeedback.score))).where(
+            latest = (  # one vote per response: a later one replaces the earlier
+                select(func.max(col(ServeFeedback.id)))
+                .where(
                     col(ServeFeedback.logical) == logical,
                     col(ServeFeedback.arm) == arm,
                     *([col(ServeFeedback.at) >= since] if since is not None else []),
+                )
+                .group_by(col(ServeFeedback.response_id))
+            )
+            fb = session.execute(
+                select(func.count(), func.avg(col(ServeFeedback.score))).where(
+                    col(ServeFeedback.id).in_(latest)
                 )
             ).one()
             out[arm] = ArmStats(

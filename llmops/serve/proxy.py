@@ -60,6 +60,16 @@ def _answer_text(data: Any) -> str:
         return ""
 
 
+_MAX_TOKENS = 10**9
+
+
+def _count(value: Any) -> int:
+    """A token count a backend reported, or 0 when it is not a sane one."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_TOKENS:
+        return value
+    return 0
+
+
 def _stream_text(raw: bytes) -> tuple[str, int, int]:
     """The text of an SSE chat stream, its prompt tokens (0 unless the stream reports usage)
     and completion tokens (from ``usage``, else one per content chunk)."""
@@ -73,12 +83,12 @@ def _stream_text(raw: bytes) -> tuple[str, int, int]:
             continue
         try:
             event = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         usage = event.get("usage") if isinstance(event, dict) else None
         if isinstance(usage, dict):
-            prompt = int(usage.get("prompt_tokens") or 0)
-            tokens = int(usage.get("completion_tokens") or 0)
+            prompt = _count(usage.get("prompt_tokens"))
+            tokens = _count(usage.get("completion_tokens"))
         try:
             delta = event["choices"][0]["delta"].get("content")
         except (KeyError, IndexError, TypeError, AttributeError):
@@ -124,8 +134,8 @@ class Proxy:
         self.metrics = metrics
         self._log = log
         self.replica = replica
-        self.recent: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
-        """Response id -> (logical, arm, model) of the latest answers (for feedback)."""
+        self.recent: OrderedDict[str, tuple[str, str, str, str | None]] = OrderedDict()
+        """Response id -> (logical, arm, model, key id) of the latest answers (feedback)."""
         self.tasks: set[asyncio.Task[None]] = set()
         self._shadow_inflight = 0
         self._rng = random.Random()  # noqa: S311 - traffic sampling, not secrets
@@ -143,10 +153,19 @@ class Proxy:
     async def handle(self, request: web.Request, ctx: Call) -> web.StreamResponse:
         """Answer ``ctx`` from its arm, failing over from a broken candidate to stable."""
         route = ctx.route
+        arm = route.candidate if ctx.arm == "candidate" else route.stable
+        assert arm is not None
+        try:
+            return await self._handle(request, ctx, arm)
+        except asyncio.CancelledError:  # the client went away before the answer was done
+            if ctx.finished is None:
+                self._record(ctx, arm, status=499, error=False, failover=ctx.failover)
+            raise
+
+    async def _handle(self, request: web.Request, ctx: Call, arm: ArmRoute) -> web.StreamResponse:
+        route = ctx.route
         logical = route.logical
         arm_name = ctx.arm
-        arm = route.candidate if arm_name == "candidate" else route.stable
-        assert arm is not None
         try:
             return await self._answer(request, ctx, arm)
         except Failed as failure:
@@ -221,9 +240,10 @@ class Proxy:
             raise Failed(f"{target.url}: {type(exc).__name__}: {exc}"[:300]) from None
         done = False
         try:
-            # 5xx, and 404 (the backend does not serve this name: the adapter was never loaded
-            # there, or was unloaded): this backend cannot answer; another one, or stable, may.
-            if backend.status >= 500 or backend.status == 404:
+            # 5xx, 404 (the backend does not serve this name: the adapter was never loaded
+            # there, or was unloaded) and 429 (overloaded): this backend cannot answer; another
+            # one, or stable, may. Other 4xx are the request's own fault: passed through.
+            if backend.status >= 500 or backend.status in (404, 429):
                 detail = (await backend.read())[:200].decode("utf-8", "replace")
                 raise Failed(f"{target.url} answered {backend.status}: {detail}")
             headers = self._headers(ctx, arm)
@@ -285,7 +305,11 @@ class Proxy:
                 await out.write(chunk)
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
             self._record(ctx, arm, status=502, error=True, failover=ctx.failover)
-            return False  # the backend broke mid-stream: the client sees a cut stream
+            # The backend broke mid-stream: the client must see a broken stream, never a
+            # clean end of a truncated answer.
+            if request.transport is not None:
+                request.transport.abort()
+            return False
         except (ConnectionResetError, asyncio.CancelledError):
             # The client went away: closing the backend response cancels the backend's work.
             self._record(ctx, arm, status=499, error=False, failover=ctx.failover)
@@ -305,10 +329,10 @@ class Proxy:
             try:
                 parsed = json.loads(data)
                 usage = parsed.get("usage") or {}
-                prompt_tokens = int(usage.get("prompt_tokens") or 0)
-                completion_tokens = int(usage.get("completion_tokens") or 0)
+                prompt_tokens = _count(usage.get("prompt_tokens"))
+                completion_tokens = _count(usage.get("completion_tokens"))
                 text = _answer_text(parsed)
-            except (ValueError, AttributeError, TypeError):
+            except (ValueError, AttributeError, TypeError, RecursionError):
                 pass
         self._record(
             ctx,
@@ -376,7 +400,7 @@ class Proxy:
         assert self._log is not None
         self._log.add(ServeRequest, row)
         if attempt is None:
-            self.recent[ctx.response_id] = (row["logical"], arm_name, row["model"])
+            self.recent[ctx.response_id] = (row["logical"], arm_name, row["model"], ctx.key_id)
             if len(self.recent) > 100_000:
                 self.recent.popitem(last=False)
         if self.config.access_log:

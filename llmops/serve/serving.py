@@ -97,9 +97,14 @@ class Serving:
         from llmops.serve.launch import stop_process
 
         backend = self.backends.get(backend_id)
-        same = [b for b in self.backends.list() if b.url == backend.url and b.pid == backend.pid]
-        if backend.kind != "external" and backend.pid:
-            stop_process(backend.pid)
+        if backend.kind == "external" or not backend.pid:  # someone else's server: only this row
+            return [self.backends.mark(backend.id, "down")]
+        same = [
+            b
+            for b in self.backends.list()
+            if b.url == backend.url and b.pid == backend.pid and b.kind == backend.kind
+        ]
+        stop_process(backend.pid)
         return [self.backends.mark(b.id, "down") for b in same or [backend]]
 
     def stop_all(self) -> builtins.list[Backend]:
@@ -205,8 +210,20 @@ class Serving:
         Raises:
             InputError: Unknown format, or an arm names no model version.
         """
-        from llmops.serve.export import ExportArm, kserve_manifest, llmd_manifest, to_yaml
+        from llmops.serve.export import (
+            ExportArm,
+            _k8s_name,
+            check_k8s_name,
+            kserve_manifest,
+            llmd_manifest,
+            to_yaml,
+        )
         from llmops.serve.vllm import served_name
+
+        for what, value in (("--namespace", namespace), ("--pool", pool)):
+            if value is not None:
+                check_k8s_name(value, what=what)
+        _fill(uri, served_name="x", model="x")  # a bad template fails before anything is read
 
         policy = self.traffic.get(logical)
         candidate_weight = 0.0 if policy.killed else policy.weight
@@ -224,13 +241,18 @@ class Serving:
                     arm=arm,
                     model=version.ref,
                     served_name=name,
-                    uri=uri.format(served_name=name, model=version.name),
+                    uri=_fill(uri, served_name=name, model=version.name),
                     weight=weight,
                 )
             )
         if format == "llm-d":
             return to_yaml(
-                llmd_manifest(logical, arms, pool=pool or f"{logical}-pool", namespace=namespace)
+                llmd_manifest(
+                    logical,
+                    arms,
+                    pool=pool or f"{_k8s_name(logical)[:58]}-pool",
+                    namespace=namespace,
+                )
             )
         if format == "kserve":
             adapters = [a for a in arms if self.models.get(a.model).kind == "adapter"]
@@ -241,7 +263,7 @@ class Serving:
                 arm="stable",
                 model=base.ref,
                 served_name=name,
-                uri=uri.format(served_name=name, model=base.name),
+                uri=_fill(uri, served_name=name, model=base.name),
                 weight=100,
             )
             from llmops.serve.vllm import adapter_rank, lora_rank
@@ -276,3 +298,24 @@ class Serving:
         elif options:
             raise TypeError("pass either config or options, not both")
         return Gateway(self.models, config)
+
+
+_FIELDS = ("{served_name}", "{model}")
+
+
+def _fill(template: str, *, served_name: str, model: str) -> str:
+    """``template`` with ``{served_name}`` and ``{model}`` filled in (nothing else is
+    interpreted: no attribute access, no other fields).
+
+    Raises:
+        InputError: The template has another ``{...}`` field.
+    """
+    rest = template
+    for field in _FIELDS:
+        rest = rest.replace(field, "")
+    if "{" in rest or "}" in rest:
+        raise InputError(
+            f"--uri {template!r} has a field other than {{served_name}} and {{model}}",
+            hint="e.g. --uri 's3://models/{served_name}'",
+        )
+    return template.replace("{served_name}", served_name).replace("{model}", model)

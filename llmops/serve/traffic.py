@@ -84,7 +84,7 @@ def _weight(value: Any) -> float:
             f"weight {value!r} is outside 0-100",
             hint="the candidate's weight is a percentage of requests, from 0 to 100",
         )
-    return round(weight, 2)
+    return round(weight, 2) + 0.0  # -0 is 0
 
 
 def _shadow(value: Any) -> float:
@@ -179,24 +179,7 @@ class Traffic:
             ConflictError: ``if_revision`` no longer matches.
         """
         check_name(logical, what="logical model name")
-        fields: dict[str, Any] = {}
-        if stable is not UNSET:
-            fields["stable"] = self._check_ref(stable, "stable")
-        if candidate is not UNSET:
-            fields["candidate"] = (
-                None if candidate is None else self._check_ref(candidate, "candidate")
-            )
-        if weight is not UNSET:
-            fields["weight"] = _weight(weight)
-            fields["killed"] = False
-        if sticky is not UNSET:
-            try:
-                parsed = parse_sticky(sticky)
-            except ValueError as exc:
-                raise InputError(str(exc)) from None
-            fields["sticky"] = None if parsed is None else str(parsed)
-        if shadow is not UNSET:
-            fields["shadow"] = _shadow(shadow)
+        fields = self._fields(stable, candidate, weight, sticky, shadow)
         with self.db.write() as session:
             row = self._locked(session, logical)
             before = _state(row)
@@ -218,8 +201,17 @@ class Traffic:
             for name, value in fields.items():
                 setattr(row, name, value)
             if row.candidate is None:
+                if fields.get("weight") or fields.get("shadow"):
+                    raise InputError(
+                        f"logical model {logical!r} has no candidate to give a weight or shadow"
+                        " share to",
+                        hint="add --candidate NAME@VERSION",
+                    )
                 row.weight, row.shadow = 0.0, 0.0
-            self._check_arms(row)
+            if "stable" in fields or "candidate" in fields:
+                # Only a change of the arms is checked: an alias that moved since (both arms
+                # now naming one version) must not lock the other settings; `show` flags it.
+                self._check_arms(row)
             if _state(row) == before:
                 return to_policy(row)
             row.revision += 1
@@ -236,6 +228,30 @@ class Traffic:
             )
             session.flush()
             return to_policy(row)
+
+    def _fields(
+        self, stable: Any, candidate: Any, weight: Any, sticky: Any, shadow: Any
+    ) -> dict[str, Any]:
+        """The checked values of the options that were given."""
+        fields: dict[str, Any] = {}
+        if stable is not UNSET:
+            fields["stable"] = self._check_ref(stable, "stable")
+        if candidate is not UNSET:
+            fields["candidate"] = (
+                None if candidate is None else self._check_ref(candidate, "candidate")
+            )
+        if weight is not UNSET:
+            fields["weight"] = _weight(weight)
+            fields["killed"] = False
+        if sticky is not UNSET:
+            try:
+                parsed = parse_sticky(sticky)
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+            fields["sticky"] = None if parsed is None else str(parsed)
+        if shadow is not UNSET:
+            fields["shadow"] = _shadow(shadow)
+        return fields
 
     def _check_arms(self, row: TrafficPolicyRow) -> None:
         if row.candidate is None:
@@ -289,7 +305,11 @@ class Traffic:
         ).first()
 
     def history(self, logical: str) -> builtins.list[dict[str, Any]]:
-        """The audited changes of ``logical``'s policy, oldest first."""
+        """The audited changes of ``logical``'s policy, oldest first.
+
+        Raises:
+            NotFoundError: ``logical`` never had a policy.
+        """
         from llmops.db.models import AuditEvent
 
         with self.db.read() as session:
@@ -300,6 +320,10 @@ class Traffic:
                 )
                 .order_by(col(AuditEvent.id))
             ).all()
+        if not rows:
+            raise NotFoundError(
+                f"no traffic policy for logical model {logical!r}", hint="see `llmops traffic list`"
+            )
         return [
             {
                 "at": r.at.isoformat(),

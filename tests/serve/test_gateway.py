@@ -178,9 +178,11 @@ def test_feedback_is_stored_with_the_arm_that_answered(
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_score"
     missing = httpx.post(url, json={"response_id": "gw-nope", "score": 1})
     assert missing.status_code == 404
+    second = chat(gateway).headers["x-llmops-response-id"]
+    assert httpx.post(url, json={"response_id": second, "thumbs": "down"}).status_code == 200
     stats = wait_for(lambda: attached.serving.show("support-bot").arms["stable"].feedback == 2
                      and attached.serving.show("support-bot").arms["stable"])  # fmt: skip
-    assert stats.feedback_mean == 0.75
+    assert stats.feedback_mean == 0.25  # the first answer's latest vote (0.5) and 0
 
 
 def test_metrics_models_and_health(gateway: Gateway) -> None:
