@@ -249,10 +249,6 @@ class Backends:
         with self.db.read() as session:
             return [_record(r) for r in session.scalars(query).all()]
 
-    def for_version(self, name: str, version: int) -> builtins.list[Backend]:
-        """The backends that are up for one model version."""
-        return [b for b in self.list() if b.model == name and b.version == version]
-
     def get(self, backend_id: str) -> Backend:
         """One backend by id.
 

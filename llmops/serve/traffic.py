@@ -214,20 +214,7 @@ class Traffic:
                 self._check_arms(row)
             if _state(row) == before:
                 return to_policy(row)
-            row.revision += 1
-            row.updated_by, row.updated_at = self.actor, utcnow()
-            session.add(row)
-            record_event(
-                session,
-                actor=self.actor,
-                action="traffic.set",
-                entity_type="traffic",
-                entity_key=logical,
-                before=before,
-                after=_state(row),
-            )
-            session.flush()
-            return to_policy(row)
+            return self._commit(session, row, "traffic.set", before, _state(row))
 
     def _fields(
         self, stable: Any, candidate: Any, weight: Any, sticky: Any, shadow: Any
@@ -281,20 +268,26 @@ class Traffic:
                 )
             before = _state(row)
             row.weight, row.shadow, row.killed = 0.0, 0.0, True
-            row.revision += 1
-            row.updated_by, row.updated_at = self.actor, utcnow()
-            session.add(row)
-            record_event(
-                session,
-                actor=self.actor,
-                action="traffic.kill",
-                entity_type="traffic",
-                entity_key=logical,
-                before=before,
-                after={**(_state(row) or {}), "reason": reason},
+            return self._commit(
+                session, row, "traffic.kill", before, {**(_state(row) or {}), "reason": reason}
             )
-            session.flush()
-            return to_policy(row)
+
+    def _commit(
+        self,
+        session: Session,
+        row: TrafficPolicyRow,
+        action: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> TrafficPolicy:
+        """A new revision of ``row``, audited in the same transaction."""
+        row.revision += 1
+        row.updated_by, row.updated_at = self.actor, utcnow()
+        session.add(row)
+        record_event(session, actor=self.actor, action=action, entity_type="traffic",
+                     entity_key=row.logical, before=before, after=after)  # fmt: skip
+        session.flush()
+        return to_policy(row)
 
     @staticmethod
     def _locked(session: Session, logical: str) -> TrafficPolicyRow | None:
