@@ -209,3 +209,30 @@ def unload(
         emit_json(backend.to_json())
         return
     typer.echo(f"unloaded {backend.served_name} from {backend.url}")
+
+
+@app.command("layout")
+def layout(
+    ref: Annotated[str, typer.Argument(help="Adapter version (name@7).")],
+    cache_dir: Annotated[
+        str, typer.Option("--dir", help="vLLM's VLLM_LORA_RESOLVER_CACHE_DIR (shared storage).")
+    ],
+    base: Annotated[
+        str | None, typer.Option("--base", help="Its base model version (else from lineage).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Lay an adapter out for vLLM's filesystem resolver (multi-node deployments): vLLM loads
+    it by its digest name on first request."""
+    from pathlib import Path
+
+    folder = workspace().serving.layout(ref, Path(cache_dir), base=base)
+    if json_out:
+        emit_json({"path": str(folder), "served_name": folder.name})
+        return
+    typer.echo(f"{folder}  (request it as {folder.name!r})")
+    typer.echo(
+        f"start vLLM with VLLM_PLUGINS=lora_filesystem_resolver"
+        f" VLLM_LORA_RESOLVER_CACHE_DIR={Path(cache_dir).resolve()}"
+        " VLLM_ALLOW_RUNTIME_LORA_UPDATING=True --enable-lora"
+    )

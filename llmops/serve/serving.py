@@ -140,6 +140,29 @@ class Serving:
             adapter.ref, url=host.url, served_name=name, kind=kind, base=base, pid=host.pid
         )
 
+    def layout(self, ref: str, cache_dir: Path, *, base: str | None = None) -> Path:
+        """Lay adapter ``ref`` out for vLLM's filesystem resolver in ``cache_dir`` (what
+        multi-node deployments share): ``cache_dir/<digest name>/`` with its
+        ``base_model_name_or_path`` set to the base's served name. vLLM then loads it on first
+        request with ``VLLM_PLUGINS=lora_filesystem_resolver`` and
+        ``VLLM_LORA_RESOLVER_CACHE_DIR=cache_dir``.
+
+        Raises:
+            InputError: ``ref`` is not a LoRA adapter, or records no base (pass ``base``).
+        """
+        from llmops.serve.vllm import resolver_layout, served_name
+
+        adapter = self.models.get(ref)
+        if adapter.kind != "adapter":
+            raise InputError(f"{adapter.ref} is a {adapter.kind}, not an adapter")
+        base_version = self.models.get(base or self._base_of(adapter))
+        return resolver_layout(
+            self.artifact_dir(adapter),
+            cache_dir,
+            name=served_name(adapter.name, adapter.digest),
+            base_name=served_name(base_version.name, base_version.digest),
+        )
+
     def unload_adapter(self, backend_id: str) -> Backend:
         """Unload an adapter a server loaded at run time, and mark its backend down."""
         from llmops.serve.vllm import unload_adapter

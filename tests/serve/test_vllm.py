@@ -35,6 +35,11 @@ def _adapter(folder: Path, r: int = 16, peft_type: str = "LORA") -> Path:
     return folder
 
 
+def test_the_resolver_needs_a_lora_adapter(serve_ws: Workspace, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="LORA adapters only"):
+        serve_ws.serving.layout("support-lora@2", tmp_path / "loras")  # its config has no type
+
+
 def test_the_command_line_preloads_adapters_with_a_fitting_rank(tmp_path: Path) -> None:
     a = _adapter(tmp_path / "a", r=12)
     b = _adapter(tmp_path / "b", r=16)
@@ -82,6 +87,26 @@ def test_the_resolver_layout_names_the_served_base(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="LORA adapters only"):
         resolver_layout(_adapter(tmp_path / "ia3", peft_type="IA3"), tmp_path / "cache",
                         name="x", base_name="b")  # fmt: skip
+
+
+def test_an_adapter_is_laid_out_for_the_resolver_under_its_digest_name(
+    serve_ws: Workspace, tmp_path: Path
+) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder = _adapter(tmp_path / "lora")
+    save_file({"w": np.ones((2, 2), dtype=np.float32)}, str(folder / "adapter_model.safetensors"))
+    serve_ws.artifacts.push(folder, name="support-lora", kind="adapter", parents=["base@1"])
+    folder = serve_ws.serving.layout("support-lora@4", tmp_path / "loras")
+    assert folder.name == _served(serve_ws, "support-lora@4")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == _served(serve_ws, "base@1")
+
+
+def _served(ws: Workspace, ref: str) -> str:
+    version = ws.models.get(ref)
+    return served_name(version.name, version.digest)
 
 
 def test_starting_vllm_without_it_says_how_to_install_it(
