@@ -70,7 +70,7 @@ def create_key(
         str, typer.Option("--models", help="Logical models it may call, comma-separated (all).")
     ] = "",
     rate: Annotated[
-        str | None, typer.Option("--rate", help="Rate limit per replica: 600/min, 10/s.")
+        str | None, typer.Option("--rate", help="Rate limit per replica: 600/min, 10/s, 1000/hour.")
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:

@@ -48,7 +48,8 @@ def start(
         bool, typer.Option("--detach", "-d", help="Leave the server running and return.")
     ] = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the command line; start nothing.")
+        bool,
+        typer.Option("--dry-run", help="Pull the models, print the command line, start nothing."),
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:

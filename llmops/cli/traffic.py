@@ -167,8 +167,12 @@ def history(logical: LogicalArg, json_out: JsonOpt = False) -> None:
         return
     for e in events:
         after = e["after"] or {}
-        typer.echo(f"{e['at']}  {e['actor']:<12} {e['action']:<13} weight {after.get('weight')}"
-                   f" candidate {after.get('candidate')}")  # fmt: skip
+        reason = f"  ({after['reason']})" if after.get("reason") else ""
+        typer.echo(
+            f"{e['at']}  rev {after.get('revision')}  {e['actor']:<12} {e['action']:<13}"
+            f" stable {after.get('stable')}  candidate {after.get('candidate')}"
+            f"  weight {after.get('weight')}  shadow {after.get('shadow')}{reason}"
+        )
 
 
 @app.command("export")

@@ -231,7 +231,9 @@ class Gateway:
 
     # -- auth, limits ----------------------------------------------------------------------
 
-    def _auth(self, request: web.Request, logical: str | None) -> tuple[Key | None, Any]:
+    def _auth(
+        self, request: web.Request, logical: str | None, *, limit: bool = True
+    ) -> tuple[Key | None, Any]:
         snapshot = self.snapshot
         if not snapshot.auth_required:
             return None, None
@@ -259,7 +261,7 @@ class Gateway:
                 "permission_error",
                 code="model_not_allowed",
             )
-        if key.rate_per_minute:
+        if limit and key.rate_per_minute:
             bucket = self._buckets.get(key.id)
             if bucket is None or bucket.capacity != key.rate_per_minute:
                 bucket = self._buckets[key.id] = _Bucket(key.rate_per_minute)
@@ -304,7 +306,7 @@ class Gateway:
     async def _list_models(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        key, refused = self._auth(request, None)
+        key, refused = self._auth(request, None, limit=False)
         if refused is not None:
             return refused  # type: ignore[no-any-return]
         data = [
@@ -358,7 +360,7 @@ class Gateway:
         if not isinstance(read, tuple):
             return read
         response_id, score, comment = read
-        key, refused = self._auth(request, None)  # who asks, before any lookup
+        key, refused = self._auth(request, None, limit=False)  # who asks, before any lookup
         if refused is not None:
             return refused  # type: ignore[no-any-return]
         origin = None
@@ -366,10 +368,14 @@ class Gateway:
             origin = self.proxy.recent.get(response_id) or await asyncio.to_thread(
                 self._lookup, response_id
             )
+            if origin is None:  # another replica's answer reaches the database within a flush
+                await asyncio.sleep(2 * self.config.flush_s + 0.1)
+                origin = await asyncio.to_thread(self._lookup, response_id)
         if origin is None:
             return error_response(
                 404,
-                f"no response {response_id!r} from this gateway",
+                f"no response {response_id!r} from this gateway (send the answer's"
+                " x-llmops-response-id header, not the body's id)",
                 "invalid_request_error",
                 code="response_not_found",
             )

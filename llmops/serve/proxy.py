@@ -205,7 +205,11 @@ class Proxy:
     async def _answer(self, request: web.Request, ctx: Call, arm: ArmRoute) -> web.StreamResponse:
         """Try the arm's backends in turn until one starts answering."""
         if not arm.targets:
-            raise Failed(f"no backend serves {arm.model or arm.ref}", status=503)
+            raise Failed(
+                f"no backend serves {arm.model or arm.ref} (start or attach one: `llmops serve"
+                " start` / `llmops serve attach`; see `llmops serve list`)",
+                status=503,
+            )
         targets = list(arm.targets)
         if len(targets) > 1:
             offset = self._rng.randrange(len(targets))
@@ -436,6 +440,7 @@ class Proxy:
         answer: str | None = None
         error: str | None = None
         status = 503
+        tokens = (0, 0)
         try:
             if not candidate.targets:
                 raise Failed(f"no backend serves {candidate.model or candidate.ref}", 503)
@@ -451,8 +456,22 @@ class Proxy:
             if status != 200:
                 error = f"candidate answered {status}"
             else:
-                answer = _answer_text(json.loads(data))
-        except (Failed, aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                parsed = json.loads(data)
+                answer = _answer_text(parsed)
+                usage = parsed.get("usage") if isinstance(parsed, dict) else None
+                if isinstance(usage, dict):
+                    tokens = (
+                        _count(usage.get("prompt_tokens")),
+                        _count(usage.get("completion_tokens")),
+                    )
+        except (
+            Failed,
+            aiohttp.ClientError,
+            TimeoutError,
+            OSError,
+            ValueError,
+            RecursionError,
+        ) as exc:
             error = f"{type(exc).__name__}: {exc}"[:1000]
         finally:
             self._shadow_inflight -= 1
@@ -472,6 +491,8 @@ class Proxy:
             error=error is not None,
             failover=False,
             shadow=True,
+            prompt_tokens=tokens[0],
+            completion_tokens=tokens[1],
         )
         self._log.add(
             ShadowPair,

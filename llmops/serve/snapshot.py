@@ -76,13 +76,11 @@ class Snapshot:
 
     routes: dict[str, Route] = field(default_factory=dict)
     keys: dict[str, Key] = field(default_factory=dict)
-    """SHA-256 of the secret -> key."""
+    """SHA-256 of the secret -> key (keys that work)."""
+    auth_required: bool = False
+    """Once any key was created, every request needs one: revoking the last key closes the
+    gateway, never opens it."""
     built_at: float = 0.0
-
-    @property
-    def auth_required(self) -> bool:
-        """Once any key exists, every request needs one."""
-        return bool(self.keys)
 
 
 def build_snapshot(models: ModelRegistry) -> Snapshot:
@@ -95,9 +93,7 @@ def build_snapshot(models: ModelRegistry) -> Snapshot:
             .order_by(col(ServeBackend.created_at))
         ).all()
         policies = session.scalars(select(TrafficPolicyRow)).all()
-        key_rows = session.scalars(
-            select(GatewayKey).where(col(GatewayKey.revoked_at).is_(None))
-        ).all()
+        key_rows = session.scalars(select(GatewayKey)).all()
         served = sorted({b.model for b in backends})
         aliases = session.execute(
             select(col(Artifact.name), col(ArtifactAlias.alias), col(ArtifactAlias.version))
@@ -150,5 +146,8 @@ def build_snapshot(models: ModelRegistry) -> Snapshot:
     keys = {
         k.digest: Key(id=k.id, models=frozenset(k.models), rate_per_minute=k.rate_per_minute)
         for k in key_rows
+        if k.revoked_at is None
     }
-    return Snapshot(routes=routes, keys=keys, built_at=time.monotonic())
+    return Snapshot(
+        routes=routes, keys=keys, auth_required=bool(key_rows), built_at=time.monotonic()
+    )

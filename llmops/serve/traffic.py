@@ -214,7 +214,7 @@ class Traffic:
                 self._check_arms(row)
             if _state(row) == before:
                 return to_policy(row)
-            return self._commit(session, row, "traffic.set", before, _state(row))
+            return self._commit(session, row, "traffic.set", before)
 
     def _fields(
         self, stable: Any, candidate: Any, weight: Any, sticky: Any, shadow: Any
@@ -268,9 +268,7 @@ class Traffic:
                 )
             before = _state(row)
             row.weight, row.shadow, row.killed = 0.0, 0.0, True
-            return self._commit(
-                session, row, "traffic.kill", before, {**(_state(row) or {}), "reason": reason}
-            )
+            return self._commit(session, row, "traffic.kill", before, {"reason": reason})
 
     def _commit(
         self,
@@ -278,12 +276,13 @@ class Traffic:
         row: TrafficPolicyRow,
         action: str,
         before: dict[str, Any] | None,
-        after: dict[str, Any] | None,
+        note: dict[str, Any] | None = None,
     ) -> TrafficPolicy:
-        """A new revision of ``row``, audited in the same transaction."""
+        """A new revision of ``row``, audited (with ``note``) in the same transaction."""
         row.revision += 1
         row.updated_by, row.updated_at = self.actor, utcnow()
         session.add(row)
+        after = {**(_state(row) or {}), **(note or {})}
         record_event(session, actor=self.actor, action=action, entity_type="traffic",
                      entity_key=row.logical, before=before, after=after)  # fmt: skip
         session.flush()

@@ -155,3 +155,30 @@ def test_export_templates_and_names_are_checked(serve_ws: Workspace) -> None:
         serve_ws.serving.export("Bot.v2", format="llm-d", namespace="NS WITH SPACE")
     text = serve_ws.serving.export("Bot.v2", format="llm-d")
     assert "name: bot-v2\n" in text and "name: bot-v2-pool\n" in text
+
+
+def test_revoking_the_last_key_keeps_the_gateway_closed(attached: Workspace) -> None:
+    created = attached.serving.keys.create("only")
+    with start_gateway(attached) as gw:
+        auth = {"Authorization": f"Bearer {created.secret}"}
+        assert chat(gw, headers=auth).status_code == 200
+        attached.serving.keys.revoke(created.key.id)
+        wait_for(lambda: not gw.snapshot.keys)
+        assert chat(gw, headers=auth).status_code == 401
+        assert chat(gw).status_code == 401
+
+
+def test_feedback_reaches_another_replica_within_a_flush(attached: Workspace) -> None:
+    with start_gateway(attached, flush_s=0.3) as one, start_gateway(attached, flush_s=0.3) as two:
+        rid = chat(one).headers["x-llmops-response-id"]
+        r = httpx.post(f"{two.url}/feedback", json={"response_id": rid, "thumbs": "up"})
+    assert r.status_code == 200 and r.json()["arm"] == "stable"
+
+
+def test_history_revisions_match_the_policy(serve_ws: Workspace) -> None:
+    traffic = serve_ws.serving.traffic
+    traffic.set("bot", stable="support-lora@1", candidate="support-lora@2", weight=5)
+    traffic.kill("bot", reason="bad")
+    history = traffic.history("bot")
+    assert [h["after"]["revision"] for h in history] == [1, 2] == [1, traffic.get("bot").revision]
+    assert history[1]["after"]["reason"] == "bad"
