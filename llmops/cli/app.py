@@ -8,6 +8,7 @@ import typer
 
 from llmops._version import __version__
 from llmops.cli import artifacts as artifacts_cmd
+from llmops.cli import canary as canary_cmd
 from llmops.cli import data as data_cmd
 from llmops.cli import evals as evals_cmd
 from llmops.cli import gateway as gateway_cmd
@@ -75,3 +76,4 @@ app.command("lineage")(models_cmd.lineage)
 app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(traffic_cmd.app, name="traffic")
+app.add_typer(canary_cmd.app, name="canary")

@@ -36,6 +36,9 @@ def gateway(
     max_request_bytes: Annotated[
         int, typer.Option("--max-request-bytes", help="Larger request bodies get 413.")
     ] = 1_048_576,
+    canary_interval: Annotated[
+        float, typer.Option("--canary-interval", help="Seconds between canary evaluations.")
+    ] = 2.0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No access log on stderr.")] = False,
     log_prompts: Annotated[
         bool, typer.Option("--log-prompts", help="Put messages and answers in the access log.")
@@ -59,7 +62,7 @@ def gateway(
     config = GatewayConfig(host=host, port=port, refresh_s=refresh, timeout_s=timeout,
                            candidate_timeout_s=candidate_timeout,
                            max_request_bytes=max_request_bytes, access_log=not quiet,
-                           log_prompts=log_prompts)  # fmt: skip
+                           log_prompts=log_prompts, canary_interval_s=canary_interval)  # fmt: skip
     workspace().serving.gateway(config).run()
 
 

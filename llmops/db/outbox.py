@@ -26,6 +26,10 @@ EVENT_TYPES = (
     "model.promoted",
     "model.promotion.refused",
     "model.rolled_back",
+    "canary.start",
+    "canary.advance",
+    "canary.rollback",
+    "canary.promote",
 )
 """Every event type, as named in ``[[events.webhooks]] events = [...]``."""
 

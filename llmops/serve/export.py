@@ -21,9 +21,11 @@ from llmops.errors import InputError
 
 __all__ = [
     "EXPORT_FORMATS",
+    "AnalysisTemplate",
     "ExportArm",
     "InferenceModelRewrite",
     "LLMInferenceService",
+    "argo_analysis",
     "check_k8s_name",
     "kserve_manifest",
     "llmd_manifest",
@@ -198,6 +200,66 @@ def kserve_manifest(
         spec=LLMSpec(
             model=LLMModel(uri=base.uri, name=base.served_name, lora=lora if adapters else None)
         ),
+    )
+
+
+class WebMetric(_Model):
+    url: str
+    jsonPath: str
+    timeoutSeconds: int = 10
+
+
+class MetricProvider(_Model):
+    web: WebMetric
+
+
+class AnalysisMetric(_Model):
+    name: str
+    interval: str = "30s"
+    count: int | None = None
+    failureLimit: int = 0
+    successCondition: str
+    provider: MetricProvider
+
+
+class AnalysisSpec(_Model):
+    metrics: list[AnalysisMetric] = Field(min_length=1)
+
+
+class AnalysisTemplate(_Model):
+    apiVersion: Literal["argoproj.io/v1alpha1"] = "argoproj.io/v1alpha1"
+    kind: Literal["AnalysisTemplate"] = "AnalysisTemplate"
+    metadata: ObjectMeta
+    spec: AnalysisSpec
+
+
+def argo_analysis(
+    logical: str, *, gateway_url: str, interval_s: int = 30, namespace: str | None = None
+) -> AnalysisTemplate:
+    """An Argo Rollouts ``AnalysisTemplate`` whose ``web`` metrics read the gateway's canary
+    analysis (``GET /canary/LOGICAL/analysis``): they fail when our sequential tests see a
+    breach of the error rate or of the latency (Flagger: the same URL as a webhook check)."""
+    url = f"{gateway_url.rstrip('/')}/canary/{logical}/analysis"
+    metrics = [
+        AnalysisMetric(
+            name=name,
+            interval=f"{interval_s}s",
+            successCondition="result == false",
+            provider=MetricProvider(web=WebMetric(url=url, jsonPath=path)),
+        )
+        for name, path in (
+            ("llmops-error-rate", "{$.analysis.error_rate.breach}"),
+            ("llmops-latency", "{$.analysis.latency.breach}"),
+        )
+    ]
+    return AnalysisTemplate(
+        metadata=ObjectMeta(
+            name=f"{_k8s_name(logical)[:50]}-llmops",
+            namespace=namespace,
+            labels={"app.kubernetes.io/managed-by": "llmops"},
+            annotations={"llmops.dev/logical-model": logical},
+        ),
+        spec=AnalysisSpec(metrics=metrics),
     )
 
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from llmops.registry import ModelRegistry
+    from llmops.serve.serving import Serving
 
 __all__ = ["Gateway", "GatewayConfig"]
 
@@ -66,9 +67,12 @@ class GatewayConfig:
     """Include messages and answers in the access log (off: never contents)."""
     max_shadow_inflight: int = 64
     """Mirrored requests beyond this many at once are skipped (stable traffic never waits)."""
+    canary_interval_s: float = 2.0
+    """How often the canary controller evaluates the live canaries."""
 
     def __post_init__(self) -> None:
-        for name in ("refresh_s", "timeout_s", "candidate_timeout_s", "flush_s"):
+        for name in ("refresh_s", "timeout_s", "candidate_timeout_s", "flush_s",
+                     "canary_interval_s"):  # fmt: skip
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InputError(
@@ -85,9 +89,17 @@ class Gateway:
     """One gateway replica. ``run()`` serves in the foreground; ``start()``/``stop()`` (or
     ``with``) serve from a background thread, for notebooks and tests."""
 
-    def __init__(self, models: ModelRegistry, config: GatewayConfig | None = None) -> None:
+    def __init__(
+        self,
+        models: ModelRegistry,
+        config: GatewayConfig | None = None,
+        *,
+        serving: Serving | None = None,
+    ) -> None:
         self.models = models
         self.config = config or GatewayConfig()
+        self.serving = serving
+        """With it, this replica also runs the canary controller (one leader per model)."""
         self.snapshot = Snapshot()
         self.metrics = Metrics()
         self.replica = f"gw-{socket.gethostname()[:40]}-{os.getpid()}"
@@ -160,6 +172,7 @@ class Gateway:
         app.router.add_post("/v1/feedback", self._feedback)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/canary/{logical}/analysis", self._canary_analysis)
         return app
 
     async def _serve(self, *, announce: bool) -> None:
@@ -193,6 +206,7 @@ class Gateway:
             ) from None
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         refresher = asyncio.create_task(self._refresher())
+        controller = asyncio.create_task(self._controller())
         if announce:
             import signal
 
@@ -208,11 +222,48 @@ class Gateway:
             await self._stop.wait()
         finally:
             refresher.cancel()
+            controller.cancel()
             for task in list(self._proxy.tasks):
                 task.cancel()
             await runner.cleanup()
             await session.close()
             await asyncio.to_thread(self._log.close)
+
+    async def _controller(self) -> None:
+        if self.serving is None:
+            return
+        from llmops.serve.controller import Controller
+
+        controller = Controller(self.serving, replica=self.replica,
+                                interval_s=self.config.canary_interval_s)  # fmt: skip
+        while True:
+            await asyncio.sleep(self.config.canary_interval_s)
+            try:
+                await asyncio.to_thread(controller.tick)
+            except Exception as exc:  # the next tick tries again
+                log.error("gateway: canary controller failed: %s", exc)
+
+    async def _canary_analysis(self, request: web.Request) -> web.Response:
+        """``GET /canary/LOGICAL/analysis``: the canary's status as JSON (for Argo Rollouts'
+        web metrics and Flagger webhooks)."""
+        from aiohttp import web
+
+        from llmops.errors import NotFoundError
+
+        _, refused = self._auth(request, request.match_info["logical"], limit=False)
+        if refused is not None:
+            return refused  # type: ignore[no-any-return]
+        if self.serving is None:
+            return error_response(404, "this gateway runs no canaries", "invalid_request_error")
+        try:
+            status = await asyncio.to_thread(
+                self.serving.canaries.status, request.match_info["logical"]
+            )
+        except NotFoundError as exc:
+            return error_response(404, exc.one_line(), "invalid_request_error",
+                                  code="canary_not_found")  # fmt: skip
+        return web.Response(text=json.dumps(status.to_json(), default=str),
+                            content_type="application/json")  # fmt: skip
 
     async def _refresher(self) -> None:
         while True:

@@ -51,6 +51,9 @@ class Serving:
         self.backends = Backends(self.db, models, actor=actor)
         self.traffic = Traffic(self.db, models, actor=actor)
         self.keys = ApiKeys(self.db, actor=actor)
+        from llmops.serve.canary import Canaries
+
+        self.canaries = Canaries(self)
 
     def __repr__(self) -> str:
         return "Serving(.start(base, adapters), .backends, .traffic, .keys, .gateway(), .show())"
@@ -320,7 +323,7 @@ class Serving:
             config = GatewayConfig(**options)
         elif options:
             raise TypeError("pass either config or options, not both")
-        return Gateway(self.models, config)
+        return Gateway(self.models, config, serving=self)
 
 
 _FIELDS = ("{served_name}", "{model}")

@@ -137,3 +137,35 @@ def test_the_gateway_command_serves_a_logical_model(cli: CLI, ws_root: Path) -> 
     assert b"pineapple-secret" not in err
     shown = cli.json("traffic", "show", "support-bot")
     assert shown["requests"] == {"stable": 1} and shown["errors"] == {"stable": 0}
+
+
+def test_canary_start_status_rollback_and_export(cli: CLI) -> None:
+    cli.json(
+        "serve", "attach", "support-lora@1", "--url", "http://127.0.0.1:9/v1", "--served-name", "a"
+    )
+    cli.json(
+        "serve", "attach", "support-lora@2", "--url", "http://127.0.0.1:9/v1", "--served-name", "b"
+    )
+    cli.json("traffic", "set", "support-bot", "--stable", "support-lora@production")
+    started = cli.json("canary", "start", "support-bot", "--candidate", "support-lora@2", "--steps",
+                       "5,25,50,100", "--min-requests", "200", "--min-seconds", "30")  # fmt: skip
+    assert (started["state"], started["step"], started["weight"]) == ("running", 0, 5)
+    status = cli.json("canary", "status", "support-bot")
+    assert {"state", "step", "weight", "arms", "decisions"} <= status.keys()
+    assert {"at", "action", "reason"} <= status["decisions"][0].keys()
+    _, err = cli("canary", "start", "support-bot", "--candidate", "support-lora@2", code=1)
+    assert "is running" in err
+    _, err = cli(
+        "canary", "start", "support-bot", "--candidate", "support-lora@2", "--steps", "5,x", code=2
+    )
+    assert "--steps" in err
+    out, _ = cli("canary", "export", "support-bot", "--format", "argo", "--gateway-url",
+                 "http://gw.ml:8080")  # fmt: skip
+    doc = yaml.safe_load(out)
+    assert (doc["apiVersion"], doc["kind"]) == ("argoproj.io/v1alpha1", "AnalysisTemplate")
+    metric = doc["spec"]["metrics"][0]
+    assert metric["provider"]["web"]["url"] == "http://gw.ml:8080/canary/support-bot/analysis"
+    assert metric["successCondition"] == "result == false"
+    rolled = cli.json("canary", "rollback", "support-bot", "-m", "not today")
+    assert rolled["state"] == "rolled_back" and rolled["weight"] == 0
+    assert [c["state"] for c in cli.json("canary", "list")] == ["rolled_back"]

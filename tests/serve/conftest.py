@@ -63,7 +63,8 @@ def attached(
 
 
 def start_gateway(ws: Workspace, **options: Any) -> Gateway:
-    options = {"port": 0, "refresh_s": 0.05, "flush_s": 0.05, **options}
+    # The controller stays off unless a test turns it on (most tests reconcile by hand).
+    options = {"port": 0, "refresh_s": 0.05, "flush_s": 0.05, "canary_interval_s": 3600, **options}
     return ws.serving.gateway(**options).start()
 
 

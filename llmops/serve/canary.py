@@ -1,0 +1,405 @@
+"""Canaries: a candidate's progressive rollout on a logical model, step by step through the
+spec's weights, judged on its own live traffic by the controller (:mod:`llmops.serve.controller`)
+and rolled back or promoted automatically, or by hand.
+
+The state lives in the registry database (``canary``, ``canary_decision``): a restarted gateway
+resumes where the canary was, and every start, step, hold, rollback and promotion is a decision
+row with the numbers that made it, an audit row and (for steps, rollbacks and promotions) a
+registry event.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select
+from sqlmodel import col
+
+from llmops._display import Display
+from llmops._record import Record
+from llmops.db.audit import record_event
+from llmops.db.models import CanaryDecisionRow, CanaryRow
+from llmops.db.outbox import emit
+from llmops.db.timestamps import as_utc, utcnow
+from llmops.errors import ConflictError, InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from llmops.serve.records import ArmStats
+    from llmops.serve.serving import Serving
+
+__all__ = ["FINAL_STATES", "Canaries", "CanarySpec", "CanaryStatus", "Decision"]
+
+FINAL_STATES = frozenset({"rolled_back", "promoted"})
+
+
+class CanarySpec(BaseModel):
+    """How a canary advances and when it is rolled back (defaults live here only)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    """Candidate weights (percent), increasing; the last one is usually 100."""
+    min_requests: int = Field(default=200, ge=1)
+    """Candidate requests a step needs before it can advance."""
+    min_seconds: float = Field(default=60.0, ge=0)
+    """Time a step needs before it can advance."""
+    max_error_rate_increase: float = Field(default=0.02, ge=0, le=1)
+    """Roll back once the candidate's error rate is surely (at ``alpha``) more than this above
+    the stable arm's."""
+    max_p95_increase: float = Field(default=0.5, ge=0)
+    """Roll back once surely more than 5% of candidate requests are slower than the stable
+    arm's p95 times (1 + this)."""
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    """False-alarm rate of the sequential tests, over the whole canary."""
+    min_stable_requests: int = Field(default=20, ge=1)
+    """Stable requests needed before the latency comparison starts."""
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[float]) -> list[float]:
+        if not steps:
+            raise ValueError("a canary needs at least one step")
+        if any(not math.isfinite(w) or not 0 < w <= 100 for w in steps):
+            raise ValueError("every step is a weight above 0 and at most 100")
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError("steps must increase (e.g. 5,25,50,100)")
+        return steps
+
+
+def parse_spec(values: dict[str, Any]) -> CanarySpec:
+    """A spec from options, every problem named at once.
+
+    Raises:
+        InputError: A value is out of range.
+    """
+    try:
+        return CanarySpec(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InputError(f"invalid canary spec: {problems}") from None
+
+
+@dataclass(slots=True, kw_only=True, repr=False)
+class Decision(Display, Record):
+    """What the controller (or a person) decided, and why."""
+
+    _repr_fields = ("action", "reason", "step", "weight")
+
+    action: str
+    reason: str
+    step: int
+    weight: float
+    numbers: dict[str, Any] = field(default_factory=dict)
+    at: datetime | None = None
+    actor: str = ""
+
+
+@dataclass(slots=True, kw_only=True, repr=False)
+class CanaryStatus(Display, Record):
+    """A canary's state, its arms' numbers on the current step, and its decisions."""
+
+    _repr_fields = ("logical", "state", "step", "weight", "candidate", "last")
+
+    logical: str
+    candidate: str
+    stable: str
+    state: str
+    step: int
+    steps: list[float]
+    weight: float
+    spec: dict[str, Any]
+    reason: str
+    started_at: datetime
+    step_started_at: datetime
+    arms: dict[str, ArmStats]
+    analysis: dict[str, Any]
+    decisions: list[Decision]
+
+    _json_computed = ("last",)
+
+    @property
+    def last(self) -> Decision | None:
+        """The latest decision."""
+        return self.decisions[-1] if self.decisions else None
+
+
+def _decision(row: CanaryDecisionRow) -> Decision:
+    return Decision(
+        action=row.action,
+        reason=row.reason,
+        step=row.step,
+        weight=row.weight,
+        numbers=dict(row.numbers),
+        at=as_utc(row.at),
+        actor=row.actor,
+    )
+
+
+class Canaries:
+    """Canaries of logical models (``ws.serving.canaries``)."""
+
+    def __init__(self, serving: Serving) -> None:
+        self.serving = serving
+        self.db = serving.db
+        self.actor = serving.actor
+
+    def __repr__(self) -> str:
+        return "Canaries(.start(logical, candidate=..., steps=[...]), .status, .rollback, .list)"
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def row(self, logical: str) -> CanaryRow:
+        """The canary row of ``logical``.
+
+        Raises:
+            NotFoundError: It has none.
+        """
+        with self.db.read() as session:
+            row = session.get(CanaryRow, logical)
+        if row is None:
+            raise NotFoundError(
+                f"no canary on logical model {logical!r}",
+                hint=f"start one with `llmops canary start {logical} --candidate NAME@V`",
+            )
+        return row
+
+    def decisions(self, logical: str, *, limit: int = 200) -> builtins.list[Decision]:
+        """The newest ``limit`` decisions, oldest first."""
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(CanaryDecisionRow)
+                .where(col(CanaryDecisionRow.logical) == logical)
+                .order_by(col(CanaryDecisionRow.id).desc())
+                .limit(limit)
+            ).all()
+        return [_decision(r) for r in reversed(rows)]
+
+    def status(self, logical: str) -> CanaryStatus:
+        """State, step, weight, per-arm numbers since the step began, and decisions."""
+        from llmops.serve.controller import analyse
+
+        row = self.row(logical)
+        spec = CanarySpec(**row.spec)
+        analysis, arms = analyse(self.serving, row, spec)
+        policy = self.serving.traffic.get(logical)
+        return CanaryStatus(
+            logical=logical,
+            candidate=row.candidate,
+            stable=row.stable,
+            state=row.state,
+            step=row.step,
+            steps=list(spec.steps),
+            weight=0.0 if policy.killed else policy.weight,
+            spec=spec.model_dump(),
+            reason=row.reason,
+            started_at=as_utc(row.started_at),
+            step_started_at=as_utc(row.step_started_at),
+            arms=arms,
+            analysis=analysis,
+            decisions=self.decisions(logical),
+        )
+
+    def list(self) -> builtins.list[CanaryStatus]:
+        """Every canary, live ones first."""
+        with self.db.read() as session:
+            names = session.scalars(select(col(CanaryRow.logical))).all()
+        out = [self.status(n) for n in names]
+        return sorted(out, key=lambda s: (s.state in FINAL_STATES, s.logical))
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def start(self, logical: str, *, candidate: str, **spec: Any) -> CanaryStatus:
+        """Start rolling ``candidate`` out on ``logical`` (which needs a traffic policy): the
+        candidate takes the first step's weight now; the controller takes it from there.
+        ``spec`` holds :class:`CanarySpec` fields (``steps``, ``min_requests`` ...).
+
+        Raises:
+            NotFoundError: No policy for ``logical``, or ``candidate`` names no model version.
+            InputError: The spec is invalid or the candidate is the stable arm.
+            ConflictError: A canary is already live on ``logical``.
+        """
+        parsed = parse_spec(spec)
+        policy = self.serving.traffic.get(logical)
+        version = self.serving.models.get(candidate).ref
+        with self.db.write() as session:
+            row = session.scalars(
+                select(CanaryRow).where(col(CanaryRow.logical) == logical).with_for_update()
+            ).first()
+            if row is not None and row.state not in FINAL_STATES:
+                raise ConflictError(
+                    f"a canary of {row.candidate} is {row.state} on {logical!r}",
+                    hint=f"finish it first: `llmops canary rollback {logical}` or `promote`",
+                )
+            if row is not None:
+                session.delete(row)
+                session.flush()
+            now = utcnow()
+            row = CanaryRow(
+                logical=logical,
+                candidate=version,
+                stable=policy.stable,
+                spec=parsed.model_dump(),
+                state="running",
+                step=0,
+                step_started_at=now,
+                started_at=now,
+                started_by=self.actor,
+                updated_at=now,
+            )
+            session.add(row)
+            session.flush()
+        # The split moves outside that transaction (it has its own, audited); should it fail
+        # (a candidate equal to stable), the canary is rolled back with the reason.
+        try:
+            self.serving.traffic.set(logical, candidate=version, weight=parsed.steps[0])
+        except InputError as exc:
+            self._finish(logical, "rolled_back", f"could not start: {exc.message}", weight=0.0)
+            raise
+        self.record(
+            logical,
+            "start",
+            f"{version} at {parsed.steps[0]:g}%",
+            step=0,
+            weight=parsed.steps[0],
+            event=True,
+        )
+        return self.status(logical)
+
+    def pause(self, logical: str, *, reason: str = "") -> CanaryStatus:
+        """Stop advancing (the weight stays; rollback on a breach still happens)."""
+        self._transition(logical, {"running"}, "paused", "pause", reason or "paused by hand")
+        return self.status(logical)
+
+    def resume(self, logical: str) -> CanaryStatus:
+        """Let a paused canary advance again."""
+        self._transition(logical, {"paused"}, "running", "resume", "resumed by hand")
+        return self.status(logical)
+
+    def rollback(self, logical: str, *, reason: str = "rolled back by hand") -> CanaryStatus:
+        """Send everything to stable at once and end the canary (the evidence stays)."""
+        from llmops.serve.controller import roll_back
+
+        row = self.row(logical)
+        if row.state in FINAL_STATES:
+            raise InputError(f"the canary on {logical!r} is already {row.state}")
+        roll_back(self, row, reason, numbers={}, actor=self.actor)
+        return self.status(logical)
+
+    def advance(self, logical: str) -> CanaryStatus:
+        """Go to the next step now (by hand), whatever the numbers say."""
+        from llmops.serve.controller import step_to
+
+        row = self.row(logical)
+        if row.state in FINAL_STATES:
+            raise InputError(f"the canary on {logical!r} is already {row.state}")
+        spec = CanarySpec(**row.spec)
+        if row.step + 1 >= len(spec.steps):
+            raise InputError(
+                f"the canary on {logical!r} is at its last step",
+                hint=f"promote it: `llmops canary promote {logical}`",
+            )
+        step_to(self, row, row.step + 1, spec, "advanced by hand", numbers={}, actor=self.actor)
+        return self.status(logical)
+
+    def promote(self, logical: str) -> CanaryStatus:
+        """Promote the candidate now (by hand) through the model's promotion policy."""
+        from llmops.serve.controller import promote
+
+        row = self.row(logical)
+        if row.state in FINAL_STATES:
+            raise InputError(f"the canary on {logical!r} is already {row.state}")
+        promote(self, row, "promoted by hand", numbers={}, actor=self.actor)
+        return self.status(logical)
+
+    # -- writing helpers (the controller uses these too) -------------------------------------
+
+    def _transition(
+        self, logical: str, allowed: set[str], state: str, action: str, reason: str
+    ) -> None:
+        with self.db.write() as session:
+            row = self._locked(session, logical)
+            if row.state not in allowed:
+                raise InputError(
+                    f"the canary on {logical!r} is {row.state}, not {' or '.join(sorted(allowed))}"
+                )
+            row.state, row.updated_at, row.revision = state, utcnow(), row.revision + 1
+            session.add(row)
+            step = row.step
+        weight = self.serving.traffic.get(logical).weight
+        self.record(logical, action, reason, step=step, weight=weight)
+
+    def _locked(self, session: Session, logical: str) -> CanaryRow:
+        row = session.scalars(
+            select(CanaryRow).where(col(CanaryRow.logical) == logical).with_for_update()
+        ).first()
+        if row is None:
+            raise NotFoundError(f"no canary on logical model {logical!r}")
+        return row
+
+    def _finish(self, logical: str, state: str, reason: str, *, weight: float) -> None:
+        with self.db.write() as session:
+            row = self._locked(session, logical)
+            row.state, row.reason, row.updated_at = state, reason, utcnow()
+            row.revision += 1
+            session.add(row)
+
+    def record(
+        self,
+        logical: str,
+        action: str,
+        reason: str,
+        *,
+        step: int,
+        weight: float,
+        numbers: dict[str, Any] | None = None,
+        actor: str | None = None,
+        event: bool = False,
+    ) -> None:
+        """Append a decision (audited; ``event``: also a registry event)."""
+        actor = actor or self.actor
+        with self.db.write() as session:
+            session.add(
+                CanaryDecisionRow(
+                    logical=logical,
+                    action=action,
+                    reason=reason[:2000],
+                    step=step,
+                    weight=weight,
+                    numbers=numbers or {},
+                    actor=actor,
+                )
+            )
+            record_event(
+                session,
+                actor=actor,
+                action=f"canary.{action}",
+                entity_type="canary",
+                entity_key=logical,
+                before=None,
+                after={"step": step, "weight": weight, "reason": reason[:500]},
+            )
+            if event:
+                row = session.get(CanaryRow, logical)
+                model = (row.candidate if row else logical).partition("@")[0]
+                emit(
+                    session,
+                    type=f"canary.{action}",
+                    model=model,
+                    payload={
+                        "logical": logical,
+                        "step": step,
+                        "weight": weight,
+                        "reason": reason[:500],
+                        "candidate": row.candidate if row else None,
+                    },
+                )
