@@ -102,7 +102,7 @@ class Gateway:
         """With it, this replica also runs the canary controller (one leader per model)."""
         self.snapshot = Snapshot()
         self.metrics = Metrics()
-        self.replica = f"gw-{socket.gethostname()[:40]}-{os.getpid()}"
+        self.replica = f"gw-{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._log: RequestLog | None = None
         self._proxy: Proxy | None = None
         self._buckets: dict[str, _Bucket] = {}

@@ -192,3 +192,24 @@ def test_one_replica_leads_a_canary_at_a_time(canary_ws: Workspace) -> None:
     a = Controller(serving, replica="a").tick()
     b = Controller(serving, replica="b").tick()
     assert a == {"support-bot": "hold"} and b == {}
+
+
+def test_a_restarted_gateway_resumes_the_canary_where_it_was(canary_ws: Workspace) -> None:
+    canaries = canary_ws.serving.canaries
+    canaries.start("support-bot", candidate="support-lora@2", steps=[20, 60, 100],
+                   min_requests=10, min_seconds=0)  # fmt: skip
+    with start_gateway(canary_ws, canary_interval_s=0.2) as first:
+        user = 0
+        while canaries.row("support-bot").step == 0 and user < 2000:
+            _traffic(first, 20, start=user)
+            user += 20
+    step = canaries.row("support-bot").step
+    assert step >= 1  # the first replica advanced, then went away
+    with start_gateway(canary_ws, canary_interval_s=0.2) as second:
+        while canaries.row("support-bot").state == "running" and user < 6000:
+            _traffic(second, 20, start=user)
+            user += 20
+    final = canaries.status("support-bot")
+    assert final.state == "promoted"
+    actors = {d.actor for d in final.decisions if d.action in ("advance", "promote")}
+    assert len(actors) == 2  # both replicas led, one after the other (the lease expired)
