@@ -164,8 +164,15 @@ def rollback(
 
 @app.command("promote")
 def promote(logical: LogicalArg, json_out: JsonOpt = False) -> None:
-    """Promote the candidate now, through the model's promotion policy."""
-    _simple("promote", logical, json_out)
+    """Promote the candidate now, through the model's promotion policy (exit 1 while it waits
+    for approvals)."""
+    result = workspace().serving.canaries.promote(logical)
+    if json_out:
+        emit_json(result.to_json())
+    else:
+        _print(result)
+    if result.state != "promoted":
+        raise typer.Exit(1)
 
 
 @app.command("export")

@@ -57,18 +57,27 @@ class CanarySpec(BaseModel):
     max_p95_increase: float = Field(default=0.5, ge=0)
     """Roll back once surely more than 5% of candidate requests are slower than the stable
     arm's p95 times (1 + this)."""
+    min_p95_increase_ms: float = Field(default=5.0, ge=0)
+    """Latency differences smaller than this never count (noise at millisecond latencies)."""
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     """False-alarm rate of the sequential tests, over the whole canary."""
     min_stable_requests: int = Field(default=20, ge=1)
     """Stable requests needed before the latency comparison starts."""
+
+    @field_validator("min_seconds", "max_p95_increase", "min_p95_increase_ms")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
 
     @field_validator("steps")
     @classmethod
     def _increasing(cls, steps: list[float]) -> list[float]:
         if not steps:
             raise ValueError("a canary needs at least one step")
-        if any(not math.isfinite(w) or not 0 < w <= 100 for w in steps):
-            raise ValueError("every step is a weight above 0 and at most 100")
+        if any(not math.isfinite(w) or not 0.01 <= w <= 100 for w in steps):
+            raise ValueError("every step is a weight from 0.01 to 100")
         if any(b <= a for a, b in itertools.pairwise(steps)):
             raise ValueError("steps must increase (e.g. 5,25,50,100)")
         return steps
@@ -173,12 +182,17 @@ class Canaries:
             )
         return row
 
-    def decisions(self, logical: str, *, limit: int = 200) -> builtins.list[Decision]:
-        """The newest ``limit`` decisions, oldest first."""
+    def decisions(
+        self, logical: str, *, limit: int = 200, since: datetime | None = None
+    ) -> builtins.list[Decision]:
+        """The newest ``limit`` decisions (``since``: from then on), oldest first."""
+        where = [col(CanaryDecisionRow.logical) == logical]
+        if since is not None:
+            where.append(col(CanaryDecisionRow.at) >= since)
         with self.db.read() as session:
             rows = session.scalars(
                 select(CanaryDecisionRow)
-                .where(col(CanaryDecisionRow.logical) == logical)
+                .where(*where)
                 .order_by(col(CanaryDecisionRow.id).desc())
                 .limit(limit)
             ).all()
@@ -206,7 +220,7 @@ class Canaries:
             step_started_at=as_utc(row.step_started_at),
             arms=arms,
             analysis=analysis,
-            decisions=self.decisions(logical),
+            decisions=self.decisions(logical, since=as_utc(row.started_at)),
         )
 
     def list(self) -> builtins.list[CanaryStatus]:
@@ -231,6 +245,27 @@ class Canaries:
         parsed = parse_spec(spec)
         policy = self.serving.traffic.get(logical)
         version = self.serving.models.get(candidate).ref
+        stable_name = policy.stable.partition("@")[0]
+        if version.partition("@")[0] != stable_name:
+            raise InputError(
+                f"the candidate {version} is not a version of {stable_name}, the stable arm's"
+                " model",
+                hint="a canary rolls out a new version of the same model; change the traffic"
+                " policy by hand (llmops traffic set) to switch models",
+            )
+        if version == self.serving.traffic.resolve(policy.stable):
+            raise InputError(
+                f"the candidate {version} is the stable arm {policy.stable}",
+                hint="name another version",
+            )
+        name, _, number = version.partition("@")
+        if not any(
+            b.model == name and b.version == int(number) for b in self.serving.backends.list()
+        ):
+            raise InputError(
+                f"no backend serves {version}",
+                hint="start or attach one first (llmops serve start / attach)",
+            )
         with self.db.write() as session:
             row = session.scalars(
                 select(CanaryRow).where(col(CanaryRow.logical) == logical).with_for_update()
@@ -292,7 +327,11 @@ class Canaries:
         row = self.row(logical)
         if row.state in FINAL_STATES:
             raise InputError(f"the canary on {logical!r} is already {row.state}")
-        roll_back(self, row, reason, numbers={}, actor=self.actor)
+        if not roll_back(self, row, reason, numbers={}, actor=self.actor):
+            raise ConflictError(
+                f"the canary on {logical!r} changed while rolling back",
+                hint=f"see `llmops canary status {logical}`",
+            )
         return self.status(logical)
 
     def advance(self, logical: str) -> CanaryStatus:
@@ -319,7 +358,13 @@ class Canaries:
         if row.state in FINAL_STATES:
             raise InputError(f"the canary on {logical!r} is already {row.state}")
         promote(self, row, "promoted by hand", numbers={}, actor=self.actor)
-        return self.status(logical)
+        status = self.status(logical)
+        if status.state not in ("promoted", "awaiting_approval"):
+            raise ConflictError(
+                f"the canary on {logical!r} changed while promoting",
+                hint=f"see `llmops canary status {logical}`",
+            )
+        return status
 
     # -- writing helpers (the controller uses these too) -------------------------------------
 

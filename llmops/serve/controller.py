@@ -16,7 +16,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, not_, or_, select, update
+from sqlalchemy import func, not_, select, update
 from sqlmodel import col
 
 from llmops.db.models import CanaryRow, ServeLease, ServeRequest
@@ -52,6 +52,20 @@ def analyse(
     arms = arm_stats(serving.db, row.logical, since=since)
     cand = arms.get("candidate")
     stable = arms.get("stable")
+    baseline = "this step"
+    if stable is None or stable.requests < spec.min_stable_requests:
+        # At high weights (100%: none) the stable arm has too little traffic of its own on the
+        # step: compare with its traffic over the whole canary, else the hour before it.
+        started = as_utc(row.started_at)
+        windows = (
+            ("the whole canary", started, None),
+            ("the hour before the canary", started - timedelta(hours=1), started),
+        )
+        for name, begin, end in windows:
+            earlier = arm_stats(serving.db, row.logical, since=begin, until=end).get("stable")
+            if earlier is not None and earlier.requests >= spec.min_stable_requests:
+                stable, baseline = earlier, name
+                break
     c = (cand.errors, cand.requests) if cand else (0, 0)
     s = (stable.errors, stable.requests) if stable else (0, 0)
     errors = difference(c, s, alpha=spec.alpha / 2)
@@ -64,7 +78,8 @@ def analyse(
         and stable.requests >= spec.min_stable_requests
         and cand
     ):
-        threshold = stable.p95_ms * (1 + spec.max_p95_increase)
+        threshold = max(stable.p95_ms * (1 + spec.max_p95_increase),
+                        stable.p95_ms + spec.min_p95_increase_ms)  # fmt: skip
         with serving.db.read() as session:
             slow = session.scalar(
                 select(func.count())
@@ -96,40 +111,75 @@ def analyse(
         },
         "latency": {**latency, "max_p95_increase": spec.max_p95_increase, "breach": latency_breach},
         "ready": requests >= spec.min_requests and elapsed >= spec.min_seconds,
+        "baseline": baseline if stable and stable.requests >= spec.min_stable_requests else None,
         "method": f"always-valid confidence sequences (normal mixture), alpha {spec.alpha}",
     }
     return analysis, arms
 
 
-def decide(row: CanaryRow, spec: CanarySpec, analysis: dict[str, Any]) -> tuple[str, str]:
-    """``(action, reason)``: ``rollback``, ``promote``, ``advance`` or ``hold``."""
-    err = analysis["error_rate"]
+def _breach(spec: CanarySpec, analysis: dict[str, Any]) -> str | None:
+    """Why the candidate is clearly worse (the whole interval past a threshold), if it is."""
+    err, lat = analysis["error_rate"], analysis["latency"]
     if err["breach"]:
-        d = err["difference"]
-        return "rollback", (
+        return (
             f"error rate {err['candidate']:.2%} vs stable {err['stable'] or 0:.2%}: the increase"
-            f" is at least {d['low']:.2%} (> {spec.max_error_rate_increase:.2%} allowed)"
+            f" is at least {err['difference']['low']:.2%}"
+            f" (> {spec.max_error_rate_increase:.2%} allowed)"
         )
-    lat = analysis["latency"]
     if lat["breach"]:
-        return "rollback", (
+        return (
             f"latency: at least {lat['slow_share']['low']:.1%} of candidate requests are slower"
             f" than {lat['threshold_ms']:.1f} ms (stable p95 x {1 + spec.max_p95_increase:g};"
             f" at most {SLOW_SHARE:.0%} allowed)"
         )
-    if row.state != "running":
-        return "hold", f"{row.state}"
-    if not analysis["ready"]:
-        n = analysis["requests"]["candidate"]
-        return "hold", (
-            f"step {row.step + 1}/{len(spec.steps)}: {n}/{spec.min_requests} candidate"
-            f" requests, {analysis['elapsed_s']:.0f}/{spec.min_seconds:g} s"
+    return None
+
+
+def _wait(row: CanaryRow, spec: CanarySpec, analysis: dict[str, Any]) -> str | None:
+    """Why the step cannot pass yet, if it cannot: no baseline, an estimate above a threshold
+    (not yet a clear breach), or too few requests or seconds."""
+    err, lat = analysis["error_rate"], analysis["latency"]
+    estimate = err["difference"]["estimate"]
+    share = lat.get("slow_share")
+    if analysis["baseline"] is None:
+        return (
+            f"no stable baseline: fewer than {spec.min_stable_requests} stable requests to"
+            " compare with (this step, the canary, or the hour before it)"
         )
+    if estimate is not None and estimate > spec.max_error_rate_increase:
+        return (
+            f"error-rate increase estimated at {estimate:.2%} (above"
+            f" {spec.max_error_rate_increase:.2%}): holding until it is clear either way"
+        )
+    if share and share["estimate"] is not None and share["estimate"] > 2 * SLOW_SHARE:
+        return (
+            f"latency: {share['estimate']:.1%} of candidate requests slower than"
+            f" {lat['threshold_ms']:.1f} ms: holding until it is clear either way"
+        )
+    if not analysis["ready"]:
+        return (
+            f"step {row.step + 1}/{len(spec.steps)}: {analysis['requests']['candidate']}/"
+            f"{spec.min_requests} candidate requests,"
+            f" {analysis['elapsed_s']:.0f}/{spec.min_seconds:g} s"
+        )
+    return None
+
+
+def decide(row: CanaryRow, spec: CanarySpec, analysis: dict[str, Any]) -> tuple[str, str]:
+    """``(action, reason)``: ``rollback``, ``promote``, ``advance`` or ``hold``. A breach rolls
+    back in any live state; only a running canary advances or promotes."""
+    breach = _breach(spec, analysis)
+    if breach:
+        return "rollback", breach
+    if row.state != "running":
+        return "hold", row.state
+    wait = _wait(row, spec, analysis)
+    if wait:
+        return "hold", wait
+    n = analysis["requests"]["candidate"]
     if row.step + 1 >= len(spec.steps):
-        return "promote", f"last step passed with {analysis['requests']['candidate']} requests"
-    return "advance", (
-        f"step {row.step + 1} passed ({analysis['requests']['candidate']} requests, no breach)"
-    )
+        return "promote", f"last step passed with {n} requests"
+    return "advance", f"step {row.step + 1} passed ({n} requests, no breach)"
 
 
 def step_to(
@@ -155,7 +205,16 @@ def step_to(
     if not moved:
         return False
     weight = spec.steps[step]
-    canaries.serving.traffic.set(row.logical, weight=weight)
+    try:
+        canaries.serving.traffic.set(row.logical, weight=weight)
+    except Exception:  # the split did not move: neither does the step
+        with canaries.db.write() as session:
+            session.execute(
+                update(CanaryRow)
+                .where(col(CanaryRow.logical) == row.logical)
+                .values(step=row.step, step_started_at=row.step_started_at)
+            )
+        raise
     canaries.record(
         row.logical,
         "advance",
@@ -169,11 +228,37 @@ def step_to(
     return True
 
 
+def claim(canaries: Canaries, row: CanaryRow, state: str) -> bool:
+    """Move the canary to ``state`` only if it is still where ``row`` saw it and not final
+    (of a rollback and a promotion racing, exactly one wins)."""
+    with canaries.db.write() as session:
+        result: Any = session.execute(
+            update(CanaryRow)
+            .where(
+                col(CanaryRow.logical) == row.logical,
+                col(CanaryRow.revision) == row.revision,
+                col(CanaryRow.state).not_in(sorted(FINAL_STATES)),
+            )
+            .values(state=state, updated_at=utcnow(), revision=row.revision + 1)
+        )
+        return bool(result.rowcount)
+
+
 def roll_back(
-    canaries: Canaries, row: CanaryRow, reason: str, *, numbers: dict[str, Any], actor: str
-) -> None:
-    """Candidate weight 0 at once (the kill switch), then the canary ends as rolled back."""
-    canaries.serving.traffic.kill(row.logical, reason=f"canary rollback: {reason}")
+    canaries: Canaries,
+    row: CanaryRow,
+    reason: str,
+    *,
+    numbers: dict[str, Any],
+    actor: str,
+    kill: bool = True,
+) -> bool:
+    """Candidate weight 0 at once (the kill switch), then the canary ends as rolled back;
+    False when it had already moved on (another decision won)."""
+    if not claim(canaries, row, "rolled_back"):
+        return False
+    if kill:
+        canaries.serving.traffic.kill(row.logical, reason=f"canary rollback: {reason}")
     canaries._finish(row.logical, "rolled_back", reason, weight=0.0)
     canaries.record(
         row.logical,
@@ -185,6 +270,7 @@ def roll_back(
         actor=actor,
         event=True,
     )
+    return True
 
 
 def promote(
@@ -192,7 +278,10 @@ def promote(
 ) -> bool:
     """Promote the candidate: when the stable arm is an alias (``name@production``) the alias
     moves to it (through the model's policy when one guards it; it may wait for approvals);
-    a pinned stable arm (``name@7``) is replaced. Then the split ends on the new stable."""
+    a pinned stable arm (``name@7``) is replaced. Then the split ends on the new stable.
+    False when it waits for approvals, or another decision won."""
+    if not claim(canaries, row, "promoting"):
+        return False
     serving = canaries.serving
     name, _, label = row.stable.partition("@")
     candidate_name = row.candidate.partition("@")[0]
@@ -206,7 +295,7 @@ def promote(
                     current = canaries._locked(session, row.logical)
                     current.state, current.reason = "awaiting_approval", why[:2000]
                     session.add(current)
-                if row.state != "awaiting_approval":
+                if row.state not in ("awaiting_approval", "promoting"):
                     canaries.record(
                         row.logical,
                         "hold",
@@ -242,13 +331,28 @@ def reconcile(canaries: Canaries, logical: str, *, actor: str) -> str:
     if row.state in FINAL_STATES:
         return "none"
     spec = CanarySpec(**row.spec)
+    policy = canaries.serving.traffic.get(logical)
+    if policy.killed:  # a person pulled the kill switch: the canary is over
+        roll_back(canaries, row, "the traffic policy was killed", numbers={}, actor=actor,
+                  kill=False)  # fmt: skip
+        return "rollback"
+    if (policy.candidate is not None and canaries.serving.traffic.resolve(policy.candidate)
+            != row.candidate) or policy.stable != row.stable:  # fmt: skip
+        # Someone changed the arms by hand: what the canary measures is no longer its
+        # candidate. It stops; the split stays as they set it.
+        roll_back(canaries, row, f"the traffic policy was changed by hand (candidate"
+                  f" {policy.candidate}, stable {policy.stable})", numbers={}, actor=actor,
+                  kill=False)  # fmt: skip
+        return "rollback"
     analysis, _ = analyse(canaries.serving, row, spec)
-    if row.state == "awaiting_approval":
-        return (
-            "promote"
-            if promote(canaries, row, "promoted once approved", numbers=analysis, actor=actor)
-            else "hold"
-        )
+    if row.state in ("awaiting_approval", "promoting"):
+        breach = _breach(spec, analysis)  # waiting for a person never shields a breach
+        if breach:
+            roll_back(canaries, row, breach, numbers=analysis, actor=actor)
+            return "rollback"
+        promoted = promote(canaries, row, "promoted once approved", numbers=analysis,
+                           actor=actor)  # fmt: skip
+        return "promote" if promoted else "hold"
     action, reason = decide(row, spec, analysis)
     if action == "rollback":
         roll_back(canaries, row, reason, numbers=analysis, actor=actor)
@@ -305,12 +409,7 @@ class Controller:
         with self.serving.db.read() as session:
             live = session.scalars(
                 select(col(CanaryRow.logical)).where(
-                    or_(
-                        *(
-                            col(CanaryRow.state) == s
-                            for s in ("running", "paused", "awaiting_approval")
-                        )
-                    )
+                    col(CanaryRow.state).not_in(sorted(FINAL_STATES))
                 )
             ).all()
         out: dict[str, str] = {}

@@ -219,10 +219,15 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 
 def arm_stats(
-    db: Database, logical: str, *, since: datetime | None = None, window: int = 50_000
+    db: Database,
+    logical: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    window: int = 50_000,
 ) -> dict[str, ArmStats]:
-    """Per-arm numbers of ``logical`` from every replica's request log (``since``: only
-    requests from then on). Percentiles use each arm's latest ``window`` requests."""
+    """Per-arm numbers of ``logical`` from every replica's request log (``since``/``until``:
+    only requests in that window). Percentiles use each arm's latest ``window`` requests."""
     out: dict[str, ArmStats] = {}
     with db.read() as session:
         # A failed-over request counts on the candidate (as an error), not on stable: each
@@ -233,6 +238,8 @@ def arm_stats(
         ]
         if since is not None:
             where.append(col(ServeRequest.at) >= since)
+        if until is not None:
+            where.append(col(ServeRequest.at) < until)
         rows = session.execute(
             select(
                 col(ServeRequest.arm),

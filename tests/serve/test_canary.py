@@ -130,10 +130,12 @@ def test_promotion_waits_for_the_policys_approval(
 
     write_policy(canary_ws, "guards: [production]\napprovals: {count: 1, allow_self: false}\n")
     canaries = canary_ws.serving.canaries
-    canaries.start("support-bot", candidate="support-lora@2", steps=[100], min_requests=5,
-                   min_seconds=0)  # fmt: skip
     with start_gateway(canary_ws) as gw:
-        _traffic(gw, 20)
+        _traffic(gw, 30)  # the stable baseline, before the canary (at 100% stable gets none)
+        canaries.start("support-bot", candidate="support-lora@2", steps=[100], min_requests=5,
+                       min_seconds=0)  # fmt: skip
+        wait_for(lambda: gw.snapshot.routes["support-bot"].weight == 100)
+        _traffic(gw, 20, start=100)
     assert _run(canary_ws) == "promote"
     waiting = canaries.status("support-bot")
     assert waiting.state == "awaiting_approval" and "approval" in waiting.reason
@@ -156,7 +158,7 @@ def test_by_hand_pause_resume_advance_rollback_and_bad_starts(canary_ws: Workspa
         canaries.start("support-bot", candidate="support-lora@2", min_requests=0)
     canaries.start("support-bot", candidate="support-lora@2", steps=[10, 50, 100])
     with pytest.raises(ConflictError, match="is running"):
-        canaries.start("support-bot", candidate="support-lora@3")
+        canaries.start("support-bot", candidate="support-lora@2")
     assert canaries.pause("support-bot").state == "paused"
     assert _run(canary_ws) == "hold"  # paused: no advance without numbers either
     assert canaries.resume("support-bot").state == "running"
@@ -213,3 +215,122 @@ def test_a_restarted_gateway_resumes_the_canary_where_it_was(canary_ws: Workspac
     assert final.state == "promoted"
     actors = {d.actor for d in final.decisions if d.action in ("advance", "promote")}
     assert len(actors) == 2  # both replicas led, one after the other (the lease expired)
+
+
+def test_an_unjudgeable_last_step_never_promotes_a_failing_candidate(attached: Workspace) -> None:
+    with MockServer(tagged("dead"), fault_every=1, fault_kind="500") as dead:
+        attached.serving.backends.attach("support-lora@3", url=dead.url, served_name="dead")
+        attached.serving.traffic.set("support-bot", candidate=None, sticky="header:x-user-id")
+        with start_gateway(attached) as gw:
+            _traffic(gw, 40)  # stable traffic before the canary: the baseline at 100%
+            attached.serving.canaries.start("support-bot", candidate="support-lora@3",
+                                            steps=[100], min_requests=10, min_seconds=0)  # fmt: skip
+            actions = []
+            for round_ in range(6):
+                wait_for(lambda: gw.snapshot.routes["support-bot"].weight == 100)
+                _traffic(gw, 20, start=1000 + round_ * 20)
+                actions.append(_run(attached))
+                if actions[-1] != "hold":
+                    break
+    assert "promote" not in actions and actions[-1] == "rollback"
+    assert attached.models.get("support-lora@production").version == 1
+
+
+def test_a_breach_while_waiting_for_approval_rolls_back(attached: Workspace) -> None:
+    from tests.registry.conftest import write_policy
+
+    write_policy(attached, "guards: [production]\napprovals: {count: 1, allow_self: false}\n")
+    with MockServer(tagged("flaky")) as flaky:
+        attached.serving.backends.attach("support-lora@3", url=flaky.url, served_name="flaky")
+        attached.serving.traffic.set("support-bot", candidate=None, sticky="header:x-user-id")
+        canaries = attached.serving.canaries
+        canaries.start("support-bot", candidate="support-lora@3", steps=[50], min_requests=5,
+                       min_seconds=0)  # fmt: skip
+        with start_gateway(attached) as gw:
+            _traffic(gw, 40)
+            assert _run(attached) == "promote"
+            assert canaries.row("support-bot").state == "awaiting_approval"
+            flaky.state.fault_every, flaky.state.fault_kind = 1, "500"  # it starts failing
+            for round_ in range(8):
+                _traffic(gw, 40, start=100 + round_ * 40)
+                if _run(attached) == "rollback":
+                    break
+    assert canaries.row("support-bot").state == "rolled_back"
+
+
+def test_a_human_kill_ends_the_canary_and_is_not_undone(canary_ws: Workspace) -> None:
+    canaries = canary_ws.serving.canaries
+    canaries.start("support-bot", candidate="support-lora@2", steps=[10, 50], min_requests=1,
+                   min_seconds=0)  # fmt: skip
+    canary_ws.serving.traffic.kill("support-bot", reason="by hand")
+    assert _run(canary_ws) == "rollback"
+    assert canaries.row("support-bot").reason == "the traffic policy was killed"
+    assert canary_ws.serving.traffic.get("support-bot").killed
+
+
+def test_a_hand_change_of_the_arms_stops_the_canary_and_leaves_the_split(
+    canary_ws: Workspace,
+) -> None:
+    canaries = canary_ws.serving.canaries
+    canaries.start("support-bot", candidate="support-lora@2", steps=[10, 50])
+    canary_ws.serving.traffic.set("support-bot", candidate="support-lora@3", weight=30)
+    assert _run(canary_ws) == "rollback"
+    assert "changed by hand" in canaries.row("support-bot").reason
+    policy = canary_ws.serving.traffic.get("support-bot")
+    assert (policy.candidate, policy.weight, policy.killed) == ("support-lora@3", 30, False)
+
+
+def test_a_rollback_and_a_promotion_racing_have_one_winner(canary_ws: Workspace) -> None:
+    from llmops.serve.controller import promote, roll_back
+
+    canaries = canary_ws.serving.canaries
+    canaries.start("support-bot", candidate="support-lora@2", steps=[100])
+    seen = canaries.row("support-bot")  # both decisions saw this revision
+    assert roll_back(canaries, seen, "first", numbers={}, actor="a") is True
+    assert promote(canaries, seen, "second", numbers={}, actor="b") is False
+    assert roll_back(canaries, seen, "third", numbers={}, actor="c") is False
+    status = canaries.status("support-bot")
+    assert status.state == "rolled_back"
+    assert [d.action for d in status.decisions] == ["start", "rollback"]
+    assert canary_ws.models.get("support-lora@production").version == 1
+
+
+def test_a_failed_advance_leaves_the_step_where_it_was(
+    canary_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canaries = canary_ws.serving.canaries
+    canaries.start("support-bot", candidate="support-lora@2", steps=[10, 50, 100])
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise InputError("the split could not move")
+
+    monkeypatch.setattr(canary_ws.serving.traffic, "set", broken)
+    with pytest.raises(InputError, match="could not move"):
+        canaries.advance("support-bot")
+    assert canaries.row("support-bot").step == 0
+
+
+def test_starts_that_make_no_sense_are_refused(canary_ws: Workspace, tmp_path: object) -> None:
+    from tests.registry.conftest import model_folder
+
+    canaries = canary_ws.serving.canaries
+    with pytest.raises(InputError, match="is not a version of support-lora"):
+        canaries.start("support-bot", candidate="base@1")
+    with pytest.raises(InputError, match="no backend serves support-lora@3"):
+        canaries.start("support-bot", candidate="support-lora@3")
+    with pytest.raises(InputError, match="is the stable arm"):
+        canaries.start("support-bot", candidate="support-lora@1")
+    for bad in ({"max_p95_increase": float("inf")}, {"min_seconds": float("inf")},
+                {"steps": [1e-300]}):  # fmt: skip
+        with pytest.raises(InputError, match="invalid canary spec"):
+            canaries.start("support-bot", candidate="support-lora@2", **bad)
+    del model_folder, tmp_path
+
+
+def test_a_new_canary_shows_only_its_own_decisions(canary_ws: Workspace) -> None:
+    canaries = canary_ws.serving.canaries
+    canaries.start("support-bot", candidate="support-lora@2", steps=[10, 100])
+    canaries.rollback("support-bot", reason="first try")
+    canary_ws.serving.traffic.set("support-bot", weight=0)
+    fresh = canaries.start("support-bot", candidate="support-lora@2", steps=[10, 100])
+    assert [d.action for d in fresh.decisions] == ["start"]
