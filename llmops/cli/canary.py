@@ -185,6 +185,10 @@ def export(
     namespace: Annotated[
         str | None, typer.Option("--namespace", help="Kubernetes namespace.")
     ] = None,
+    api_key_secret: Annotated[
+        str | None,
+        typer.Option("--api-key-secret", help="SECRET/KEY: a Secret holding a gateway API key."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The canary analysis for Argo Rollouts: an AnalysisTemplate whose web metrics call the
@@ -198,8 +202,15 @@ def export(
     workspace().serving.canaries.row(logical)  # a canary must exist
     if namespace is not None:
         check_k8s_name(namespace, what="--namespace")
+    secret = None
+    if api_key_secret is not None:
+        name, _, key = api_key_secret.partition("/")
+        if not key:
+            raise InputError(f"--api-key-secret {api_key_secret!r} is not SECRET/KEY",
+                             hint="e.g. --api-key-secret llmops-gateway/api-key")  # fmt: skip
+        secret = (check_k8s_name(name, what="--api-key-secret"), key)
     base = check_url(gateway_url).removesuffix("/v1")
-    manifest = argo_analysis(logical, gateway_url=base, namespace=namespace)
+    manifest = argo_analysis(logical, gateway_url=base, namespace=namespace, api_key_secret=secret)
     if json_out:
         emit_json(manifest.model_dump(exclude_none=True))
         return

@@ -260,6 +260,7 @@ def roll_back(
     if kill:
         canaries.serving.traffic.kill(row.logical, reason=f"canary rollback: {reason}")
     canaries._finish(row.logical, "rolled_back", reason, weight=0.0)
+    _withdraw_request(canaries, row, reason)
     canaries.record(
         row.logical,
         "rollback",
@@ -271,6 +272,21 @@ def roll_back(
         event=True,
     )
     return True
+
+
+def _withdraw_request(canaries: Canaries, row: CanaryRow, reason: str) -> None:
+    """A rolled-back candidate's open promotion request is rejected, so that a later approval
+    cannot promote it."""
+    from llmops.errors import LLMOpsError
+
+    alias = row.stable.partition("@")[2]
+    models = canaries.serving.models
+    try:
+        version = models.get(row.candidate)
+        if alias and models.pending(version, alias) is not None:
+            models.reject(row.candidate, alias, comment=f"canary rolled back: {reason}"[:500])
+    except LLMOpsError as exc:  # the rollback stands; the request is left for a person
+        log.warning("canary %s: promotion request not withdrawn: %s", row.logical, exc)
 
 
 def promote(

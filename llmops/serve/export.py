@@ -203,10 +203,30 @@ def kserve_manifest(
     )
 
 
+class WebHeader(_Model):
+    key: str
+    value: str
+
+
 class WebMetric(_Model):
     url: str
     jsonPath: str
     timeoutSeconds: int = 10
+    headers: list[WebHeader] | None = None
+
+
+class SecretKeyRef(_Model):
+    name: str
+    key: str
+
+
+class ValueFrom(_Model):
+    secretKeyRef: SecretKeyRef
+
+
+class AnalysisArg(_Model):
+    name: str
+    valueFrom: ValueFrom
 
 
 class MetricProvider(_Model):
@@ -223,6 +243,7 @@ class AnalysisMetric(_Model):
 
 
 class AnalysisSpec(_Model):
+    args: list[AnalysisArg] | None = None
     metrics: list[AnalysisMetric] = Field(min_length=1)
 
 
@@ -234,18 +255,30 @@ class AnalysisTemplate(_Model):
 
 
 def argo_analysis(
-    logical: str, *, gateway_url: str, interval_s: int = 30, namespace: str | None = None
+    logical: str,
+    *,
+    gateway_url: str,
+    interval_s: int = 30,
+    namespace: str | None = None,
+    api_key_secret: tuple[str, str] | None = None,
 ) -> AnalysisTemplate:
     """An Argo Rollouts ``AnalysisTemplate`` whose ``web`` metrics read the gateway's canary
     analysis (``GET /canary/LOGICAL/analysis``): they fail when our sequential tests see a
-    breach of the error rate or of the latency (Flagger: the same URL as a webhook check)."""
+    breach of the error rate or of the latency (Flagger: the same URL as a webhook check).
+    ``api_key_secret`` (secret name, key) sends a gateway API key from a Kubernetes Secret."""
     url = f"{gateway_url.rstrip('/')}/canary/{logical}/analysis"
+    headers = None
+    args = None
+    if api_key_secret is not None:
+        headers = [WebHeader(key="Authorization", value="Bearer {{args.api-key}}")]
+        ref = SecretKeyRef(name=api_key_secret[0], key=api_key_secret[1])
+        args = [AnalysisArg(name="api-key", valueFrom=ValueFrom(secretKeyRef=ref))]
     metrics = [
         AnalysisMetric(
             name=name,
             interval=f"{interval_s}s",
             successCondition="result == false",
-            provider=MetricProvider(web=WebMetric(url=url, jsonPath=path)),
+            provider=MetricProvider(web=WebMetric(url=url, jsonPath=path, headers=headers)),
         )
         for name, path in (
             ("llmops-error-rate", "{$.analysis.error_rate.breach}"),
@@ -259,7 +292,7 @@ def argo_analysis(
             labels={"app.kubernetes.io/managed-by": "llmops"},
             annotations={"llmops.dev/logical-model": logical},
         ),
-        spec=AnalysisSpec(metrics=metrics),
+        spec=AnalysisSpec(args=args, metrics=metrics),
     )
 
 

@@ -166,6 +166,16 @@ def test_canary_start_status_rollback_and_export(cli: CLI) -> None:
     metric = doc["spec"]["metrics"][0]
     assert metric["provider"]["web"]["url"] == "http://gw.ml:8080/canary/support-bot/analysis"
     assert metric["successCondition"] == "result == false"
+    assert "headers" not in metric["provider"]["web"]
+    out, _ = cli("canary", "export", "support-bot", "--api-key-secret", "llmops-gw/api-key")
+    doc = yaml.safe_load(out)
+    assert doc["spec"]["args"] == [
+        {"name": "api-key", "valueFrom": {"secretKeyRef": {"name": "llmops-gw", "key": "api-key"}}}
+    ]
+    header = doc["spec"]["metrics"][0]["provider"]["web"]["headers"][0]
+    assert header == {"key": "Authorization", "value": "Bearer {{args.api-key}}"}
+    _, err = cli("canary", "export", "support-bot", "--api-key-secret", "nokey", code=2)
+    assert "SECRET/KEY" in err
     rolled = cli.json("canary", "rollback", "support-bot", "-m", "not today")
     assert rolled["state"] == "rolled_back" and rolled["weight"] == 0
     assert [c["state"] for c in cli.json("canary", "list")] == ["rolled_back"]

@@ -256,6 +256,8 @@ def test_a_breach_while_waiting_for_approval_rolls_back(attached: Workspace) -> 
                 if _run(attached) == "rollback":
                     break
     assert canaries.row("support-bot").state == "rolled_back"
+    version = attached.models.get("support-lora@3")
+    assert attached.models.pending(version, "production") is None  # no approval can ship it now
 
 
 def test_a_human_kill_ends_the_canary_and_is_not_undone(canary_ws: Workspace) -> None:
