@@ -298,7 +298,7 @@ class Canaries:
         try:
             self.serving.traffic.set(logical, candidate=version, weight=parsed.steps[0])
         except InputError as exc:
-            self._finish(logical, "rolled_back", f"could not start: {exc.message}", weight=0.0)
+            self._finish(logical, "rolled_back", f"could not start: {exc.message}")
             raise
         self.record(
             logical,
@@ -391,7 +391,7 @@ class Canaries:
             raise NotFoundError(f"no canary on logical model {logical!r}")
         return row
 
-    def _finish(self, logical: str, state: str, reason: str, *, weight: float) -> None:
+    def _finish(self, logical: str, state: str, reason: str) -> None:
         with self.db.write() as session:
             row = self._locked(session, logical)
             row.state, row.reason, row.updated_at = state, reason, utcnow()

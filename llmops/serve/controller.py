@@ -259,7 +259,7 @@ def roll_back(
         return False
     if kill:
         canaries.serving.traffic.kill(row.logical, reason=f"canary rollback: {reason}")
-    canaries._finish(row.logical, "rolled_back", reason, weight=0.0)
+    canaries._finish(row.logical, "rolled_back", reason)
     _withdraw_request(canaries, row, reason)
     canaries.record(
         row.logical,
@@ -327,7 +327,7 @@ def promote(
         serving.traffic.set(row.logical, candidate=None)
     else:
         serving.traffic.set(row.logical, stable=row.candidate, candidate=None)
-    canaries._finish(row.logical, "promoted", reason, weight=100.0)
+    canaries._finish(row.logical, "promoted", reason)
     canaries.record(
         row.logical,
         "promote",

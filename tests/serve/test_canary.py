@@ -312,9 +312,7 @@ def test_a_failed_advance_leaves_the_step_where_it_was(
     assert canaries.row("support-bot").step == 0
 
 
-def test_starts_that_make_no_sense_are_refused(canary_ws: Workspace, tmp_path: object) -> None:
-    from tests.registry.conftest import model_folder
-
+def test_starts_that_make_no_sense_are_refused(canary_ws: Workspace) -> None:
     canaries = canary_ws.serving.canaries
     with pytest.raises(InputError, match="is not a version of support-lora"):
         canaries.start("support-bot", candidate="base@1")
@@ -326,7 +324,6 @@ def test_starts_that_make_no_sense_are_refused(canary_ws: Workspace, tmp_path: o
                 {"steps": [1e-300]}):  # fmt: skip
         with pytest.raises(InputError, match="invalid canary spec"):
             canaries.start("support-bot", candidate="support-lora@2", **bad)
-    del model_folder, tmp_path
 
 
 def test_a_new_canary_shows_only_its_own_decisions(canary_ws: Workspace) -> None:
