@@ -296,7 +296,9 @@ class Canaries:
         # The split moves outside that transaction (it has its own, audited); should it fail
         # (a candidate equal to stable), the canary is rolled back with the reason.
         try:
-            self.serving.traffic.set(logical, candidate=version, weight=parsed.steps[0])
+            self.serving.traffic.set(
+                logical, candidate=version, weight=parsed.steps[0], by_canary=True
+            )
         except InputError as exc:
             self._finish(logical, "rolled_back", f"could not start: {exc.message}")
             raise
@@ -324,15 +326,16 @@ class Canaries:
         """Send everything to stable at once and end the canary (the evidence stays)."""
         from llmops.serve.controller import roll_back
 
-        row = self.row(logical)
-        if row.state in FINAL_STATES:
-            raise InputError(f"the canary on {logical!r} is already {row.state}")
-        if not roll_back(self, row, reason, numbers={}, actor=self.actor):
-            raise ConflictError(
-                f"the canary on {logical!r} changed while rolling back",
-                hint=f"see `llmops canary status {logical}`",
-            )
-        return self.status(logical)
+        for _ in range(5):  # the emergency switch retries while other writers move the canary
+            row = self.row(logical)
+            if row.state in FINAL_STATES:
+                raise InputError(f"the canary on {logical!r} is already {row.state}")
+            if roll_back(self, row, reason, numbers={}, actor=self.actor):
+                return self.status(logical)
+        raise ConflictError(
+            f"the canary on {logical!r} kept changing while rolling back",
+            hint=f"run it again, or `llmops traffic kill {logical}`",
+        )
 
     def advance(self, logical: str) -> CanaryStatus:
         """Go to the next step now (by hand), whatever the numbers say."""
@@ -347,7 +350,13 @@ class Canaries:
                 f"the canary on {logical!r} is at its last step",
                 hint=f"promote it: `llmops canary promote {logical}`",
             )
-        step_to(self, row, row.step + 1, spec, "advanced by hand", numbers={}, actor=self.actor)
+        if not step_to(
+            self, row, row.step + 1, spec, "advanced by hand", numbers={}, actor=self.actor
+        ):
+            raise ConflictError(
+                f"the canary on {logical!r} moved while advancing",
+                hint=f"see `llmops canary status {logical}`",
+            )
         return self.status(logical)
 
     def promote(self, logical: str) -> CanaryStatus:

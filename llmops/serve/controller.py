@@ -206,7 +206,7 @@ def step_to(
         return False
     weight = spec.steps[step]
     try:
-        canaries.serving.traffic.set(row.logical, weight=weight)
+        canaries.serving.traffic.set(row.logical, weight=weight, by_canary=True)
     except Exception:  # the split did not move: neither does the step
         with canaries.db.write() as session:
             session.execute(

@@ -71,16 +71,23 @@ class GatewayConfig:
     """How often the canary controller evaluates the live canaries."""
 
     def __post_init__(self) -> None:
-        for name in ("refresh_s", "timeout_s", "candidate_timeout_s", "flush_s",
-                     "canary_interval_s"):  # fmt: skip
+        for name in (
+            "refresh_s",
+            "timeout_s",
+            "candidate_timeout_s",
+            "flush_s",
+            "canary_interval_s",
+        ):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
                 raise InputError(
                     f"gateway {name} must be a positive number of seconds, got {value!r}"
                 )
         if self.max_request_bytes < 1024:
-            raise InputError(f"max_request_bytes {self.max_request_bytes} is below 1024",
-                             hint="a chat request needs at least a kilobyte")  # fmt: skip
+            raise InputError(
+                f"max_request_bytes {self.max_request_bytes} is below 1024",
+                hint="a chat request needs at least a kilobyte",
+            )
         if not 0 <= self.port <= 65535:
             raise InputError(f"port {self.port} is outside 0-65535")
 
@@ -234,8 +241,9 @@ class Gateway:
             return
         from llmops.serve.controller import Controller
 
-        controller = Controller(self.serving, replica=self.replica,
-                                interval_s=self.config.canary_interval_s)  # fmt: skip
+        controller = Controller(
+            self.serving, replica=self.replica, interval_s=self.config.canary_interval_s
+        )
         while True:
             await asyncio.sleep(self.config.canary_interval_s)
             try:
@@ -260,10 +268,12 @@ class Gateway:
                 self.serving.canaries.status, request.match_info["logical"]
             )
         except NotFoundError as exc:
-            return error_response(404, exc.one_line(), "invalid_request_error",
-                                  code="canary_not_found")  # fmt: skip
-        return web.Response(text=json.dumps(status.to_json(), default=str),
-                            content_type="application/json")  # fmt: skip
+            return error_response(
+                404, exc.one_line(), "invalid_request_error", code="canary_not_found"
+            )
+        return web.Response(
+            text=json.dumps(status.to_json(), default=str), content_type="application/json"
+        )
 
     async def _refresher(self) -> None:
         while True:
@@ -379,8 +389,14 @@ class Gateway:
     @staticmethod
     async def _read_feedback(request: web.Request) -> tuple[str, float, str] | web.Response:
         """(response id, score, comment) of a feedback request, or the 400 answer."""
+        from aiohttp import web
+
         try:
             body = await request.json()
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(
+                413, "feedback body too large", "invalid_request_error", code="request_too_large"
+            )
         except Exception:
             return error_response(400, "the body is not JSON", "invalid_request_error")
         if not isinstance(body, dict) or not isinstance(body.get("response_id"), str):
@@ -430,8 +446,9 @@ class Gateway:
                 "invalid_request_error",
                 code="response_not_found",
             )
-        if key is not None and ((key.models and origin[0] not in key.models) or
-                                origin[3] not in (None, key.id)):  # fmt: skip
+        if key is not None and (
+            (key.models and origin[0] not in key.models) or origin[3] not in (None, key.id)
+        ):
             return error_response(
                 403,
                 "feedback must come with the API key that made the request",

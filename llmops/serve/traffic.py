@@ -160,6 +160,7 @@ class Traffic:
         sticky: str | None = UNSET,
         shadow: float = UNSET,
         if_revision: int | None = None,
+        by_canary: bool = False,
     ) -> TrafficPolicy:
         """Create or change a policy; options left out keep their current values.
 
@@ -172,6 +173,8 @@ class Traffic:
             sticky: ``header:<name>``, ``conversation``, or None.
             shadow: Share (0-1) of stable requests mirrored to the candidate.
             if_revision: Apply only if the policy is still at this revision.
+            by_canary: The canary controller moving its own weight (anyone else's weight
+                change is refused while a canary is live).
 
         Raises:
             InputError: A value is out of range, or the candidate equals the stable arm.
@@ -180,6 +183,8 @@ class Traffic:
         """
         check_name(logical, what="logical model name")
         fields = self._fields(stable, candidate, weight, sticky, shadow)
+        if "weight" in fields and not by_canary:
+            self._refuse_if_canary(logical)
         with self.db.write() as session:
             row = self._locked(session, logical)
             before = _state(row)
@@ -239,6 +244,18 @@ class Traffic:
         if shadow is not UNSET:
             fields["shadow"] = _shadow(shadow)
         return fields
+
+    def _refuse_if_canary(self, logical: str) -> None:
+        from llmops.db.models import CanaryRow
+
+        with self.db.read() as session:
+            canary = session.get(CanaryRow, logical)
+        if canary is not None and canary.state not in ("rolled_back", "promoted"):
+            raise InputError(
+                f"a canary of {canary.candidate} controls the weight of {logical!r}"
+                f" ({canary.state})",
+                hint=f"llmops canary pause|advance|rollback {logical}, or traffic kill {logical}",
+            )
 
     def _check_arms(self, row: TrafficPolicyRow) -> None:
         if row.candidate is None:

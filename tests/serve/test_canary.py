@@ -275,11 +275,11 @@ def test_a_hand_change_of_the_arms_stops_the_canary_and_leaves_the_split(
 ) -> None:
     canaries = canary_ws.serving.canaries
     canaries.start("support-bot", candidate="support-lora@2", steps=[10, 50])
-    canary_ws.serving.traffic.set("support-bot", candidate="support-lora@3", weight=30)
+    canary_ws.serving.traffic.set("support-bot", candidate="support-lora@3")
     assert _run(canary_ws) == "rollback"
     assert "changed by hand" in canaries.row("support-bot").reason
     policy = canary_ws.serving.traffic.get("support-bot")
-    assert (policy.candidate, policy.weight, policy.killed) == ("support-lora@3", 30, False)
+    assert (policy.candidate, policy.weight, policy.killed) == ("support-lora@3", 10, False)
 
 
 def test_a_rollback_and_a_promotion_racing_have_one_winner(canary_ws: Workspace) -> None:
@@ -333,3 +333,26 @@ def test_a_new_canary_shows_only_its_own_decisions(canary_ws: Workspace) -> None
     canary_ws.serving.traffic.set("support-bot", weight=0)
     fresh = canaries.start("support-bot", candidate="support-lora@2", steps=[10, 100])
     assert [d.action for d in fresh.decisions] == ["start"]
+
+
+def test_a_live_canary_owns_the_weight_and_stale_advances_conflict(canary_ws: Workspace) -> None:
+    from llmops.serve.controller import step_to
+
+    canaries = canary_ws.serving.canaries
+    canaries.start("support-bot", candidate="support-lora@2", steps=[10, 50, 100])
+    with pytest.raises(InputError, match="controls the weight"):
+        canary_ws.serving.traffic.set("support-bot", weight=80)
+    stale = canaries.row("support-bot")
+    canaries.advance("support-bot")
+    spec = canaries.status("support-bot").spec
+    from llmops.serve.canary import CanarySpec
+
+    assert step_to(canaries, stale, 1, CanarySpec(**spec), "late", numbers={}, actor="x") is False
+    assert canaries.rollback("support-bot").state == "rolled_back"
+    assert canary_ws.serving.traffic.set("support-bot", weight=5).weight == 5  # free again
+
+
+def test_oversized_feedback_is_413(attached: Workspace) -> None:
+    with start_gateway(attached, max_request_bytes=2048) as gw:
+        r = httpx.post(f"{gw.url}/feedback", json={"response_id": "gw-x", "comment": "x" * 5000})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
