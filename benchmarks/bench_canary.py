@@ -26,8 +26,8 @@ from sqlalchemy import insert
 from llmops import Workspace
 from llmops.db.models import ServeRequest
 from llmops.db.timestamps import utcnow
+from llmops.serve.analysis import analyse
 from llmops.serve.canary import CanarySpec
-from llmops.serve.controller import analyse
 
 
 def seed(ws: Workspace, n: int) -> None:

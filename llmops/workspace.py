@@ -389,7 +389,8 @@ class Workspace:
         from llmops.serve import Serving
 
         return Serving(self.models, actor=self.actor, artifact_dir=self.artifact_dir,
-                       state_dir=self.state_dir)  # fmt: skip
+                       state_dir=self.state_dir, prompts=lambda: self.prompts,
+                       resolver=lambda: self.resolver)  # fmt: skip
 
     @cached_property
     def resolver(self) -> ModelResolver:

@@ -3,9 +3,12 @@ by the gateway's controller (or by hand)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import yaml
 
 from llmops.cli._common import JsonOpt, emit_json, print_table, table, workspace
 
@@ -20,11 +23,28 @@ app = typer.Typer(
 LogicalArg = Annotated[str, typer.Argument(help="Logical model name (it needs a traffic policy).")]
 
 
+def _step(status: CanaryStatus) -> str:
+    return "shadow" if status.step < 0 else f"{status.step + 1}/{len(status.steps)}"
+
+
+def _quality_line(quality: dict[str, Any]) -> str:
+    w = quality["win_rate"]
+    if w["estimate"] is None:
+        return f"  judge: no pairs judged yet ({quality['pending']} pending)"
+    consistency = quality["position_consistency"]
+    return (
+        f"  judge: win rate {w['estimate']:.2f} ({w['low']:.2f} .. {w['high']:.2f}, min"
+        f" {quality['min_win_rate']:g}) over {quality['judged']} pairs"
+        f" ({quality['wins']} won, {quality['ties']} tied, {quality['losses']} lost;"
+        f" position-consistent {consistency:.0%}): {quality['verdict']}"
+    )
+
+
 def _print(status: CanaryStatus) -> None:
     steps = ",".join(f"{w:g}" for w in status.steps)
     typer.echo(
         f"{status.logical}: {status.state}  {status.candidate} vs {status.stable}"
-        f"  step {status.step + 1}/{len(status.steps)} ({steps})  weight {status.weight:g}%"
+        f"  step {_step(status)} ({steps})  weight {status.weight:g}%"
     )
     if status.reason:
         typer.echo(f"  {status.reason}")
@@ -34,8 +54,10 @@ def _print(status: CanaryStatus) -> None:
         f" (max {status.spec['max_error_rate_increase']:.2%})"
         f"; ready to advance: {'yes' if status.analysis['ready'] else 'no'}"
     )
+    if status.analysis.get("quality"):
+        typer.echo(_quality_line(status.analysis["quality"]))
     rows = table("arm", "requests", "errors", "p50 ms", "p95 ms", keep=("arm",))
-    for name in ("stable", "candidate"):
+    for name in ("stable", "candidate", "shadow"):
         s = status.arms.get(name)
         if s is not None:
             rows.add_row(
@@ -59,45 +81,145 @@ def _steps(text: str) -> list[float]:
         ) from None
 
 
+def _judge_model(text: str) -> dict[str, Any]:
+    from llmops.errors import InputError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"--judge-model is not JSON ({exc.msg} at character {exc.pos})",
+            hint='e.g. --judge-model \'{"provider": "openai", "name": "judge",'
+            ' "api_base": "http://127.0.0.1:8000/v1"}\'',
+        ) from None
+    if not isinstance(value, dict):
+        raise InputError(
+            "--judge-model must be a JSON object (an eval model spec)",
+            hint='e.g. {"provider": "openai", "name": "judge", "api_base": "http://..."}',
+        )
+    return value
+
+
+def _spec_file(path: Path) -> dict[str, Any]:
+    from llmops.errors import InputError
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read canary spec {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise InputError(f"canary spec {path} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"canary spec {path} must be a mapping of spec fields")
+    data = data.get("canary", data) if isinstance(data.get("canary"), dict) else data
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
 @app.command("start")
 def start(
     logical: LogicalArg,
     candidate: Annotated[str, typer.Option("--candidate", help="The version to roll out.")],
-    steps: Annotated[str, typer.Option("--steps", help="Weights, in percent.")] = "5,25,50,100",
+    spec_file: Annotated[
+        Path | None,
+        typer.Option("--spec", help="YAML of spec fields (flags given here override it)."),
+    ] = None,
+    steps: Annotated[
+        str | None, typer.Option("--steps", help="Weights, in percent (default 5,25,50,100).")
+    ] = None,
     min_requests: Annotated[
-        int, typer.Option("--min-requests", help="Candidate requests per step.")
-    ] = 200,
-    min_seconds: Annotated[float, typer.Option("--min-seconds", help="Seconds per step.")] = 60,
+        int | None, typer.Option("--min-requests", help="Candidate requests per step (200).")
+    ] = None,
+    min_seconds: Annotated[
+        float | None, typer.Option("--min-seconds", help="Seconds per step (60).")
+    ] = None,
     min_minutes: Annotated[
         float | None, typer.Option("--min-minutes", help="Minutes per step (instead of s).")
     ] = None,
     max_error_rate_increase: Annotated[
-        float, typer.Option("--max-error-rate-increase", help="E.g. 0.02 (2 points).")
-    ] = 0.02,
+        float | None, typer.Option("--max-error-rate-increase", help="E.g. 0.02 (2 points).")
+    ] = None,
     max_p95_increase: Annotated[
-        float, typer.Option("--max-p95-increase", help="Allowed p95 growth, e.g. 0.5 (+50%).")
-    ] = 0.5,
+        float | None,
+        typer.Option("--max-p95-increase", help="Allowed p95 growth, e.g. 0.5 (+50%)."),
+    ] = None,
     alpha: Annotated[
-        float, typer.Option("--alpha", help="False-alarm rate of the sequential tests.")
-    ] = 0.05,
+        float | None, typer.Option("--alpha", help="False-alarm rate of the tests (0.05).")
+    ] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option("--judge-model", help="Pairwise judge: an eval model spec as JSON."),
+    ] = None,
+    judge_rubric: Annotated[
+        str | None, typer.Option("--judge-rubric", help="What the judge compares on.")
+    ] = None,
+    min_win_rate: Annotated[
+        float | None,
+        typer.Option("--min-win-rate", help="Roll back below this judged win rate (0.45)."),
+    ] = None,
+    min_judged: Annotated[
+        int | None, typer.Option("--min-judged", help="Judged pairs before a step passes (30).")
+    ] = None,
+    judge_sample: Annotated[
+        float | None,
+        typer.Option("--judge-sample", help="Share of requests mirrored for judging (0.2)."),
+    ] = None,
+    shadow_first: Annotated[
+        int | None,
+        typer.Option("--shadow-first", help="Judged shadow pairs before any live weight."),
+    ] = None,
+    max_feedback_drop: Annotated[
+        float | None,
+        typer.Option("--max-feedback-drop", help="Roll back on a feedback drop above this."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Start a canary: the candidate takes the first step's weight now; the gateway's
-    controller advances, holds, rolls back or promotes it."""
-    status = workspace().serving.canaries.start(
-        logical,
-        candidate=candidate,
-        steps=_steps(steps),
-        min_requests=min_requests,
-        min_seconds=min_minutes * 60 if min_minutes is not None else min_seconds,
-        max_error_rate_increase=max_error_rate_increase,
-        max_p95_increase=max_p95_increase,
-        alpha=alpha,
-    )
+    """Start a canary: the candidate takes the first step's weight now (or collects judged
+    shadow pairs first); the gateway's controller advances, holds, rolls back or promotes it."""
+    spec = _spec_file(spec_file) if spec_file is not None else {}
+    flags: dict[str, Any] = {
+        "steps": _steps(steps) if steps is not None else None,
+        "min_requests": min_requests,
+        "min_seconds": min_minutes * 60 if min_minutes is not None else min_seconds,
+        "max_error_rate_increase": max_error_rate_increase,
+        "max_p95_increase": max_p95_increase,
+        "alpha": alpha,
+        "judge_model": _judge_model(judge_model) if judge_model is not None else None,
+        "judge_rubric": judge_rubric,
+        "min_win_rate": min_win_rate,
+        "min_judged": min_judged,
+        "judge_sample": judge_sample,
+        "shadow_first": shadow_first,
+        "max_feedback_drop": max_feedback_drop,
+    }
+    spec.update({k: v for k, v in flags.items() if v is not None})
+    spec.pop("candidate", None)
+    status = workspace().serving.canaries.start(logical, candidate=candidate, **spec)
     if json_out:
         emit_json(status.to_json())
         return
     _print(status)
+
+
+@app.command("judge")
+def judge(
+    logical: LogicalArg,
+    limit: Annotated[int, typer.Option("--limit", help="Most pairs to judge now.")] = 32,
+    json_out: JsonOpt = False,
+) -> None:
+    """Judge the canary's pending shadow pairs now (the gateway does it on its own)."""
+    canaries = workspace().serving.canaries
+    judged = canaries.judge(logical, limit=limit)
+    quality = canaries.status(logical).analysis["quality"]
+    if json_out:
+        emit_json({"judged": judged, "quality": quality})
+        return
+    typer.echo(f"judged {judged} pairs")
+    if quality:
+        typer.echo(_quality_line(quality))
 
 
 @app.command("status")
@@ -119,9 +241,7 @@ def list_canaries(json_out: JsonOpt = False) -> None:
         return
     rows = table("logical", "state", "candidate", "step", "weight", keep=("logical",))
     for c in canaries:
-        rows.add_row(
-            c.logical, c.state, c.candidate, f"{c.step + 1}/{len(c.steps)}", f"{c.weight:g}%"
-        )
+        rows.add_row(c.logical, c.state, c.candidate, _step(c), f"{c.weight:g}%")
     print_table(rows)
 
 

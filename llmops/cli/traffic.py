@@ -46,7 +46,9 @@ def set_policy(
     ] = None,
     shadow: Annotated[
         float | None,
-        typer.Option("--shadow", help="Share (0-1) of stable requests mirrored to the candidate."),
+        typer.Option(
+            "--shadow", help="Share (0-1) of answered requests mirrored to the other arm."
+        ),
     ] = None,
     if_revision: Annotated[
         int | None, typer.Option("--if-revision", help="Apply only at this revision.")

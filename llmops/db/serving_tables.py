@@ -157,6 +157,19 @@ class ShadowPair(SQLModel, table=True):
     stable_latency_ms: float
     candidate_latency_ms: float | None = Field(default=None)
     at: datetime = _ts()
+    served: str = Field(default="stable", max_length=16)
+    """The arm whose answer the client got; the other arm's answer was mirrored."""
+    verdict: str | None = Field(default=None, max_length=16)
+    """The pairwise judge's verdict: ``candidate``, ``stable`` or ``tie`` (None: not judged)."""
+    consistent: bool | None = Field(default=None)
+    """The judge gave the same verdict in both presentation orders."""
+    judged_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    judge_error: str | None = Field(default=None, max_length=1000)
+    """Why the judge gave no verdict (its replies had none, or the call failed)."""
+    judge_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    """The judge's replies in both orders (evidence)."""
 
 
 class CanaryRow(SQLModel, table=True):

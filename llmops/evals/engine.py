@@ -11,13 +11,23 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from llmops.evals.cache import ResponseCache, cache_key
 from llmops.evals.providers import Completion, Provider, ProviderError, Request
-from llmops.evals.suite import ModelSpec, Suite
+from llmops.evals.suite import ModelSpec
 
-__all__ = ["Engine", "RunStats", "backoff", "clean_text", "make_request"]
+__all__ = ["Engine", "Limits", "RunStats", "backoff", "clean_text", "make_request"]
+
+
+class Limits(Protocol):
+    """What the engine reads of a suite: retries and the per-call timeout."""
+
+    @property
+    def max_retries(self) -> int: ...
+
+    @property
+    def timeout_s(self) -> float: ...
 
 
 class Engine:
@@ -25,7 +35,7 @@ class Engine:
 
     def __init__(
         self,
-        suite: Suite,
+        suite: Limits,
         *,
         concurrency: int,
         cache: ResponseCache | None,

@@ -18,7 +18,7 @@ from llmops.evals.judge import (
 )
 from llmops.evals.providers import Provider, ProviderError
 from llmops.evals.scorers import JudgeHook, ScoreResult
-from llmops.evals.suite import Case, ModelSpec, NumberedCase, Suite
+from llmops.evals.suite import Case, JudgeSpec, ModelSpec, NumberedCase
 
 if TYPE_CHECKING:
     from llmops.prompts import PromptRegistry, PromptSpec
@@ -52,10 +52,13 @@ class Judges:
     """Model-graded assertions and pairwise judging."""
 
     def __init__(
-        self, prompts: PromptRegistry, suite: Suite, engine: Engine, providers: dict[str, Provider]
+        self,
+        prompts: PromptRegistry,
+        judge: JudgeSpec | None,
+        engine: Engine,
+        providers: dict[str, Provider],
     ) -> None:
-        self.suite = suite
-        self.judge = suite.judge
+        self.judge = judge
         self.engine = engine
         self.providers = providers
         self.prompts: dict[str, PromptSpec] = {}
@@ -163,6 +166,15 @@ class Judges:
         return _pair_row(case, None, None, {"orders": [], "replies": [], "errors": [error[:4000]]})
 
     async def pairwise(self, case: NumberedCase, question: str, a: str, b: str) -> Row:
+        verdict, consistent, details = await self.compare(question, a, b)
+        return _pair_row(case, verdict, consistent, details)
+
+    async def compare(
+        self, question: str, a: str, b: str
+    ) -> tuple[str | None, bool | None, dict[str, Any]]:
+        """``(verdict, consistent, details)`` of answers ``a`` and ``b`` to ``question``, judged
+        in both orders: the verdict (``A``, ``B``, ``TIE``, None with no verdict) is from
+        ``a``'s point of view; ``consistent`` says whether most judges agreed across orders."""
         assert self.judge is not None
         question, a, b = for_judge(question), for_judge(a), for_judge(b)
         q = delimit(question, "question")
@@ -209,7 +221,7 @@ class Judges:
             "replies": [t[-1000:] for t, _ in first + second],
             "errors": [e for _, e in first + second if e],
         }
-        return _pair_row(case, verdict, consistent, details)
+        return verdict, consistent, details
 
 
 MAX_JUDGE_CHARS = 100_000

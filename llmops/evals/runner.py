@@ -272,7 +272,7 @@ async def _run(
         stats=stats,
         scrub=redactor.values,
     )
-    judges = Judges(ws.prompts, suite, engine, providers)
+    judges = Judges(ws.prompts, suite.judge, engine, providers)
     pairwise = bool(suite.judge and suite.judge.mode == "pairwise")
     pending: list[Row] = []
     progress = LiveLine() if live else None

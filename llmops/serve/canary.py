@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -32,6 +32,7 @@ from llmops.errors import ConflictError, InputError, NotFoundError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from llmops.evals.suite import ModelSpec
     from llmops.serve.records import ArmStats
     from llmops.serve.serving import Serving
 
@@ -63,6 +64,23 @@ class CanarySpec(BaseModel):
     """False-alarm rate of the sequential tests, over the whole canary."""
     min_stable_requests: int = Field(default=20, ge=1)
     """Stable requests needed before the latency comparison starts."""
+    judge_model: dict[str, Any] | None = None
+    """The pairwise judge (an eval model spec: ``{"provider": "openai", "name": ...,
+    "api_base": ...}``); with it, mirrored requests are judged and the win rate counts."""
+    judge_rubric: str = "The answer is correct, helpful and follows the instructions."
+    """What the judge compares the two answers on."""
+    min_win_rate: float = Field(default=0.45, ge=0, le=1)
+    """Roll back once the candidate's judged win rate (ties count half) is surely below this."""
+    min_judged: int = Field(default=30, ge=1)
+    """Judged pairs needed (over the whole canary) before a step can pass, with a judge."""
+    judge_sample: float = Field(default=0.2, gt=0, le=1)
+    """With a judge: the share of answered requests mirrored to the other arm for judging."""
+    shadow_first: int = Field(default=0, ge=0)
+    """Judged shadow pairs to collect, at weight 0, before the first live step (needs a
+    judge); the live steps do not start when the candidate loses them."""
+    max_feedback_drop: float | None = Field(default=None, ge=0, le=1)
+    """Roll back once the candidate's mean feedback score is surely more than this below the
+    stable arm's (None: feedback is reported, not tested)."""
 
     @field_validator("min_seconds", "max_p95_increase", "min_p95_increase_ms")
     @classmethod
@@ -70,6 +88,33 @@ class CanarySpec(BaseModel):
         if not math.isfinite(value):
             raise ValueError("must be a finite number")
         return value
+
+    @field_validator("judge_model")
+    @classmethod
+    def _judge(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from llmops.evals.suite import ModelSpec
+
+        return ModelSpec.model_validate(value).model_dump(mode="json", exclude_defaults=True)
+
+    @model_validator(mode="after")
+    def _shadow_needs_judge(self) -> CanarySpec:
+        if self.shadow_first and self.judge_model is None:
+            raise ValueError("shadow_first needs a judge_model to judge the shadow pairs")
+        return self
+
+    @property
+    def judge(self) -> ModelSpec | None:
+        """The judge's model spec, if the canary has one."""
+        from llmops.evals.suite import ModelSpec
+
+        return None if self.judge_model is None else ModelSpec.model_validate(self.judge_model)
+
+    @property
+    def tests(self) -> int:
+        """How many sequential tests share ``alpha`` (a union bound)."""
+        return 2 + (self.judge_model is not None) + (self.max_feedback_drop is not None)
 
     @field_validator("steps")
     @classmethod
@@ -200,7 +245,7 @@ class Canaries:
 
     def status(self, logical: str) -> CanaryStatus:
         """State, step, weight, per-arm numbers since the step began, and decisions."""
-        from llmops.serve.controller import analyse
+        from llmops.serve.analysis import analyse
 
         row = self.row(logical)
         spec = CanarySpec(**row.spec)
@@ -279,13 +324,14 @@ class Canaries:
                 session.delete(row)
                 session.flush()
             now = utcnow()
+            row_step = -1 if parsed.shadow_first else 0
             row = CanaryRow(
                 logical=logical,
                 candidate=version,
                 stable=policy.stable,
                 spec=parsed.model_dump(),
                 state="running",
-                step=0,
+                step=row_step,
                 step_started_at=now,
                 started_at=now,
                 started_by=self.actor,
@@ -295,22 +341,40 @@ class Canaries:
             session.flush()
         # The split moves outside that transaction (it has its own, audited); should it fail
         # (a candidate equal to stable), the canary is rolled back with the reason.
+        weight = 0.0 if parsed.shadow_first else parsed.steps[0]
+        split: dict[str, Any] = {"candidate": version, "weight": weight}
+        if parsed.judge_model is not None:
+            split["shadow"] = parsed.judge_sample
         try:
-            self.serving.traffic.set(
-                logical, candidate=version, weight=parsed.steps[0], by_canary=True
-            )
+            self.serving.traffic.set(logical, **split, by_canary=True)
         except InputError as exc:
             self._finish(logical, "rolled_back", f"could not start: {exc.message}")
             raise
-        self.record(
-            logical,
-            "start",
-            f"{version} at {parsed.steps[0]:g}%",
-            step=0,
-            weight=parsed.steps[0],
-            event=True,
+        how = (
+            f"{version} in shadow until {parsed.shadow_first} judged pairs"
+            if parsed.shadow_first
+            else f"{version} at {weight:g}%"
         )
+        self.record(logical, "start", how, step=row_step, weight=weight, event=True)
         return self.status(logical)
+
+    def judge(self, logical: str, *, limit: int = 32) -> int:
+        """Judge up to ``limit`` of the canary's pending shadow pairs now (the gateway's
+        controller does this on its own); returns how many were judged.
+
+        Raises:
+            InputError: The canary has no judge.
+        """
+        from llmops.serve.controller import judge_canary
+
+        row = self.row(logical)
+        spec = CanarySpec(**row.spec)
+        if spec.judge is None:
+            raise InputError(
+                f"the canary on {logical!r} has no judge",
+                hint="start it with --judge-model MODEL_SPEC_JSON",
+            )
+        return judge_canary(self.serving, row, spec, limit=limit)
 
     def pause(self, logical: str, *, reason: str = "") -> CanaryStatus:
         """Stop advancing (the weight stays; rollback on a breach still happens)."""

@@ -2,12 +2,9 @@
 model through a lease row in the registry database) that reads a canary's spec and its arms'
 numbers on the current step and takes one idempotent step: advance, hold, roll back or promote.
 
-Analysis is per arm on its own traffic (failed-over requests count on the candidate only), with
-always-valid confidence sequences (:mod:`llmops.serve.sequential`), so the canary may be looked at
-every few seconds: the error-rate increase and the share of candidate requests slower than the
-stable p95 times (1 + ``max_p95_increase``) are each tested at ``alpha / 2``, and a rollback
-needs the whole interval past the threshold (a clear breach). Advancing needs ``min_requests``
-candidate requests and ``min_seconds`` on the step, and no breach.
+The numbers and the decision they make are :mod:`llmops.serve.analysis`'s; this module acts
+on them (each action a compare-and-set on the canary's revision, so racing replicas or people
+change it once) and, for canaries with a judge, judges their shadow pairs beside the ticks.
 """
 
 from __future__ import annotations
@@ -16,170 +13,22 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, not_, select, update
+from sqlalchemy import select, update
 from sqlmodel import col
 
-from llmops.db.models import CanaryRow, ServeLease, ServeRequest
+from llmops.db.models import CanaryRow, ServeLease
 from llmops.db.timestamps import as_utc, utcnow
+from llmops.serve.analysis import analyse, breach, decide
 from llmops.serve.canary import FINAL_STATES, CanarySpec
-from llmops.serve.metrics import arm_stats
-from llmops.serve.sequential import difference, rate_interval
+from llmops.serve.judge import judge_pairs
 
 if TYPE_CHECKING:
     from llmops.serve.canary import Canaries
-    from llmops.serve.records import ArmStats
     from llmops.serve.serving import Serving
 
-__all__ = ["Controller", "acquire_lease", "analyse", "decide", "reconcile"]
+__all__ = ["Controller", "acquire_lease", "judge_canary", "reconcile"]
 
 log = logging.getLogger("llmops.gateway")
-
-SLOW_SHARE = 0.05
-"""Under "no worse than stable", at most this share of candidate requests is slower than the
-stable arm's p95 (times 1 + max_p95_increase)."""
-
-
-def _interval(i: Any) -> dict[str, Any]:
-    return {"estimate": i.estimate, "low": round(i.low, 6), "high": round(i.high, 6)}
-
-
-def analyse(
-    serving: Serving, row: CanaryRow, spec: CanarySpec
-) -> tuple[dict[str, Any], dict[str, ArmStats]]:
-    """The numbers of the current step: per arm, the error-rate difference and the slow share
-    with their confidence sequences, whether each is breached, and whether the step is ready."""
-    since = as_utc(row.step_started_at)
-    arms = arm_stats(serving.db, row.logical, since=since)
-    cand = arms.get("candidate")
-    stable = arms.get("stable")
-    baseline = "this step"
-    if stable is None or stable.requests < spec.min_stable_requests:
-        # At high weights (100%: none) the stable arm has too little traffic of its own on the
-        # step: compare with its traffic over the whole canary, else the hour before it.
-        started = as_utc(row.started_at)
-        windows = (
-            ("the whole canary", started, None),
-            ("the hour before the canary", started - timedelta(hours=1), started),
-        )
-        for name, begin, end in windows:
-            earlier = arm_stats(serving.db, row.logical, since=begin, until=end).get("stable")
-            if earlier is not None and earlier.requests >= spec.min_stable_requests:
-                stable, baseline = earlier, name
-                break
-    c = (cand.errors, cand.requests) if cand else (0, 0)
-    s = (stable.errors, stable.requests) if stable else (0, 0)
-    errors = difference(c, s, alpha=spec.alpha / 2)
-    error_breach = errors.low > spec.max_error_rate_increase
-    latency: dict[str, Any] = {"stable_p95_ms": stable.p95_ms if stable else None}
-    latency_breach = False
-    if (
-        stable
-        and stable.p95_ms is not None
-        and stable.requests >= spec.min_stable_requests
-        and cand
-    ):
-        threshold = max(stable.p95_ms * (1 + spec.max_p95_increase),
-                        stable.p95_ms + spec.min_p95_increase_ms)  # fmt: skip
-        with serving.db.read() as session:
-            slow = session.scalar(
-                select(func.count())
-                .select_from(ServeRequest)
-                .where(
-                    col(ServeRequest.logical) == row.logical,
-                    col(ServeRequest.arm) == "candidate",
-                    col(ServeRequest.at) >= since,
-                    col(ServeRequest.latency_ms) > threshold,
-                    not_(col(ServeRequest.error)),
-                )
-            )
-        ok = cand.requests - cand.errors
-        share = rate_interval(int(slow or 0), ok, alpha=spec.alpha / 2)
-        latency_breach = share.low > SLOW_SHARE
-        latency.update(threshold_ms=round(threshold, 3), slow_share=_interval(share))
-    elapsed = (utcnow() - since).total_seconds()
-    requests = cand.requests if cand else 0
-    analysis = {
-        "step": row.step,
-        "elapsed_s": round(elapsed, 1),
-        "requests": {"candidate": requests, "stable": s[1]},
-        "error_rate": {
-            "candidate": cand.error_rate if cand else None,
-            "stable": stable.error_rate if stable else None,
-            "difference": _interval(errors),
-            "max_increase": spec.max_error_rate_increase,
-            "breach": error_breach,
-        },
-        "latency": {**latency, "max_p95_increase": spec.max_p95_increase, "breach": latency_breach},
-        "ready": requests >= spec.min_requests and elapsed >= spec.min_seconds,
-        "baseline": baseline if stable and stable.requests >= spec.min_stable_requests else None,
-        "method": f"always-valid confidence sequences (normal mixture), alpha {spec.alpha}",
-    }
-    return analysis, arms
-
-
-def _breach(spec: CanarySpec, analysis: dict[str, Any]) -> str | None:
-    """Why the candidate is clearly worse (the whole interval past a threshold), if it is."""
-    err, lat = analysis["error_rate"], analysis["latency"]
-    if err["breach"]:
-        return (
-            f"error rate {err['candidate']:.2%} vs stable {err['stable'] or 0:.2%}: the increase"
-            f" is at least {err['difference']['low']:.2%}"
-            f" (> {spec.max_error_rate_increase:.2%} allowed)"
-        )
-    if lat["breach"]:
-        return (
-            f"latency: at least {lat['slow_share']['low']:.1%} of candidate requests are slower"
-            f" than {lat['threshold_ms']:.1f} ms (stable p95 x {1 + spec.max_p95_increase:g};"
-            f" at most {SLOW_SHARE:.0%} allowed)"
-        )
-    return None
-
-
-def _wait(row: CanaryRow, spec: CanarySpec, analysis: dict[str, Any]) -> str | None:
-    """Why the step cannot pass yet, if it cannot: no baseline, an estimate above a threshold
-    (not yet a clear breach), or too few requests or seconds."""
-    err, lat = analysis["error_rate"], analysis["latency"]
-    estimate = err["difference"]["estimate"]
-    share = lat.get("slow_share")
-    if analysis["baseline"] is None:
-        return (
-            f"no stable baseline: fewer than {spec.min_stable_requests} stable requests to"
-            " compare with (this step, the canary, or the hour before it)"
-        )
-    if estimate is not None and estimate > spec.max_error_rate_increase:
-        return (
-            f"error-rate increase estimated at {estimate:.2%} (above"
-            f" {spec.max_error_rate_increase:.2%}): holding until it is clear either way"
-        )
-    if share and share["estimate"] is not None and share["estimate"] > 2 * SLOW_SHARE:
-        return (
-            f"latency: {share['estimate']:.1%} of candidate requests slower than"
-            f" {lat['threshold_ms']:.1f} ms: holding until it is clear either way"
-        )
-    if not analysis["ready"]:
-        return (
-            f"step {row.step + 1}/{len(spec.steps)}: {analysis['requests']['candidate']}/"
-            f"{spec.min_requests} candidate requests,"
-            f" {analysis['elapsed_s']:.0f}/{spec.min_seconds:g} s"
-        )
-    return None
-
-
-def decide(row: CanaryRow, spec: CanarySpec, analysis: dict[str, Any]) -> tuple[str, str]:
-    """``(action, reason)``: ``rollback``, ``promote``, ``advance`` or ``hold``. A breach rolls
-    back in any live state; only a running canary advances or promotes."""
-    breach = _breach(spec, analysis)
-    if breach:
-        return "rollback", breach
-    if row.state != "running":
-        return "hold", row.state
-    wait = _wait(row, spec, analysis)
-    if wait:
-        return "hold", wait
-    n = analysis["requests"]["candidate"]
-    if row.step + 1 >= len(spec.steps):
-        return "promote", f"last step passed with {n} requests"
-    return "advance", f"step {row.step + 1} passed ({n} requests, no breach)"
 
 
 def step_to(
@@ -341,6 +190,22 @@ def promote(
     return True
 
 
+def judge_canary(serving: Serving, row: CanaryRow, spec: CanarySpec, *, limit: int = 32) -> int:
+    """Judge up to ``limit`` of the canary's pending shadow pairs; returns how many."""
+    model = spec.judge
+    if model is None:
+        return 0
+    return judge_pairs(
+        serving,
+        row.logical,
+        candidate=row.candidate,
+        since=as_utc(row.started_at),
+        model=model,
+        rubric=spec.judge_rubric,
+        limit=limit,
+    )
+
+
 def reconcile(canaries: Canaries, logical: str, *, actor: str) -> str:
     """One controller step for ``logical``: read, decide, act once. Returns the action."""
     row = canaries.row(logical)
@@ -362,9 +227,9 @@ def reconcile(canaries: Canaries, logical: str, *, actor: str) -> str:
         return "rollback"
     analysis, _ = analyse(canaries.serving, row, spec)
     if row.state in ("awaiting_approval", "promoting"):
-        breach = _breach(spec, analysis)  # waiting for a person never shields a breach
-        if breach:
-            roll_back(canaries, row, breach, numbers=analysis, actor=actor)
+        why = breach(spec, analysis)  # waiting for a person never shields a breach
+        if why:
+            roll_back(canaries, row, why, numbers=analysis, actor=actor)
             return "rollback"
         promoted = promote(canaries, row, "promoted once approved", numbers=analysis,
                            actor=actor)  # fmt: skip
@@ -418,6 +283,33 @@ class Controller:
         self.serving = serving
         self.replica = replica
         self.interval_s = interval_s
+
+    def judge(self, *, limit: int = 32) -> dict[str, int]:
+        """Judge pending shadow pairs of the live canaries with a judge that this replica
+        leads: ``{logical: pairs judged}`` (the gateway runs it beside :meth:`tick`, so a slow
+        judge never delays a rollback)."""
+        with self.serving.db.read() as session:
+            rows = session.scalars(
+                select(CanaryRow).where(col(CanaryRow.state).not_in(sorted(FINAL_STATES)))
+            ).all()
+            leases = {
+                lease.name: lease
+                for lease in session.scalars(
+                    select(ServeLease).where(col(ServeLease.holder) == self.replica)
+                ).all()
+            }
+        out: dict[str, int] = {}
+        for row in rows:
+            spec = CanarySpec(**row.spec)
+            lease = leases.get(f"canary:{row.logical}")
+            if spec.judge is None or lease is None or as_utc(lease.expires_at) <= utcnow():
+                continue
+            try:
+                out[row.logical] = judge_canary(self.serving, row, spec, limit=limit)
+            except Exception as exc:  # a broken judge never stops the gateway
+                log.error("canary %s: judging failed: %s", row.logical, exc)
+                out[row.logical] = -1
+        return out
 
     def tick(self) -> dict[str, str]:
         """One pass: ``{logical: action}`` for the canaries this replica led."""

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from llmops.db.models import ServeFeedback, ServeRequest
 from llmops.db.timestamps import utcnow
 from llmops.errors import InputError, ServingError
-from llmops.serve.keys import key_digest
+from llmops.serve.keys import RateBucket, key_digest
 from llmops.serve.metrics import Metrics, RequestLog
 from llmops.serve.proxy import Call, Proxy, error_response
 from llmops.serve.snapshot import Key, Snapshot, build_snapshot
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from llmops.registry import ModelRegistry
+    from llmops.serve.controller import Controller
     from llmops.serve.serving import Serving
 
 __all__ = ["Gateway", "GatewayConfig"]
@@ -112,7 +113,7 @@ class Gateway:
         self.replica = f"gw-{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._log: RequestLog | None = None
         self._proxy: Proxy | None = None
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, RateBucket] = {}
         self._rng = random.Random()  # noqa: S311 - traffic sampling, not secrets
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -244,12 +245,29 @@ class Gateway:
         controller = Controller(
             self.serving, replica=self.replica, interval_s=self.config.canary_interval_s
         )
+        judging = asyncio.create_task(self._judging(controller))
+        try:
+            while True:
+                await asyncio.sleep(self.config.canary_interval_s)
+                try:
+                    await asyncio.to_thread(controller.tick)
+                except Exception as exc:  # the next tick tries again
+                    log.error("gateway: canary controller failed: %s", exc)
+        finally:
+            judging.cancel()
+
+    @staticmethod
+    async def _judging(controller: Controller) -> None:
+        """Judge the led canaries' shadow pairs beside the controller (a slow judge never
+        delays a decision)."""
         while True:
-            await asyncio.sleep(self.config.canary_interval_s)
             try:
-                await asyncio.to_thread(controller.tick)
-            except Exception as exc:  # the next tick tries again
-                log.error("gateway: canary controller failed: %s", exc)
+                judged = await asyncio.to_thread(controller.judge)
+            except Exception as exc:  # the next pass tries again
+                log.error("gateway: canary judging failed: %s", exc)
+                judged = {}
+            if not any(n > 0 for n in judged.values()):
+                await asyncio.sleep(controller.interval_s)
 
     async def _canary_analysis(self, request: web.Request) -> web.Response:
         """``GET /canary/LOGICAL/analysis``: the canary's status as JSON (for Argo Rollouts'
@@ -325,7 +343,7 @@ class Gateway:
         if limit and key.rate_per_minute:
             bucket = self._buckets.get(key.id)
             if bucket is None or bucket.capacity != key.rate_per_minute:
-                bucket = self._buckets[key.id] = _Bucket(key.rate_per_minute)
+                bucket = self._buckets[key.id] = RateBucket(key.rate_per_minute)
             wait = bucket.take()
             if wait:
                 self.metrics.rejected["rate_limit"] += 1
@@ -562,25 +580,3 @@ class Gateway:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
-
-
-class _Bucket:
-    """A token bucket: ``rate`` per minute, bursts up to ``rate``."""
-
-    __slots__ = ("capacity", "per_s", "stamp", "tokens")
-
-    def __init__(self, per_minute: int) -> None:
-        self.capacity = float(per_minute)
-        self.per_s = per_minute / 60.0
-        self.tokens = self.capacity
-        self.stamp = time.monotonic()
-
-    def take(self) -> float:
-        """0 when allowed, else seconds until a token is there."""
-        now = time.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.per_s)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.per_s

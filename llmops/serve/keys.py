@@ -8,6 +8,7 @@ import builtins
 import hashlib
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -25,7 +26,7 @@ from llmops.serve.records import ApiKey, CreatedKey
 if TYPE_CHECKING:
     from llmops.db import Database
 
-__all__ = ["KEY_PREFIX", "ApiKeys", "key_digest", "parse_rate"]
+__all__ = ["KEY_PREFIX", "ApiKeys", "RateBucket", "key_digest", "parse_rate"]
 
 KEY_PREFIX = "llmops-"
 _RATE = re.compile(r"(\d{1,7})\s*/\s*(s|sec|second|m|min|minute|h|hour)")
@@ -167,3 +168,26 @@ class ApiKeys:
                 )
             session.flush()
             return _record(row)
+
+
+class RateBucket:
+    """A key's rate limit as a token bucket: ``per_minute`` tokens a minute, bursts up to
+    ``per_minute`` (each gateway replica keeps its own)."""
+
+    __slots__ = ("capacity", "per_s", "stamp", "tokens")
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.per_s = per_minute / 60.0
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> float:
+        """0 when allowed, else seconds until a token is there."""
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.per_s)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_s

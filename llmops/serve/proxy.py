@@ -1,6 +1,6 @@
 """Forwarding to backends: try an arm's backends until one starts answering, fail over from a
 broken candidate to stable before the first byte, relay streams, record every attempt (request
-log and metrics), and mirror a share of stable requests to the candidate (shadow pairs)."""
+log and metrics), and mirror a share of answered requests to the other arm (shadow pairs)."""
 
 from __future__ import annotations
 
@@ -351,7 +351,7 @@ class Proxy:
         route = ctx.route
         if (
             status == 200
-            and ctx.arm == "stable"
+            and ctx.arm in ("stable", "candidate")
             and not ctx.failover
             and route.candidate is not None
             and route.shadow > 0
@@ -379,7 +379,10 @@ class Proxy:
     ) -> None:
         """Count one answer (or failed attempt: ``attempt`` prefixes its own row id)."""
         now = time.perf_counter()
-        arm_name = "shadow" if shadow else ("direct" if ctx.route.direct else ctx.arm)
+        if shadow:  # a mirrored request: "shadow" on the candidate, "shadow-stable" on stable
+            arm_name = "shadow" if ctx.arm == "candidate" else "shadow-stable"
+        else:
+            arm_name = "direct" if ctx.route.direct else ctx.arm
         if shadow:
             attempt = "sh-"
         row: dict[str, Any] = {
@@ -429,12 +432,15 @@ class Proxy:
                 entry["answer"] = text
             log.info(json.dumps(entry, default=str))
 
-    async def _shadow(self, ctx: Call, stable: ArmRoute, stable_text: str) -> None:
-        """Mirror one answered stable request to the candidate and keep both answers."""
+    async def _shadow(self, ctx: Call, served: ArmRoute, served_text: str) -> None:
+        """Mirror one answered request to the other arm (a stable answer to the candidate, a
+        candidate answer to the stable arm) and keep both answers as a shadow pair."""
         import aiohttp
 
-        candidate = ctx.route.candidate
-        assert candidate is not None and self._session is not None and self._log is not None
+        assert ctx.route.candidate is not None
+        other = ctx.route.candidate if ctx.arm == "stable" else ctx.route.stable
+        mirrored = "candidate" if ctx.arm == "stable" else "stable"
+        assert self._session is not None and self._log is not None
         self._shadow_inflight += 1
         started = time.perf_counter()
         answer: str | None = None
@@ -442,9 +448,9 @@ class Proxy:
         status = 503
         tokens = (0, 0)
         try:
-            if not candidate.targets:
-                raise Failed(f"no backend serves {candidate.model or candidate.ref}", 503)
-            target = candidate.targets[self._rng.randrange(len(candidate.targets))]
+            if not other.targets:
+                raise Failed(f"no backend serves {other.model or other.ref}", 503)
+            target = other.targets[self._rng.randrange(len(other.targets))]
             payload = dict(ctx.body, model=target.served_name, stream=False)
             payload.pop("stream_options", None)
             timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
@@ -454,7 +460,7 @@ class Proxy:
                 status = resp.status
                 data = await resp.read()
             if status != 200:
-                error = f"candidate answered {status}"
+                error = f"{mirrored} answered {status}"
             else:
                 parsed = json.loads(data)
                 answer = _answer_text(parsed)
@@ -478,7 +484,7 @@ class Proxy:
         latency = (time.perf_counter() - started) * 1000
         shadow_ctx = Call(
             route=ctx.route,
-            arm="candidate",
+            arm=mirrored,
             body=ctx.body,
             response_id=ctx.response_id,
             started=started,
@@ -486,7 +492,7 @@ class Proxy:
         )
         self._record(
             shadow_ctx,
-            candidate,
+            other,
             status=status,
             error=error is not None,
             failover=False,
@@ -494,19 +500,30 @@ class Proxy:
             prompt_tokens=tokens[0],
             completion_tokens=tokens[1],
         )
+        served_ms: float | None = round(((ctx.finished or started) - ctx.started) * 1000, 3)
+        other_ms = None if answer is None else round(latency, 3)
+        if mirrored == "candidate":
+            stable_answer, candidate_answer = served_text, answer
+            stable_ms, candidate_ms = served_ms, other_ms
+        elif answer is None:  # the stable arm failed its mirror: nothing to compare with
+            return
+        else:
+            stable_answer, candidate_answer = answer, served_text
+            stable_ms, candidate_ms = other_ms, served_ms
         self._log.add(
             ShadowPair,
             {
                 "response_id": ctx.response_id,
                 "logical": ctx.route.logical,
-                "stable_model": stable.model or stable.ref,
-                "candidate_model": candidate.model or candidate.ref,
+                "stable_model": ctx.route.stable.model or ctx.route.stable.ref,
+                "candidate_model": ctx.route.candidate.model or ctx.route.candidate.ref,
                 "messages": ctx.body.get("messages"),
-                "stable_answer": stable_text,
-                "candidate_answer": answer,
-                "candidate_error": error,
-                "stable_latency_ms": round(((ctx.finished or started) - ctx.started) * 1000, 3),
-                "candidate_latency_ms": None if answer is None else round(latency, 3),
+                "stable_answer": stable_answer,
+                "candidate_answer": candidate_answer,
+                "candidate_error": error if mirrored == "candidate" else None,
+                "stable_latency_ms": stable_ms,
+                "candidate_latency_ms": candidate_ms,
+                "served": ctx.arm,
                 "at": utcnow(),
             },
         )

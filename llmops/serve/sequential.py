@@ -38,8 +38,9 @@ def _radius(n: int, alpha: float, tune_n: int) -> float:
     return math.sqrt(v * math.log(v / (rho * (alpha / 2) ** 2))) / n
 
 
-def rate_interval(successes: int, n: int, *, alpha: float, tune_n: int = 200) -> Interval:
-    """The (1 - alpha) confidence sequence for a rate after ``successes`` of ``n``."""
+def rate_interval(successes: float, n: int, *, alpha: float, tune_n: int = 200) -> Interval:
+    """The (1 - alpha) confidence sequence for a rate after ``successes`` of ``n`` (or for the
+    mean of ``n`` observations in [0, 1] summing to ``successes``)."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if n <= 0:
@@ -50,7 +51,7 @@ def rate_interval(successes: int, n: int, *, alpha: float, tune_n: int = 200) ->
 
 
 def difference(
-    a: tuple[int, int], b: tuple[int, int], *, alpha: float, tune_n: int = 200
+    a: tuple[float, int], b: tuple[float, int], *, alpha: float, tune_n: int = 200
 ) -> Interval:
     """A (1 - alpha) confidence sequence for rate(a) - rate(b), from each arm's sequence at
     alpha/2 (a union bound: valid for any two independent streams)."""

@@ -23,7 +23,9 @@ from llmops.serve.traffic import Traffic
 if TYPE_CHECKING:
     import subprocess
 
+    from llmops.artifacts.resolver import ModelResolver
     from llmops.artifacts.store import ArtifactVersion
+    from llmops.prompts import PromptRegistry
     from llmops.registry import ModelRegistry
     from llmops.serve.backends import BackendKind
     from llmops.serve.gateway import Gateway, GatewayConfig
@@ -42,8 +44,14 @@ class Serving:
         actor: str,
         artifact_dir: Callable[[ArtifactVersion], Path],
         state_dir: Path,
+        prompts: Callable[[], PromptRegistry] | None = None,
+        resolver: Callable[[], ModelResolver] | None = None,
     ) -> None:
         self.models = models
+        self.prompts = prompts
+        """The prompt registry (judge prompts live there), made on first use."""
+        self.resolver = resolver
+        """Model files for a local (``transformers``) judge, made on first use."""
         self.db = models.db
         self.actor = actor
         self.artifact_dir = artifact_dir

@@ -95,7 +95,8 @@ def _shadow(value: Any) -> float:
     if not math.isfinite(share) or not 0 <= share <= 1:
         raise InputError(
             f"shadow {value!r} is outside 0-1",
-            hint="the shadow share is the fraction of stable requests mirrored (0.1 = 10%)",
+            hint="the shadow share is the fraction of answered requests mirrored to the other"
+            " arm (0.1 = 10%)",
         )
     return share
 
@@ -171,7 +172,8 @@ class Traffic:
             candidate: The candidate arm (None removes it and its weight).
             weight: Percent of requests the candidate answers, 0-100 (clears a kill).
             sticky: ``header:<name>``, ``conversation``, or None.
-            shadow: Share (0-1) of stable requests mirrored to the candidate.
+            shadow: Share (0-1) of answered requests mirrored to the other arm (stable answers
+                to the candidate; candidate answers, while it has weight, to stable).
             if_revision: Apply only if the policy is still at this revision.
             by_canary: The canary controller moving its own weight (anyone else's weight
                 change is refused while a canary is live).

@@ -1,0 +1,218 @@
+"""Pairwise judging of shadow pairs: the eval harness's pairwise judge (both presentation orders,
+position consistency recorded) compares the candidate's answer with the stable arm's answer to
+the same live request, and the verdict is kept on the pair (``ws.serving.canaries.judge``; the
+gateway's controller runs it for the canaries it leads).
+
+Only pairs of the canary's own candidate, made since the canary started, with both answers, are
+judged, oldest first, each once: a judge call that fails leaves the pair for the next pass, a
+reply with no verdict marks it (``judge_error``) so a broken judge cannot loop on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Integer, func, select, update
+from sqlmodel import col
+
+from llmops.db.models import ShadowPair
+from llmops.db.timestamps import utcnow
+
+if TYPE_CHECKING:
+    from llmops.evals.suite import ModelSpec
+    from llmops.serve.serving import Serving
+
+__all__ = ["PairCounts", "judge_pairs", "pair_counts", "question"]
+
+_VERDICTS = {"A": "candidate", "B": "stable", "TIE": "tie"}
+_MAX_MESSAGES = 20
+
+
+def question(messages: Any) -> str:
+    """What the judge is shown as the question: the conversation's last messages as text
+    (any JSON a client sent; content parts are joined, other shapes shown as JSON)."""
+    if not isinstance(messages, list):
+        return json.dumps(messages, ensure_ascii=False, default=str)[:20_000]
+    lines = []
+    for message in messages[-_MAX_MESSAGES:]:
+        if not isinstance(message, dict):
+            lines.append(json.dumps(message, ensure_ascii=False, default=str))
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(
+                str(part.get("text", "")) if isinstance(part, dict) else str(part)
+                for part in content
+            )
+        elif not isinstance(content, str):
+            content = json.dumps(content, ensure_ascii=False, default=str)
+        lines.append(f"{str(message.get('role', 'user'))[:20]}: {content}")
+    if len(lines) == 1:
+        return lines[0].partition(": ")[2]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class PairCounts:
+    """Judged pairs of a canary: the candidate's wins, ties and losses."""
+
+    wins: int
+    ties: int
+    losses: int
+    consistent: int
+    """Pairs whose verdict was the same in both presentation orders."""
+    no_verdict: int
+    pending: int
+    """Pairs with both answers not judged yet."""
+
+    @property
+    def judged(self) -> int:
+        """Pairs with a verdict."""
+        return self.wins + self.ties + self.losses
+
+
+def pair_counts(serving: Serving, logical: str, *, candidate: str, since: datetime) -> PairCounts:
+    """Verdict counts of ``candidate``'s pairs on ``logical`` since ``since`` (SQL aggregates)."""
+    where = [
+        col(ShadowPair.logical) == logical,
+        col(ShadowPair.candidate_model) == candidate,
+        col(ShadowPair.at) >= since,
+        col(ShadowPair.candidate_answer).is_not(None),
+    ]
+    with serving.db.read() as session:
+        rows = session.execute(
+            select(
+                col(ShadowPair.verdict),
+                col(ShadowPair.judge_error).is_not(None),
+                func.count(),
+                func.sum(func.cast(col(ShadowPair.consistent), Integer())),
+            )
+            .where(*where)
+            .group_by(col(ShadowPair.verdict), col(ShadowPair.judge_error).is_not(None))
+        ).all()
+    counts = {"candidate": 0, "tie": 0, "stable": 0}
+    consistent = no_verdict = pending = 0
+    for verdict, errored, n, agreed in rows:
+        if verdict in counts:
+            counts[verdict] += int(n)
+            consistent += int(agreed or 0)
+        elif errored:
+            no_verdict += int(n)
+        else:
+            pending += int(n)
+    return PairCounts(
+        wins=counts["candidate"],
+        ties=counts["tie"],
+        losses=counts["stable"],
+        consistent=consistent,
+        no_verdict=no_verdict,
+        pending=pending,
+    )
+
+
+def judge_pairs(
+    serving: Serving,
+    logical: str,
+    *,
+    candidate: str,
+    since: datetime,
+    model: ModelSpec,
+    rubric: str,
+    limit: int = 32,
+    concurrency: int = 4,
+    timeout_s: float = 60.0,
+) -> int:
+    """Judge up to ``limit`` unjudged pairs of ``candidate`` on ``logical`` made since
+    ``since``; returns how many got a verdict or were marked as having none."""
+    with serving.db.read() as session:
+        pairs = session.execute(
+            select(
+                col(ShadowPair.id),
+                col(ShadowPair.messages),
+                col(ShadowPair.stable_answer),
+                col(ShadowPair.candidate_answer),
+            )
+            .where(
+                col(ShadowPair.logical) == logical,
+                col(ShadowPair.candidate_model) == candidate,
+                col(ShadowPair.at) >= since,
+                col(ShadowPair.candidate_answer).is_not(None),
+                col(ShadowPair.verdict).is_(None),
+                col(ShadowPair.judge_error).is_(None),
+            )
+            .order_by(col(ShadowPair.id))
+            .limit(limit)
+        ).all()
+    if not pairs:
+        return 0
+    results = asyncio.run(_judge_all(serving, pairs, model, rubric, concurrency, timeout_s))
+    done = 0
+    with serving.db.write() as session:
+        for pair_id, (verdict, consistent, details, failed) in zip(
+            (p[0] for p in pairs), results, strict=True
+        ):
+            if failed:  # the judge could not be reached: the pair waits for the next pass
+                continue
+            values: dict[str, Any] = {"judged_at": utcnow(), "judge_details": details}
+            if verdict is None:
+                errors = "; ".join(details.get("errors") or []) or "no verdict in the judge's reply"
+                values["judge_error"] = errors[:1000]
+            else:
+                values["verdict"] = _VERDICTS[verdict]
+                values["consistent"] = consistent
+            session.execute(update(ShadowPair).where(col(ShadowPair.id) == pair_id).values(values))
+            done += 1
+    return done
+
+
+async def _judge_all(
+    serving: Serving,
+    pairs: Any,
+    model: ModelSpec,
+    rubric: str,
+    concurrency: int,
+    timeout_s: float,
+) -> list[tuple[str | None, bool | None, dict[str, Any], bool]]:
+    from llmops.evals.engine import Engine, RunStats
+    from llmops.evals.judging import Judges, model_key
+    from llmops.evals.providers import make_provider
+    from llmops.evals.suite import JudgeSpec
+
+    judge = JudgeSpec(model=model, mode="pairwise", rubric=rubric)
+    resolver = serving.resolver() if serving.resolver is not None else None
+    provider = make_provider(model, models=resolver, timeout_s=timeout_s)
+    engine = Engine(
+        _Limits(max_retries=2, timeout_s=timeout_s),
+        concurrency=concurrency,
+        cache=None,
+        read_cache=False,
+        stats=RunStats(),
+    )
+    if serving.prompts is None:
+        raise RuntimeError("this Serving has no prompt registry for the judge's prompts")
+    judges = Judges(serving.prompts(), judge, engine, {model_key(model): provider})
+
+    async def one(pair: Any) -> tuple[str | None, bool | None, dict[str, Any], bool]:
+        _, messages, stable_answer, candidate_answer = pair
+        verdict, consistent, details = await judges.compare(
+            question(messages), candidate_answer, stable_answer
+        )
+        # Every call failing (the judge unreachable) is not a verdict on the pair.
+        calls = len(details["orders"]) * 2
+        failed = verdict is None and calls > 0 and len(details["errors"]) >= calls
+        return verdict, consistent, details, failed
+
+    try:
+        return await asyncio.gather(*(one(p) for p in pairs))
+    finally:
+        await provider.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    max_retries: int
+    timeout_s: float
