@@ -4,7 +4,8 @@ Seeds a registry (SQLite; or PostgreSQL: --db-url URL of an empty database) with
 canary and N recorded gateway requests on its logical model (default 1,000,000, 10% on the
 candidate, written in bulk as the gateway's request log writes them), then times the
 controller's analysis of the current step (``analyse``: per-arm counts, errors, p50/p95, the
-slow-share count and the confidence sequences) over repeated evaluations. Goal: at most 100 ms
+slow-share count and the confidence sequences, from the per-minute rollups plus the raw rows of
+the step's first partial minute) over repeated evaluations. The requests span two hours. Goal: at most 100 ms
 per evaluation. Options: --requests N, --repeat N, --db-url URL.
 """
 
@@ -28,6 +29,13 @@ from llmops.db.models import ServeRequest
 from llmops.db.timestamps import utcnow
 from llmops.serve.analysis import analyse
 from llmops.serve.canary import CanarySpec
+from llmops.serve.rollup import write_rollups
+
+
+def write(ws: Workspace, batch: list[dict[str, object]]) -> None:
+    with ws.db.write() as session:
+        session.execute(insert(ServeRequest), batch)
+        write_rollups(session, batch, ws.db.dialect)
 
 
 def seed(ws: Workspace, n: int) -> None:
@@ -38,8 +46,12 @@ def seed(ws: Workspace, n: int) -> None:
         save_file({"w": np.full((2, 2), i, dtype=np.float32)}, str(folder / "w.safetensors"))
         ws.artifacts.push(folder, name="lora", kind=kind)
     ws.serving.traffic.set("bot", stable="lora@1")
+    ws.serving.backends.attach("lora@2", url="http://127.0.0.1:9/v1", served_name="lora-2")
     ws.serving.canaries.start("bot", candidate="lora@2", steps=[10, 100])
-    start = utcnow() - timedelta(seconds=1)  # every row is on the current step... almost
+    # The requests of a busy two-hour step (about 140 a second), written as the gateway's
+    # request log writes them: the rows and their per-minute rollups in one transaction.
+    span = timedelta(hours=2)
+    start = utcnow() - span
     rng = random.Random(0)
     batch = []
     for i in range(n):
@@ -50,7 +62,7 @@ def seed(ws: Workspace, n: int) -> None:
                 "logical": "bot",
                 "arm": arm,
                 "model": "lora@2" if arm == "candidate" else "lora@1",
-                "at": start + timedelta(microseconds=i),
+                "at": start + span * (i / n),
                 "status": 200,
                 "error": rng.random() < 0.01,
                 "failover": False,
@@ -63,12 +75,10 @@ def seed(ws: Workspace, n: int) -> None:
             }
         )
         if len(batch) == 50_000:
-            with ws.db.write() as session:
-                session.execute(insert(ServeRequest), batch)
+            write(ws, batch)
             batch = []
     if batch:
-        with ws.db.write() as session:
-            session.execute(insert(ServeRequest), batch)
+        write(ws, batch)
     with ws.db.write() as session:  # the step began before the first row
         from llmops.db.models import CanaryRow
 

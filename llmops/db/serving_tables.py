@@ -1,6 +1,7 @@
 """Registry tables of serving and canaries (re-exported by :mod:`llmops.db.models`):
 ``serve_backend``, ``traffic_policy``, ``gateway_key``, ``serve_request``, ``serve_feedback``,
-``shadow_pair``, ``canary``, ``canary_decision`` and ``serve_lease``."""
+``serve_rollup``, ``serve_latency_bucket``, ``shadow_pair``, ``canary``, ``canary_decision``
+and ``serve_lease``."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ __all__ = [
     "GatewayKey",
     "ServeBackend",
     "ServeFeedback",
+    "ServeLatencyBucket",
     "ServeLease",
     "ServeRequest",
+    "ServeRollup",
     "ShadowPair",
     "TrafficPolicyRow",
 ]
@@ -100,7 +103,10 @@ class ServeRequest(SQLModel, table=True):
     """One request the gateway answered (written in batches): never its contents."""
 
     __tablename__ = "serve_request"
-    __table_args__ = (Index("ix_serve_request_arm", "logical", "arm", "at"),)
+    __table_args__ = (
+        Index("ix_serve_request_arm", "logical", "arm", "at"),
+        Index("ix_serve_request_at", "logical", "at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     response_id: str = Field(max_length=40, unique=True)
@@ -120,6 +126,39 @@ class ServeRequest(SQLModel, table=True):
     completion_tokens: int = Field(default=0)
     replica: str = Field(max_length=64)
     key_id: str | None = Field(default=None, max_length=40)
+
+
+class ServeRollup(SQLModel, table=True):
+    """Per-minute totals of the request log per logical model, arm and model version."""
+
+    __tablename__ = "serve_rollup"
+
+    logical: str = Field(primary_key=True, max_length=128)
+    arm: str = Field(primary_key=True, max_length=16)
+    model: str = Field(primary_key=True, max_length=300)
+    minute: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
+    )
+    requests: int = Field(default=0)
+    errors: int = Field(default=0)
+    failovers: int = Field(default=0)
+    prompt_tokens: int = Field(default=0)
+    completion_tokens: int = Field(default=0)
+
+
+class ServeLatencyBucket(SQLModel, table=True):
+    """Per-minute latency histogram of answered requests (5% wide log-spaced buckets)."""
+
+    __tablename__ = "serve_latency_bucket"
+
+    logical: str = Field(primary_key=True, max_length=128)
+    arm: str = Field(primary_key=True, max_length=16)
+    minute: datetime = Field(
+        sa_column=Column(DateTime(timezone=True), primary_key=True, nullable=False)
+    )
+    bucket: int = Field(primary_key=True)
+    """Latencies in ``[1.05**bucket, 1.05**(bucket + 1))`` milliseconds."""
+    count: int = Field(default=0)
 
 
 class ServeFeedback(SQLModel, table=True):

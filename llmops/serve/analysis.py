@@ -17,14 +17,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, not_, select
-from sqlmodel import col
-
-from llmops.db.models import CanaryRow, ServeRequest
+from llmops.db.models import CanaryRow
 from llmops.db.timestamps import as_utc, utcnow
 from llmops.serve.canary import CanarySpec
 from llmops.serve.judge import pair_counts
-from llmops.serve.metrics import arm_stats
+from llmops.serve.rollup import arm_stats, arm_window
 from llmops.serve.sequential import Interval, difference, rate_interval
 
 if TYPE_CHECKING:
@@ -57,10 +54,12 @@ def analyse(
     """The numbers of the current step: per arm, the error-rate difference and the slow share
     with their confidence sequences, whether each is breached, and whether the step is ready."""
     since = as_utc(row.step_started_at)
-    arms = arm_stats(serving.db, row.logical, since=since)
+    per_arm = arm_window(serving.db, row.logical, since=since)
+    arms = {arm: w.stats for arm, w in per_arm.items()}
     shadow_phase = row.step < 0
     # Before the live steps the candidate answers mirrored requests only: judge those.
-    cand = arms.get("shadow" if shadow_phase else "candidate")
+    cand_window = per_arm.get("shadow" if shadow_phase else "candidate")
+    cand = cand_window.stats if cand_window else None
     stable = arms.get("stable")
     alpha = spec.alpha / spec.tests
     baseline = "this step"
@@ -87,24 +86,12 @@ def analyse(
         stable
         and stable.p95_ms is not None
         and stable.requests >= spec.min_stable_requests
-        and cand
+        and cand_window
     ):
         threshold = max(stable.p95_ms * (1 + spec.max_p95_increase),
                         stable.p95_ms + spec.min_p95_increase_ms)  # fmt: skip
-        with serving.db.read() as session:
-            slow = session.scalar(
-                select(func.count())
-                .select_from(ServeRequest)
-                .where(
-                    col(ServeRequest.logical) == row.logical,
-                    col(ServeRequest.arm) == ("shadow" if shadow_phase else "candidate"),
-                    col(ServeRequest.at) >= since,
-                    col(ServeRequest.latency_ms) > threshold,
-                    not_(col(ServeRequest.error)),
-                )
-            )
-        ok = cand.requests - cand.errors
-        share = rate_interval(int(slow or 0), ok, alpha=alpha)
+        slow = cand_window.slower_than(threshold)
+        share = rate_interval(slow, cand_window.answered, alpha=alpha)
         latency_breach = share.low > SLOW_SHARE
         latency.update(threshold_ms=round(threshold, 3), slow_share=_interval(share))
     elapsed = (utcnow() - since).total_seconds()

@@ -15,18 +15,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, func, insert, not_, or_, select
-from sqlmodel import col
+from sqlalchemy import insert
 
 from llmops.db.models import ServeFeedback, ServeRequest, ShadowPair
-from llmops.serve.records import ArmStats
+from llmops.serve.rollup import write_rollups
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from sqlalchemy.orm import Session
 
     from llmops.db import Database
 
-__all__ = ["BUCKETS_S", "Metrics", "RequestLog", "arm_stats"]
+__all__ = ["BUCKETS_S", "Metrics", "RequestLog"]
 
 log = logging.getLogger("llmops.gateway")
 
@@ -181,16 +180,21 @@ class RequestLog:
         for table, rows in batches:
             try:
                 with self.db.write() as session:
-                    session.execute(insert(table), rows)
+                    self._insert(session, table, rows)
             except Exception:  # one bad row must not take the others with it
                 self._one_by_one(table, rows)
+
+    def _insert(self, session: Session, table: type[Any], rows: list[dict[str, Any]]) -> None:
+        session.execute(insert(table), rows)
+        if table is ServeRequest:  # the rollups move with the rows, in one transaction
+            write_rollups(session, rows, self.db.dialect)
 
     def _one_by_one(self, table: type[Any], rows: list[dict[str, Any]]) -> None:
         lost = 0
         for row in rows:
             try:
                 with self.db.write() as session:
-                    session.execute(insert(table), [row])
+                    self._insert(session, table, [row])
             except Exception as exc:  # the gateway keeps answering; the row is lost, loudly
                 lost += 1
                 last = exc
@@ -209,86 +213,3 @@ class RequestLog:
         self._wake.set()
         self._thread.join(10)
         self.flush()
-
-
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return round(sorted_values[index], 3)
-
-
-def arm_stats(
-    db: Database,
-    logical: str,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    window: int = 50_000,
-) -> dict[str, ArmStats]:
-    """Per-arm numbers of ``logical`` from every replica's request log (``since``/``until``:
-    only requests in that window). Percentiles use each arm's latest ``window`` requests."""
-    out: dict[str, ArmStats] = {}
-    with db.read() as session:
-        # A failed-over request counts on the candidate (as an error), not on stable: each
-        # arm is judged on its own traffic only.
-        where = [
-            col(ServeRequest.logical) == logical,
-            or_(col(ServeRequest.arm) != "stable", not_(col(ServeRequest.failover))),
-        ]
-        if since is not None:
-            where.append(col(ServeRequest.at) >= since)
-        if until is not None:
-            where.append(col(ServeRequest.at) < until)
-        rows = session.execute(
-            select(
-                col(ServeRequest.arm),
-                func.count(),
-                func.sum(func.cast(col(ServeRequest.error), Integer())),
-                func.sum(func.cast(col(ServeRequest.failover), Integer())),
-                func.sum(col(ServeRequest.completion_tokens)),
-            )
-            .where(*where)
-            .group_by(col(ServeRequest.arm))
-        ).all()
-        for arm, n, errors, failovers, tokens in rows:
-            latencies = sorted(
-                session.scalars(
-                    select(col(ServeRequest.latency_ms))
-                    .where(*where, col(ServeRequest.arm) == arm)
-                    .order_by(col(ServeRequest.id).desc())
-                    .limit(window)
-                ).all()
-            )
-            models = session.scalars(
-                select(col(ServeRequest.model))
-                .where(*where, col(ServeRequest.arm) == arm)
-                .group_by(col(ServeRequest.model))
-            ).all()
-            latest = (  # one vote per response: a later one replaces the earlier
-                select(func.max(col(ServeFeedback.id)))
-                .where(
-                    col(ServeFeedback.logical) == logical,
-                    col(ServeFeedback.arm) == arm,
-                    *([col(ServeFeedback.at) >= since] if since is not None else []),
-                )
-                .group_by(col(ServeFeedback.response_id))
-            )
-            fb = session.execute(
-                select(func.count(), func.avg(col(ServeFeedback.score))).where(
-                    col(ServeFeedback.id).in_(latest)
-                )
-            ).one()
-            out[arm] = ArmStats(
-                arm=arm,
-                requests=int(n),
-                errors=int(errors or 0),
-                failovers=int(failovers or 0),
-                p50_ms=_percentile(latencies, 0.5),
-                p95_ms=_percentile(latencies, 0.95),
-                completion_tokens=int(tokens or 0),
-                feedback=int(fb[0] or 0),
-                feedback_mean=None if fb[1] is None else round(float(fb[1]), 4),
-                models=sorted(models),
-            )
-    return out

@@ -16,8 +16,8 @@ from llmops.db.models import ShadowPair
 from llmops.errors import InputError, NotFoundError
 from llmops.serve.backends import Backends
 from llmops.serve.keys import ApiKeys
-from llmops.serve.metrics import arm_stats
 from llmops.serve.records import Backend, TrafficStatus
+from llmops.serve.rollup import arm_stats
 from llmops.serve.traffic import Traffic
 
 if TYPE_CHECKING:
