@@ -54,8 +54,14 @@ def _print(status: CanaryStatus) -> None:
         f" (max {status.spec['max_error_rate_increase']:.2%})"
         f"; ready to advance: {'yes' if status.analysis['ready'] else 'no'}"
     )
-    if status.analysis.get("quality"):
+    if status.analysis.get("quality") and not status.analysis.get("bandit"):
         typer.echo(_quality_line(status.analysis["quality"]))
+    for ref, arm in (status.analysis.get("bandit") or {}).get("arms", {}).items():
+        typer.echo(
+            f"  bandit {ref}: share {arm['share']:.0%}, P(best) {arm['p_best']:.2f},"
+            f" {arm['rewards']} rewards (mean {arm['reward_mean']}), {arm['requests']} requests"
+            + (f"; dropped: {arm['dropped']}" if arm["dropped"] else "")
+        )
     rows = table("arm", "requests", "errors", "p50 ms", "p95 ms", keep=("arm",))
     for name in ("stable", "candidate", "shadow"):
         s = status.arms.get(name)
@@ -122,7 +128,10 @@ def _spec_file(path: Path) -> dict[str, Any]:
 @app.command("start")
 def start(
     logical: LogicalArg,
-    candidate: Annotated[str, typer.Option("--candidate", help="The version to roll out.")],
+    candidate: Annotated[
+        list[str],
+        typer.Option("--candidate", help="The version to roll out (repeat for a bandit)."),
+    ],
     spec_file: Annotated[
         Path | None,
         typer.Option("--spec", help="YAML of spec fields (flags given here override it)."),
@@ -175,6 +184,20 @@ def start(
         float | None,
         typer.Option("--max-feedback-drop", help="Roll back on a feedback drop above this."),
     ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option("--strategy", help="steps, or thompson: a bandit over the candidates."),
+    ] = None,
+    reward: Annotated[
+        str | None, typer.Option("--reward", help="A bandit's reward: judge or feedback.")
+    ] = None,
+    floor: Annotated[
+        float | None, typer.Option("--floor", help="A bandit's least share per candidate.")
+    ] = None,
+    win_probability: Annotated[
+        float | None,
+        typer.Option("--win-probability", help="A bandit's winner: P(best) at least (0.95)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Start a canary: the candidate takes the first step's weight now (or collects judged
@@ -194,10 +217,18 @@ def start(
         "judge_sample": judge_sample,
         "shadow_first": shadow_first,
         "max_feedback_drop": max_feedback_drop,
+        "strategy": strategy,
+        "reward": reward,
+        "floor": floor,
+        "win_probability": win_probability,
     }
     spec.update({k: v for k, v in flags.items() if v is not None})
     spec.pop("candidate", None)
-    status = workspace().serving.canaries.start(logical, candidate=candidate, **spec)
+    spec.pop("candidates", None)
+    refs = [r.strip() for given in candidate for r in given.split(",") if r.strip()]
+    status = workspace().serving.canaries.start(
+        logical, candidate=refs[0] if len(refs) == 1 else refs, **spec
+    )
     if json_out:
         emit_json(status.to_json())
         return

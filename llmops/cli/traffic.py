@@ -50,6 +50,13 @@ def set_policy(
             "--shadow", help="Share (0-1) of answered requests mirrored to the other arm."
         ),
     ] = None,
+    cohort: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cohort",
+            help="HEADER=VALUE[,VALUE...]: those requests go to the candidate (repeat; none).",
+        ),
+    ] = None,
     if_revision: Annotated[
         int | None, typer.Option("--if-revision", help="Apply only at this revision.")
     ] = None,
@@ -65,6 +72,7 @@ def set_policy(
         weight=UNSET if weight is None else weight,
         sticky=_optional(sticky),
         shadow=UNSET if shadow is None else shadow,
+        cohorts=UNSET if cohort is None else (None if cohort == ["none"] else cohort),
         if_revision=if_revision,
     )
     if json_out:
@@ -75,7 +83,12 @@ def set_policy(
         arms += f", candidate {policy.candidate} at {policy.weight:g}%"
     extra = f"; sticky {policy.sticky}" if policy.sticky else ""
     extra += f"; shadow {policy.shadow:g}" if policy.shadow else ""
+    extra += "".join(f"; cohort {_cohort(c)}" for c in policy.cohorts)
     typer.echo(f"{logical} (revision {policy.revision}): {arms}{extra}")
+
+
+def _cohort(rule: dict[str, Any]) -> str:
+    return f"{rule['header']}={','.join(rule['values'])}"
 
 
 @app.command("kill")
@@ -111,6 +124,10 @@ def _print_status(status: TrafficStatus) -> None:
         typer.echo(f"  WARNING: both arms resolve to {same} (an alias moved): set --candidate")
     typer.echo(f"  sticky {status.sticky or 'no'}; shadow {status.shadow:g}"
                f" ({status.shadow_pairs} pairs kept)")  # fmt: skip
+    for rule in status.cohorts:
+        typer.echo(f"  cohort {_cohort(rule)} -> candidate")
+    for c in status.candidates:
+        typer.echo(f"  bandit arm {c['ref']}: {c['share']:.1%} of the candidate weight")
     if not status.arms:
         typer.echo("  no requests yet")
         return

@@ -30,6 +30,7 @@ EVENT_TYPES = (
     "canary.advance",
     "canary.rollback",
     "canary.promote",
+    "canary.winner",
 )
 """Every event type, as named in ``[[events.webhooks]] events = [...]``."""
 

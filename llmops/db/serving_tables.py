@@ -71,7 +71,13 @@ class TrafficPolicyRow(SQLModel, table=True):
     sticky: str | None = Field(default=None, max_length=200)
     """``header:<name>``, ``conversation`` or None (each request drawn on its own)."""
     shadow: float = Field(default=0.0)
-    """Share (0-1) of stable requests mirrored to the candidate, answers never returned."""
+    """Share (0-1) of answered requests mirrored to the other arm, answers never returned."""
+    cohorts: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    """Header rules (``{"header": "x-tier", "values": ["beta"]}``): a request matching one goes
+    to the candidate whatever the weight (counted as arm ``cohort``)."""
+    candidates: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    """A bandit's arms (``{"ref": "name@7", "share": 0.6}``): the candidate weight is shared
+    among them; None: the one ``candidate``."""
     killed: bool = Field(default=False)
     revision: int = Field(default=1)
     """Bumped by every change: writers compare it, so one of two racing changes wins."""

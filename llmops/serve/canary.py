@@ -13,9 +13,10 @@ from __future__ import annotations
 import builtins
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select
@@ -78,6 +79,17 @@ class CanarySpec(BaseModel):
     shadow_first: int = Field(default=0, ge=0)
     """Judged shadow pairs to collect, at weight 0, before the first live step (needs a
     judge); the live steps do not start when the candidate loses them."""
+    strategy: Literal["steps", "thompson"] = "steps"
+    """``thompson``: a bandit over two or more candidates at the first step's weight (Thompson
+    sampling on ``reward``), then the winner goes on through the steps."""
+    candidates: list[str] = Field(default_factory=list)
+    """A bandit's candidates (model versions; set from ``candidate``)."""
+    reward: Literal["judge", "feedback"] = "judge"
+    """A bandit's reward: judged wins against stable (ties half), or feedback scores."""
+    floor: float = Field(default=0.1, ge=0, le=0.5)
+    """A bandit's least share of the candidate weight per candidate (exploration)."""
+    win_probability: float = Field(default=0.95, gt=0.5, lt=1)
+    """A bandit's winner: the candidate at least this likely to be the best."""
     max_feedback_drop: float | None = Field(default=None, ge=0, le=1)
     """Roll back once the candidate's mean feedback score is surely more than this below the
     stable arm's (None: feedback is reported, not tested)."""
@@ -102,6 +114,18 @@ class CanarySpec(BaseModel):
     def _shadow_needs_judge(self) -> CanarySpec:
         if self.shadow_first and self.judge_model is None:
             raise ValueError("shadow_first needs a judge_model to judge the shadow pairs")
+        if self.strategy == "thompson":
+            if len(self.candidates) < 2:
+                raise ValueError("strategy thompson needs two or more candidates")
+            if self.reward == "judge" and self.judge_model is None:
+                raise ValueError("a bandit rewarded by the judge needs a judge_model")
+            if self.floor * len(self.candidates) > 1:
+                raise ValueError(f"floor {self.floor} times {len(self.candidates)} candidates"
+                                 " is more than the whole candidate weight")  # fmt: skip
+            if self.shadow_first:
+                raise ValueError("shadow_first works with one candidate, not a bandit")
+        elif len(self.candidates) > 1:
+            raise ValueError("two or more candidates need --strategy thompson")
         return self
 
     @property
@@ -251,6 +275,10 @@ class Canaries:
         spec = CanarySpec(**row.spec)
         analysis, arms = analyse(self.serving, row, spec)
         policy = self.serving.traffic.get(logical)
+        if spec.strategy == "thompson" and policy.candidates:
+            from llmops.serve.bandit import bandit_analysis
+
+            analysis["bandit"] = bandit_analysis(self.serving, row, spec, policy)
         return CanaryStatus(
             logical=logical,
             candidate=row.candidate,
@@ -277,40 +305,24 @@ class Canaries:
 
     # -- changes ---------------------------------------------------------------------------
 
-    def start(self, logical: str, *, candidate: str, **spec: Any) -> CanaryStatus:
+    def start(self, logical: str, *, candidate: str | Sequence[str], **spec: Any) -> CanaryStatus:
         """Start rolling ``candidate`` out on ``logical`` (which needs a traffic policy): the
         candidate takes the first step's weight now; the controller takes it from there.
-        ``spec`` holds :class:`CanarySpec` fields (``steps``, ``min_requests`` ...).
+        Several candidates (with ``strategy="thompson"``) share that weight as a bandit until
+        one wins. ``spec`` holds :class:`CanarySpec` fields (``steps``, ``min_requests`` ...).
 
         Raises:
             NotFoundError: No policy for ``logical``, or ``candidate`` names no model version.
             InputError: The spec is invalid or the candidate is the stable arm.
             ConflictError: A canary is already live on ``logical``.
         """
-        parsed = parse_spec(spec)
+        given = [candidate] if isinstance(candidate, str) else list(candidate)
         policy = self.serving.traffic.get(logical)
-        version = self.serving.models.get(candidate).ref
-        stable_name = policy.stable.partition("@")[0]
-        if version.partition("@")[0] != stable_name:
-            raise InputError(
-                f"the candidate {version} is not a version of {stable_name}, the stable arm's"
-                " model",
-                hint="a canary rolls out a new version of the same model; change the traffic"
-                " policy by hand (llmops traffic set) to switch models",
-            )
-        if version == self.serving.traffic.resolve(policy.stable):
-            raise InputError(
-                f"the candidate {version} is the stable arm {policy.stable}",
-                hint="name another version",
-            )
-        name, _, number = version.partition("@")
-        if not any(
-            b.model == name and b.version == int(number) for b in self.serving.backends.list()
-        ):
-            raise InputError(
-                f"no backend serves {version}",
-                hint="start or attach one first (llmops serve start / attach)",
-            )
+        versions = [self._check_candidate(policy.stable, ref) for ref in given]
+        if len(set(versions)) != len(versions) or not versions:
+            raise InputError(f"the candidates {', '.join(versions)} repeat a version (or none)")
+        version = versions[0]
+        parsed = parse_spec({**spec, "candidates": versions if len(versions) > 1 else []})
         with self.db.write() as session:
             row = session.scalars(
                 select(CanaryRow).where(col(CanaryRow.logical) == logical).with_for_update()
@@ -345,6 +357,9 @@ class Canaries:
         split: dict[str, Any] = {"candidate": version, "weight": weight}
         if parsed.judge_model is not None:
             split["shadow"] = parsed.judge_sample
+        if parsed.candidates:
+            share = 1 / len(parsed.candidates)
+            split["candidates"] = [{"ref": v, "share": share} for v in parsed.candidates]
         try:
             self.serving.traffic.set(logical, **split, by_canary=True)
         except InputError as exc:
@@ -355,6 +370,8 @@ class Canaries:
             if parsed.shadow_first
             else f"{version} at {weight:g}%"
         )
+        if parsed.candidates:
+            how = f"bandit (thompson) over {', '.join(parsed.candidates)} at {weight:g}%"
         self.record(logical, "start", how, step=row_step, weight=weight, event=True)
         return self.status(logical)
 
@@ -375,6 +392,31 @@ class Canaries:
                 hint="start it with --judge-model MODEL_SPEC_JSON",
             )
         return judge_canary(self.serving, row, spec, limit=limit)
+
+    def _check_candidate(self, stable: str, ref: str) -> str:
+        """The version ``ref`` names, if a canary may roll it out over ``stable``."""
+        version = self.serving.models.get(ref).ref
+        stable_name = stable.partition("@")[0]
+        if version.partition("@")[0] != stable_name:
+            raise InputError(
+                f"the candidate {version} is not a version of {stable_name}, the stable arm's"
+                " model",
+                hint="a canary rolls out a new version of the same model; change the traffic"
+                " policy by hand (llmops traffic set) to switch models",
+            )
+        if version == self.serving.traffic.resolve(stable):
+            raise InputError(
+                f"the candidate {version} is the stable arm {stable}", hint="name another version"
+            )
+        name, _, number = version.partition("@")
+        if not any(
+            b.model == name and b.version == int(number) for b in self.serving.backends.list()
+        ):
+            raise InputError(
+                f"no backend serves {version}",
+                hint="start or attach one first (llmops serve start / attach)",
+            )
+        return version
 
     def pause(self, logical: str, *, reason: str = "") -> CanaryStatus:
         """Stop advancing (the weight stays; rollback on a breach still happens)."""

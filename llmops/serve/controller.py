@@ -24,6 +24,7 @@ from llmops.serve.judge import judge_pairs
 
 if TYPE_CHECKING:
     from llmops.serve.canary import Canaries
+    from llmops.serve.records import TrafficPolicy
     from llmops.serve.serving import Serving
 
 __all__ = ["Controller", "acquire_lease", "judge_canary", "reconcile"]
@@ -198,12 +199,30 @@ def judge_canary(serving: Serving, row: CanaryRow, spec: CanarySpec, *, limit: i
     return judge_pairs(
         serving,
         row.logical,
-        candidate=row.candidate,
+        candidates=sorted({row.candidate, *spec.candidates}),
         since=as_utc(row.started_at),
         model=model,
         rubric=spec.judge_rubric,
         limit=limit,
     )
+
+
+def _taken_over(canaries: Canaries, row: CanaryRow, policy: TrafficPolicy, actor: str) -> bool:
+    """A person killed the split or changed its arms by hand: the canary ends (rolled back),
+    the split stays as they set it. True when it did."""
+    if policy.killed:
+        why = "the traffic policy was killed"
+    elif (policy.candidate is not None and canaries.serving.traffic.resolve(policy.candidate)
+            != row.candidate) or policy.stable != row.stable:  # fmt: skip
+        # What the canary measures is no longer its candidate.
+        why = (
+            f"the traffic policy was changed by hand (candidate {policy.candidate}, stable"
+            f" {policy.stable})"
+        )
+    else:
+        return False
+    roll_back(canaries, row, why, numbers={}, actor=actor, kill=False)
+    return True
 
 
 def reconcile(canaries: Canaries, logical: str, *, actor: str) -> str:
@@ -213,18 +232,12 @@ def reconcile(canaries: Canaries, logical: str, *, actor: str) -> str:
         return "none"
     spec = CanarySpec(**row.spec)
     policy = canaries.serving.traffic.get(logical)
-    if policy.killed:  # a person pulled the kill switch: the canary is over
-        roll_back(canaries, row, "the traffic policy was killed", numbers={}, actor=actor,
-                  kill=False)  # fmt: skip
+    if _taken_over(canaries, row, policy, actor):
         return "rollback"
-    if (policy.candidate is not None and canaries.serving.traffic.resolve(policy.candidate)
-            != row.candidate) or policy.stable != row.stable:  # fmt: skip
-        # Someone changed the arms by hand: what the canary measures is no longer its
-        # candidate. It stops; the split stays as they set it.
-        roll_back(canaries, row, f"the traffic policy was changed by hand (candidate"
-                  f" {policy.candidate}, stable {policy.stable})", numbers={}, actor=actor,
-                  kill=False)  # fmt: skip
-        return "rollback"
+    if spec.strategy == "thompson" and policy.candidates:
+        from llmops.serve.bandit import bandit_step
+
+        return bandit_step(canaries, row, spec, policy, actor=actor)
     analysis, _ = analyse(canaries.serving, row, spec)
     if row.state in ("awaiting_approval", "promoting"):
         why = breach(spec, analysis)  # waiting for a person never shields a breach

@@ -33,7 +33,7 @@ from llmops.serve.keys import RateBucket, key_digest
 from llmops.serve.metrics import Metrics, RequestLog
 from llmops.serve.proxy import Call, Proxy, error_response
 from llmops.serve.snapshot import Key, Snapshot, build_snapshot
-from llmops.serve.split import choose
+from llmops.serve.split import BUCKETS, bucket, choose
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -562,14 +562,27 @@ class Gateway:
                 "invalid_request_error",
                 code="model_not_found",
             )
-        arm_name = "stable"
-        if route.candidate is not None and not route.killed and route.weight > 0:
+        arm_name, candidate = "stable", route.candidate
+        if route.candidate is not None and not route.killed:
             sticky = route.sticky.key(request.headers, body) if route.sticky else None
-            arm_name = choose(route.logical, route.weight, sticky, rng=self._rng)
+            if route.cohorts and any(
+                request.headers.get(header) in values for header, values in route.cohorts
+            ):
+                arm_name = "cohort"  # a segment sent to the candidate: its own numbers
+            elif route.weight > 0:
+                arm_name = choose(route.logical, route.weight, sticky, rng=self._rng)
+            if route.candidates:  # a bandit: which candidate, by its shares (sticky too)
+                draw = (
+                    bucket(f"{route.logical}\x00bandit", sticky) / BUCKETS
+                    if sticky is not None
+                    else self._rng.random()
+                )
+                candidate = route.pick(draw)
         response_id = "gw-" + secrets.token_hex(12)
         ctx = Call(
             route=route,
             arm=arm_name,
+            candidate=candidate,
             body=body,
             response_id=response_id,
             started=started,

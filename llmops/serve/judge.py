@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -118,7 +119,7 @@ def judge_pairs(
     serving: Serving,
     logical: str,
     *,
-    candidate: str,
+    candidates: Sequence[str],
     since: datetime,
     model: ModelSpec,
     rubric: str,
@@ -126,8 +127,8 @@ def judge_pairs(
     concurrency: int = 4,
     timeout_s: float = 60.0,
 ) -> int:
-    """Judge up to ``limit`` unjudged pairs of ``candidate`` on ``logical`` made since
-    ``since``; returns how many got a verdict or were marked as having none."""
+    """Judge up to ``limit`` unjudged pairs of ``candidates`` (model versions) on ``logical``
+    made since ``since``; returns how many got a verdict or were marked as having none."""
     with serving.db.read() as session:
         pairs = session.execute(
             select(
@@ -138,7 +139,7 @@ def judge_pairs(
             )
             .where(
                 col(ShadowPair.logical) == logical,
-                col(ShadowPair.candidate_model) == candidate,
+                col(ShadowPair.candidate_model).in_(list(candidates)),
                 col(ShadowPair.at) >= since,
                 col(ShadowPair.candidate_answer).is_not(None),
                 col(ShadowPair.verdict).is_(None),

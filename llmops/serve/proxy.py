@@ -109,6 +109,8 @@ class Call:
     response_id: str
     started: float
     key_id: str | None
+    candidate: ArmRoute | None = None
+    """The candidate this request would go to (a bandit's pick among several)."""
     started_arm: float | None = None
     ttft_ms: float | None = None
     failover: bool = False
@@ -153,7 +155,9 @@ class Proxy:
     async def handle(self, request: web.Request, ctx: Call) -> web.StreamResponse:
         """Answer ``ctx`` from its arm, failing over from a broken candidate to stable."""
         route = ctx.route
-        arm = route.candidate if ctx.arm == "candidate" else route.stable
+        if ctx.candidate is None:
+            ctx.candidate = route.candidate
+        arm = ctx.candidate if ctx.arm in ("candidate", "cohort") else route.stable
         assert arm is not None
         try:
             return await self._handle(request, ctx, arm)
@@ -169,7 +173,7 @@ class Proxy:
         try:
             return await self._answer(request, ctx, arm)
         except Failed as failure:
-            if arm_name == "candidate":  # failover: the candidate's failure, stable's answer
+            if arm_name in ("candidate", "cohort"):  # failover: stable answers instead
                 # The candidate's failed attempt is its own row (its own id): a candidate error.
                 self._record(ctx, arm, status=failure.status, error=True, failover=True,
                              attempt="fo-")  # fmt: skip
@@ -232,7 +236,7 @@ class Proxy:
         assert self._session is not None
         payload = dict(ctx.body, model=target.served_name)
         stream = payload.get("stream") is True
-        timeout = self._timeouts[ctx.arm == "candidate"]
+        timeout = self._timeouts[ctx.arm in ("candidate", "cohort")]
         try:
             backend = await self._session.post(
                 f"{target.url}/chat/completions",
@@ -353,7 +357,7 @@ class Proxy:
             status == 200
             and ctx.arm in ("stable", "candidate")
             and not ctx.failover
-            and route.candidate is not None
+            and ctx.candidate is not None
             and route.shadow > 0
             and not route.killed
             and self._rng.random() < route.shadow
@@ -437,8 +441,9 @@ class Proxy:
         candidate answer to the stable arm) and keep both answers as a shadow pair."""
         import aiohttp
 
-        assert ctx.route.candidate is not None
-        other = ctx.route.candidate if ctx.arm == "stable" else ctx.route.stable
+        assert ctx.candidate is not None
+        candidate = ctx.candidate
+        other = candidate if ctx.arm == "stable" else ctx.route.stable
         mirrored = "candidate" if ctx.arm == "stable" else "stable"
         assert self._session is not None and self._log is not None
         self._shadow_inflight += 1
@@ -485,6 +490,7 @@ class Proxy:
         shadow_ctx = Call(
             route=ctx.route,
             arm=mirrored,
+            candidate=candidate,
             body=ctx.body,
             response_id=ctx.response_id,
             started=started,
@@ -516,7 +522,7 @@ class Proxy:
                 "response_id": ctx.response_id,
                 "logical": ctx.route.logical,
                 "stable_model": ctx.route.stable.model or ctx.route.stable.ref,
-                "candidate_model": ctx.route.candidate.model or ctx.route.candidate.ref,
+                "candidate_model": candidate.model or candidate.ref,
                 "messages": ctx.body.get("messages"),
                 "stable_answer": stable_answer,
                 "candidate_answer": candidate_answer,

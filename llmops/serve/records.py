@@ -58,6 +58,10 @@ class TrafficPolicy(Display, Record):
     revision: int
     updated_by: str
     updated_at: datetime
+    cohorts: list[dict[str, Any]] = field(default_factory=list)
+    """Header rules sending a segment to the candidate (``{"header", "values"}``)."""
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    """A bandit's candidates and their shares of the candidate weight."""
 
 
 @dataclass(slots=True, kw_only=True, repr=False)
@@ -107,6 +111,10 @@ class TrafficStatus(Display, Record):
     shadow_pairs: int
     updated_by: str
     updated_at: datetime
+    cohorts: list[dict[str, Any]] = field(default_factory=list)
+    """Header rules sending a segment to the candidate."""
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    """A bandit's candidates and their shares of the candidate weight."""
 
     def to_json(self) -> dict[str, Any]:
         """The policy, with ``requests`` and ``errors`` per arm at ``arms.<arm>``."""

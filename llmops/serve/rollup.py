@@ -143,6 +143,8 @@ class _Agg:
     completion_tokens: int = 0
     models: set[str] = field(default_factory=set)
     histogram: Counter[int] = field(default_factory=Counter)
+    by_model: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    """Model version -> [requests, errors]."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,8 @@ class ArmWindow:
     stats: ArmStats
     histogram: dict[int, int]
     """Answered requests per latency bucket (see :func:`bucket_of`)."""
+    by_model: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Model version -> (requests, errors): the arm's numbers per version (a bandit's)."""
 
     @property
     def answered(self) -> int:
@@ -219,6 +223,7 @@ def arm_window(
                 models=sorted(a.models),
             ),
             histogram=dict(a.histogram),
+            by_model={m: (n, e) for m, (n, e) in a.by_model.items()},
         )
     return out
 
@@ -263,6 +268,8 @@ def _from_rollups(
         a.failovers += int(failovers or 0)
         a.completion_tokens += int(tokens or 0)
         a.models.add(model)
+        a.by_model[model][0] += int(n or 0)
+        a.by_model[model][1] += int(errors or 0)
     for arm, bucket, n in session.execute(
         select(
             col(ServeLatencyBucket.arm),
@@ -306,6 +313,8 @@ def _from_rows(
         a.failovers += bool(failover)
         a.completion_tokens += int(tokens or 0)
         a.models.add(model)
+        a.by_model[model][0] += 1
+        a.by_model[model][1] += bool(error)
         if not error:
             a.histogram[bucket_of(latency)] += 1
 

@@ -213,6 +213,8 @@ class Serving:
             },
             arms=arm_stats(self.db, logical, since=since),
             shadow_pairs=int(pairs or 0),
+            cohorts=policy.cohorts,
+            candidates=policy.candidates,
             updated_by=policy.updated_by,
             updated_at=policy.updated_at,
         )

@@ -59,6 +59,19 @@ class Route:
     revision: int
     direct: bool = False
     """A model version called by its reference, outside any policy."""
+    cohorts: tuple[tuple[str, frozenset[str]], ...] = ()
+    """Header rules: a request whose header holds one of the values goes to the candidate."""
+    candidates: tuple[tuple[ArmRoute, float], ...] = ()
+    """A bandit's candidates with their shares of the candidate weight (empty: ``candidate``)."""
+
+    def pick(self, draw: float) -> ArmRoute | None:
+        """The candidate for a draw in [0, 1): by the bandit's shares, else ``candidate``."""
+        total = 0.0
+        for arm, share in self.candidates:
+            total += share
+            if draw < total:
+                return arm
+        return self.candidates[-1][0] if self.candidates else self.candidate
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +155,8 @@ def build_snapshot(models: ModelRegistry) -> Snapshot:
             shadow=p.shadow,
             killed=p.killed,
             revision=p.revision,
+            cohorts=tuple((c["header"], frozenset(c["values"])) for c in p.cohorts or ()),
+            candidates=tuple((arm(c["ref"]), float(c["share"])) for c in p.candidates or ()),
         )
     keys = {
         k.digest: Key(id=k.id, models=frozenset(k.models), rate_per_minute=k.rate_per_minute)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import builtins
 import math
+import re
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -55,6 +57,8 @@ def to_policy(row: TrafficPolicyRow) -> TrafficPolicy:
         revision=row.revision,
         updated_by=row.updated_by,
         updated_at=as_utc(row.updated_at),
+        cohorts=list(row.cohorts or []),
+        candidates=list(row.candidates or []),
     )
 
 
@@ -67,9 +71,52 @@ def _state(row: TrafficPolicyRow | None) -> dict[str, Any] | None:
         "weight": row.weight,
         "sticky": row.sticky,
         "shadow": row.shadow,
+        "cohorts": row.cohorts,
+        "candidates": row.candidates,
         "killed": row.killed,
         "revision": row.revision,
     }
+
+
+_COHORT_HEADER = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}")
+
+
+def parse_cohorts(value: Any) -> list[dict[str, Any]] | None:
+    """Checked header rules (None or [] for none): ``[{"header": NAME, "values": [...]}]``, or
+    the CLI's ``NAME=VALUE[,VALUE...]`` strings.
+
+    Raises:
+        InputError: A rule is malformed.
+    """
+    if not value:
+        return None
+    if isinstance(value, (str, Mapping)):
+        value = [value]
+    rules: list[dict[str, Any]] = []
+    for given in value:
+        item = given
+        if isinstance(given, str):
+            name, sep, listed = given.partition("=")
+            item = {"header": name, "values": listed.split(",")} if sep else {"header": given}
+        if not isinstance(item, Mapping):
+            raise InputError(f"cohort {item!r} is not a header rule")
+        header = str(item.get("header", "")).strip()
+        given_values = item.get("values") or ()
+        if isinstance(given_values, (str, bytes)) or not isinstance(given_values, Sequence):
+            given_values = ()  # "beta" is not a list of values
+        values = [str(v).strip() for v in given_values if str(v).strip()]
+        if not _COHORT_HEADER.fullmatch(header) or not values:
+            raise InputError(
+                f"cohort {item!r} is not HEADER=VALUE[,VALUE...]",
+                hint="e.g. --cohort x-tier=beta,internal (requests with that header value go"
+                " to the candidate)",
+            )
+        if len(values) > 1000 or any(len(v) > 200 for v in values):
+            raise InputError(f"cohort {header}: at most 1,000 values of 200 characters each")
+        rules.append({"header": header.lower(), "values": sorted(set(values))})
+    if len(rules) > 20:
+        raise InputError("at most 20 cohort rules per logical model")
+    return rules
 
 
 def _weight(value: Any) -> float:
@@ -160,6 +207,8 @@ class Traffic:
         weight: float = UNSET,
         sticky: str | None = UNSET,
         shadow: float = UNSET,
+        cohorts: Sequence[Mapping[str, Any] | str] | None = UNSET,
+        candidates: Sequence[Mapping[str, Any]] | None = UNSET,
         if_revision: int | None = None,
         by_canary: bool = False,
     ) -> TrafficPolicy:
@@ -174,6 +223,10 @@ class Traffic:
             sticky: ``header:<name>``, ``conversation``, or None.
             shadow: Share (0-1) of answered requests mirrored to the other arm (stable answers
                 to the candidate; candidate answers, while it has weight, to stable).
+            cohorts: Header rules, ``[{"header": "x-tier", "values": ["beta"]}]``: matching
+                requests go to the candidate whatever the weight (None or [] removes them).
+            candidates: A bandit's arms and shares, ``[{"ref": "name@7", "share": 0.5}]``
+                (shares sum to 1; the canary controller sets these).
             if_revision: Apply only if the policy is still at this revision.
             by_canary: The canary controller moving its own weight (anyone else's weight
                 change is refused while a canary is live).
@@ -185,6 +238,10 @@ class Traffic:
         """
         check_name(logical, what="logical model name")
         fields = self._fields(stable, candidate, weight, sticky, shadow)
+        if cohorts is not UNSET:
+            fields["cohorts"] = parse_cohorts(cohorts)
+        if candidates is not UNSET:
+            fields["candidates"] = self._shares(candidates)
         if "weight" in fields and not by_canary:
             self._refuse_if_canary(logical)
         with self.db.write() as session:
@@ -214,7 +271,12 @@ class Traffic:
                         " share to",
                         hint="add --candidate NAME@VERSION",
                     )
-                row.weight, row.shadow = 0.0, 0.0
+                if fields.get("cohorts"):
+                    raise InputError(
+                        f"logical model {logical!r} has no candidate to send a cohort to",
+                        hint="add --candidate NAME@VERSION",
+                    )
+                row.weight, row.shadow, row.cohorts, row.candidates = 0.0, 0.0, None, None
             if "stable" in fields or "candidate" in fields:
                 # Only a change of the arms is checked: an alias that moved since (both arms
                 # now naming one version) must not lock the other settings; `show` flags it.
@@ -246,6 +308,24 @@ class Traffic:
         if shadow is not UNSET:
             fields["shadow"] = _shadow(shadow)
         return fields
+
+    def _shares(
+        self, value: Sequence[Mapping[str, Any]] | None
+    ) -> builtins.list[dict[str, Any]] | None:
+        if not value:
+            return None
+        out: builtins.list[dict[str, Any]] = []
+        total = 0.0
+        for item in value:
+            share = float(item.get("share", -1))
+            if not math.isfinite(share) or not 0 <= share <= 1:
+                raise InputError(f"candidate share {item.get('share')!r} is outside 0-1")
+            total += share
+            out.append({"ref": self._check_ref(str(item.get("ref", "")), "candidate"),
+                        "share": round(share, 6)})  # fmt: skip
+        if abs(total - 1) > 1e-3:
+            raise InputError("the candidates' shares must sum to 1")
+        return out
 
     def _refuse_if_canary(self, logical: str) -> None:
         from llmops.db.models import CanaryRow

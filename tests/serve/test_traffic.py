@@ -92,3 +92,55 @@ def test_removing_the_candidate_clears_its_weight(serve_ws: Workspace) -> None:
     traffic.set("bot", stable="support-lora@1", candidate="support-lora@2", weight=40)
     cleared = traffic.set("bot", candidate=None)
     assert cleared.candidate is None and cleared.weight == 0
+
+
+def test_a_header_cohort_goes_to_the_candidate_whatever_the_weight(attached: Workspace) -> None:
+    from tests.serve.conftest import chat, start_gateway, wait_for
+
+    traffic = attached.serving.traffic
+    policy = traffic.set("support-bot", cohorts=["X-Tier=beta,internal"])
+    assert policy.cohorts == [{"header": "x-tier", "values": ["beta", "internal"]}]
+    assert policy.weight == 0
+    with start_gateway(attached) as gw:
+        wait_for(lambda: gw.snapshot.routes["support-bot"].cohorts)
+        beta = chat(gw, headers={"x-tier": "beta"})
+        other = chat(gw, headers={"x-tier": "gold"})
+        plain = chat(gw)
+        assert beta.headers["x-llmops-arm"] == "cohort"
+        assert beta.json()["choices"][0]["message"]["content"].startswith("candidate:")
+        assert other.headers["x-llmops-arm"] == plain.headers["x-llmops-arm"] == "stable"
+        traffic.kill("support-bot", reason="stop")
+        wait_for(lambda: gw.snapshot.routes["support-bot"].killed)
+        assert chat(gw, headers={"x-tier": "beta"}).headers["x-llmops-arm"] == "stable"
+    arms = wait_for(lambda: attached.serving.show("support-bot").arms)
+    assert arms["cohort"].requests == 1 and "candidate" not in arms  # its own numbers
+    assert traffic.set("support-bot", cohorts=None).cohorts == []
+    for bad in (["x-tier"], ["x tier=beta"], ["x-tier="], [{"header": "x", "values": "beta"}]):
+        with pytest.raises(InputError, match="is not HEADER=VALUE"):
+            traffic.set("support-bot", cohorts=bad)
+    with pytest.raises(InputError, match="no candidate to send a cohort to"):
+        traffic.set("support-bot", candidate=None, cohorts=["x-tier=beta"])
+
+
+def test_a_bandit_shares_the_candidate_weight_among_its_candidates(
+    attached: Workspace,
+) -> None:
+    from llmops.evals.testing import MockServer
+    from tests.serve.conftest import chat, start_gateway, tagged, wait_for
+
+    with MockServer(tagged("third")) as third:
+        attached.serving.backends.attach("support-lora@3", url=third.url, served_name="lora-v3")
+        traffic = attached.serving.traffic
+        traffic.set("support-bot", weight=100, sticky="header:x-user-id",
+                    candidates=[{"ref": "support-lora@2", "share": 0.25},
+                                {"ref": "support-lora@3", "share": 0.75}])  # fmt: skip
+        with pytest.raises(InputError, match="sum to 1"):
+            traffic.set("support-bot", candidates=[{"ref": "support-lora@2", "share": 0.5}])
+        with start_gateway(attached) as gw:
+            wait_for(lambda: gw.snapshot.routes["support-bot"].candidates)
+            versions = [chat(gw, headers={"x-user-id": f"u{i}"}).headers["x-llmops-model-version"]
+                        for i in range(200)]  # fmt: skip
+            again = chat(gw, headers={"x-user-id": "u7"}).headers["x-llmops-model-version"]
+    assert again == versions[7]  # a user keeps their candidate
+    share = versions.count("support-lora@3") / len(versions)
+    assert 0.6 < share < 0.9 and set(versions) == {"support-lora@2", "support-lora@3"}
