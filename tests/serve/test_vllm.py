@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,39 @@ def test_an_adapter_loaded_at_run_time_is_served_under_its_digest_name_and_split
     assert arms == {"stable", "candidate"}
     stats = ws.serving.show("pirate-bot").arms
     assert stats["stable"].requests + stats["candidate"].requests == 12
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_canary_walks_one_adapter_out_over_the_other_on_vllm(vllm_ws: dict[str, Any]) -> None:
+    from llmops.serve.controller import reconcile
+
+    ws = vllm_ws["ws"]
+    first, second = vllm_ws["adapters"]
+    if not any(b.ref == second for b in ws.serving.backends.list()):
+        host = next(b for b in vllm_ws["launched"].backends if b.ref == "smollm2@1")
+        ws.serving.load_adapter(second, backend_id=host.id)
+    ws.serving.traffic.set("pirate-canary", stable=first, sticky="header:x-user-id")
+    ws.serving.canaries.start("pirate-canary", candidate=second, steps=[50, 100],
+                              min_requests=3, min_seconds=0, min_stable_requests=3)  # fmt: skip
+    actions = []
+    with start_gateway(ws) as gw:
+        for round_ in range(6):
+            for user in range(round_ * 8, round_ * 8 + 8):
+                r = httpx.post(f"{gw.url}/chat/completions",
+                               json={"model": "pirate-canary", **_body()},
+                               headers={"x-user-id": f"c{user}"}, timeout=120)  # fmt: skip
+                assert r.status_code == 200, r.text
+            time.sleep(0.3)
+            actions.append(reconcile(ws.serving.canaries, "pirate-canary", actor="test"))
+            if actions[-1] == "promote":
+                break
+            wait_time = time.monotonic() + 5
+            while (gw.snapshot.routes["pirate-canary"].weight
+                   != ws.serving.traffic.get("pirate-canary").weight
+                   and time.monotonic() < wait_time):  # fmt: skip
+                time.sleep(0.05)
+    assert actions[-1] == "promote" and "advance" in actions, actions
+    assert ws.serving.traffic.get("pirate-canary").stable == second
+    status = ws.serving.canaries.status("pirate-canary")
+    assert status.state == "promoted" and status.arms["candidate"].errors == 0
