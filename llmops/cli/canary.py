@@ -329,7 +329,14 @@ def promote(logical: LogicalArg, json_out: JsonOpt = False) -> None:
 @app.command("export")
 def export(
     logical: LogicalArg,
-    format: Annotated[str, typer.Option("--format", help="argo (an AnalysisTemplate).")] = "argo",
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="argo (an AnalysisTemplate), flagger (a Canary with a webhook check) or llm-d"
+            " (the split at the canary's current weight).",
+        ),
+    ] = "argo",
     gateway_url: Annotated[
         str, typer.Option("--gateway-url", help="Where Argo reaches the llmops gateway.")
     ] = "http://llmops-gateway:8080",
@@ -342,15 +349,22 @@ def export(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """The canary analysis for Argo Rollouts: an AnalysisTemplate whose web metrics call the
-    gateway's /canary/LOGICAL/analysis (Flagger: use that URL as a webhook)."""
+    """The canary for rollout tools: an Argo Rollouts AnalysisTemplate whose web metrics call
+    the gateway's /canary/LOGICAL/analysis, a Flagger Canary whose webhook calls
+    /canary/LOGICAL/check, or the llm-d split at the canary's current weight."""
     from llmops.errors import InputError
     from llmops.serve.backends import check_url
-    from llmops.serve.export import argo_analysis, check_k8s_name, to_yaml
+    from llmops.serve.export import argo_analysis, check_k8s_name, flagger_canary, to_yaml
 
-    if format != "argo":
-        raise InputError(f"unknown export format {format!r}", hint="use --format argo")
-    workspace().serving.canaries.row(logical)  # a canary must exist
+    if format not in ("argo", "flagger", "llm-d"):
+        raise InputError(
+            f"unknown export format {format!r}", hint="use --format argo, flagger or llm-d"
+        )
+    ws = workspace()
+    ws.serving.canaries.row(logical)  # a canary must exist
+    if format == "llm-d":
+        typer.echo(ws.serving.export(logical, format="llm-d", namespace=namespace), nl=False)
+        return
     if namespace is not None:
         check_k8s_name(namespace, what="--namespace")
     secret = None
@@ -361,7 +375,17 @@ def export(
                              hint="e.g. --api-key-secret llmops-gateway/api-key")  # fmt: skip
         secret = (check_k8s_name(name, what="--api-key-secret"), key)
     base = check_url(gateway_url).removesuffix("/v1")
-    manifest = argo_analysis(logical, gateway_url=base, namespace=namespace, api_key_secret=secret)
+    manifest: Any
+    if format == "flagger":
+        if secret is not None:
+            raise InputError(
+                "Flagger webhooks send no headers, so --api-key-secret cannot apply",
+                hint="route the check through something that adds the key, or use --format argo",
+            )
+        manifest = flagger_canary(logical, gateway_url=base, namespace=namespace)
+    else:
+        manifest = argo_analysis(logical, gateway_url=base, namespace=namespace,
+                                 api_key_secret=secret)  # fmt: skip
     if json_out:
         emit_json(manifest.model_dump(exclude_none=True))
         return

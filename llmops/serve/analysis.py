@@ -125,6 +125,9 @@ def analyse(
             f" {spec.tests} tests"
         ),
     }
+    why = breach(spec, analysis)
+    analysis["breach"] = why is not None  # any test: errors, latency, quality or feedback
+    analysis["breach_reason"] = why
     return analysis, arms
 
 

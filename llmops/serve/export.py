@@ -27,6 +27,7 @@ __all__ = [
     "LLMInferenceService",
     "argo_analysis",
     "check_k8s_name",
+    "flagger_canary",
     "kserve_manifest",
     "llmd_manifest",
     "to_yaml",
@@ -264,7 +265,7 @@ def argo_analysis(
 ) -> AnalysisTemplate:
     """An Argo Rollouts ``AnalysisTemplate`` whose ``web`` metrics read the gateway's canary
     analysis (``GET /canary/LOGICAL/analysis``): they fail when our sequential tests see a
-    breach of the error rate or of the latency (Flagger: the same URL as a webhook check).
+    breach of the error rate, the latency, or any test (judged quality, feedback).
     ``api_key_secret`` (secret name, key) sends a gateway API key from a Kubernetes Secret."""
     url = f"{gateway_url.rstrip('/')}/canary/{logical}/analysis"
     headers = None
@@ -283,6 +284,8 @@ def argo_analysis(
         for name, path in (
             ("llmops-error-rate", "{$.analysis.error_rate.breach}"),
             ("llmops-latency", "{$.analysis.latency.breach}"),
+            # any test: judged quality (win rate) and feedback too
+            ("llmops-analysis", "{$.analysis.breach}"),
         )
     ]
     return AnalysisTemplate(
@@ -301,3 +304,77 @@ def to_yaml(manifest: BaseModel) -> str:
     import yaml
 
     return yaml.safe_dump(manifest.model_dump(exclude_none=True, by_alias=True), sort_keys=False)
+
+
+class FlaggerWebhook(_Model):
+    name: str
+    type: Literal["rollout"] = "rollout"
+    url: str
+    timeout: str = "10s"
+
+
+class FlaggerAnalysis(_Model):
+    interval: str = "30s"
+    threshold: int = 1
+    """Failed checks before Flagger rolls back (ours are already sequential: one is enough)."""
+    webhooks: list[FlaggerWebhook]
+
+
+class FlaggerTargetRef(_Model):
+    apiVersion: str = "apps/v1"
+    kind: str = "Deployment"
+    name: str
+
+
+class FlaggerService(_Model):
+    port: int = 8000
+
+
+class FlaggerSpec(_Model):
+    targetRef: FlaggerTargetRef
+    service: FlaggerService
+    analysis: FlaggerAnalysis
+
+
+class FlaggerCanary(_Model):
+    apiVersion: Literal["flagger.app/v1beta1"] = "flagger.app/v1beta1"
+    kind: Literal["Canary"] = "Canary"
+    metadata: ObjectMeta
+    spec: FlaggerSpec
+
+
+def flagger_canary(
+    logical: str,
+    *,
+    gateway_url: str,
+    interval_s: int = 30,
+    namespace: str | None = None,
+    deployment: str | None = None,
+    port: int = 8000,
+) -> FlaggerCanary:
+    """A Flagger ``Canary`` whose analysis is one ``rollout`` webhook calling the gateway's
+    check (``/canary/LOGICAL/check``: 200 while the canary holds up, 412 on a breach or a
+    rollback). Flagger webhooks send no headers: with gateway API keys on, reach the check
+    through a route that adds the key."""
+    name = _k8s_name(logical)[:50]
+    return FlaggerCanary(
+        metadata=ObjectMeta(
+            name=name,
+            namespace=namespace,
+            labels={"app.kubernetes.io/managed-by": "llmops"},
+            annotations={"llmops.dev/logical-model": logical},
+        ),
+        spec=FlaggerSpec(
+            targetRef=FlaggerTargetRef(name=deployment or name),
+            service=FlaggerService(port=port),
+            analysis=FlaggerAnalysis(
+                interval=f"{interval_s}s",
+                webhooks=[
+                    FlaggerWebhook(
+                        name="llmops-analysis",
+                        url=f"{gateway_url.rstrip('/')}/canary/{logical}/check",
+                    )
+                ],
+            ),
+        ),
+    )

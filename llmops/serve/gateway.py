@@ -181,6 +181,7 @@ class Gateway:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/canary/{logical}/analysis", self._canary_analysis)
+        app.router.add_route("*", "/canary/{logical}/check", self._canary_check)
         return app
 
     async def _serve(self, *, announce: bool) -> None:
@@ -270,28 +271,14 @@ class Gateway:
                 await asyncio.sleep(controller.interval_s)
 
     async def _canary_analysis(self, request: web.Request) -> web.Response:
-        """``GET /canary/LOGICAL/analysis``: the canary's status as JSON (for Argo Rollouts'
-        web metrics and Flagger webhooks)."""
-        from aiohttp import web
+        from llmops.serve.canary_api import analysis
 
-        from llmops.errors import NotFoundError
+        return await analysis(self, request)
 
-        _, refused = self._auth(request, request.match_info["logical"], limit=False)
-        if refused is not None:
-            return refused  # type: ignore[no-any-return]
-        if self.serving is None:
-            return error_response(404, "this gateway runs no canaries", "invalid_request_error")
-        try:
-            status = await asyncio.to_thread(
-                self.serving.canaries.status, request.match_info["logical"]
-            )
-        except NotFoundError as exc:
-            return error_response(
-                404, exc.one_line(), "invalid_request_error", code="canary_not_found"
-            )
-        return web.Response(
-            text=json.dumps(status.to_json(), default=str), content_type="application/json"
-        )
+    async def _canary_check(self, request: web.Request) -> web.Response:
+        from llmops.serve.canary_api import check
+
+        return await check(self, request)
 
     async def _refresher(self) -> None:
         while True:

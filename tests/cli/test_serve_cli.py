@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -176,6 +178,24 @@ def test_canary_start_status_rollback_and_export(cli: CLI) -> None:
     assert header == {"key": "Authorization", "value": "Bearer {{args.api-key}}"}
     _, err = cli("canary", "export", "support-bot", "--api-key-secret", "nokey", code=2)
     assert "SECRET/KEY" in err
+    paths = [m["provider"]["web"]["jsonPath"] for m in doc["spec"]["metrics"]]
+    assert paths == ["{$.analysis.error_rate.breach}", "{$.analysis.latency.breach}",
+                     "{$.analysis.breach}"]  # fmt: skip
+    out, _ = cli("canary", "export", "support-bot", "--format", "flagger", "--gateway-url",
+                 "http://gw.ml:8080")  # fmt: skip
+    doc = yaml.safe_load(out)
+    assert (doc["apiVersion"], doc["kind"]) == ("flagger.app/v1beta1", "Canary")
+    hook = doc["spec"]["analysis"]["webhooks"][0]
+    assert hook == {"name": "llmops-analysis", "type": "rollout", "timeout": "10s",
+                    "url": "http://gw.ml:8080/canary/support-bot/check"}  # fmt: skip
+    _, err = cli("canary", "export", "support-bot", "--format", "flagger", "--api-key-secret",
+                 "s/k", code=2)  # fmt: skip
+    assert "send no headers" in err
+    out, _ = cli("canary", "export", "support-bot", "--format", "llm-d")
+    weights = re.findall(r'"weight": (\d+)', json.dumps(yaml.safe_load(out)))
+    assert sorted(map(int, weights)) == [500, 9500]  # the split at the canary's weight: 5%
+    _, err = cli("canary", "export", "support-bot", "--format", "helm", code=2)
+    assert "argo, flagger or llm-d" in err
     rolled = cli.json("canary", "rollback", "support-bot", "-m", "not today")
     assert rolled["state"] == "rolled_back" and rolled["weight"] == 0
     assert [c["state"] for c in cli.json("canary", "list")] == ["rolled_back"]

@@ -314,3 +314,23 @@ def test_the_cli_takes_judge_flags_and_a_spec_file(
     _, err = cli("canary", "start", "support-bot", "--candidate", "support-lora@2", "--spec",
                  str(spec), code=2)  # fmt: skip
     assert "is not valid YAML (line" in err
+
+
+def test_the_flagger_check_passes_while_the_canary_holds_up_and_fails_once_rolled_back(
+    judged_ws: Workspace,
+) -> None:
+    canaries = judged_ws.serving.canaries
+    canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100])
+    with start_gateway(judged_ws) as gw:
+        url = f"{gw.url.removesuffix('/v1')}/canary/support-bot/check"
+        ok = httpx.post(url, json={"name": "support-bot", "phase": "Progressing"})
+        assert ok.status_code == 200 and ok.json()["ok"] is True
+        assert httpx.get(url).status_code == 200
+        canaries.rollback("support-bot", reason="bad answers")
+        failed = httpx.get(url)
+        assert failed.status_code == 412
+        assert failed.json() == {"ok": False, "state": "rolled_back", "step": 0, "weight": 0.0,
+                                 "reason": "bad answers"}  # fmt: skip
+        assert httpx.get(url.replace("support-bot", "nobody")).status_code == 404
+        analysis = httpx.get(url.replace("/check", "/analysis")).json()["analysis"]
+    assert analysis["breach"] is False and analysis["breach_reason"] is None
