@@ -145,16 +145,19 @@ LLMOPS_USER=bob step llmops models approve smollm2-pirate-lora@1 production
 step llmops models promote smollm2-pirate-lora@1 production
 step llmops models history smollm2-pirate-lora
 
-# Serving: the local backend (transformers + peft) serves the base model and the promoted adapter
+# A second, shorter training (another seed) gives a new version to roll out as a canary below.
+step llmops train recipes/sft-lora.yaml --set training.max_steps=6 --set training.seed=7
+
+# Serving: the local backend (transformers + peft) serves the base model and both adapters
 # under digest names; the gateway routes the logical model pirate-bot by its traffic policy,
-# keeps each user on one arm, and mirrors half of the stable requests to the candidate (shadow).
+# keeps each user on one arm, and mirrors half of the answered requests to the other arm (shadow).
 trap 'llmops serve stop --all >/dev/null 2>&1 || true' EXIT
 step llmops serve start --base smollm2-135m-instruct@production \
-  --adapters smollm2-pirate-lora@production --port 8101 --detach
+  --adapters smollm2-pirate-lora@production,smollm2-pirate-lora@2 --port 8101 --detach
 step llmops traffic set pirate-bot --stable smollm2-pirate-lora@production \
   --candidate smollm2-135m-instruct@1 --weight 50 --sticky header:x-user-id --shadow 0.5
 printf '\n\033[1m$ llmops gateway --port 8102 &   (and the openai client against it)\033[0m\n'
-llmops gateway --port 8102 --quiet &
+llmops gateway --port 8102 --quiet --canary-interval 1 &
 GATEWAY=$!
 trap 'kill $GATEWAY 2>/dev/null || true; llmops serve stop --all >/dev/null 2>&1 || true' EXIT
 python - <<'PY'
@@ -184,6 +187,45 @@ sleep 1   # the gateway writes its request log every half second
 step llmops traffic show pirate-bot
 step llmops traffic export pirate-bot --format llm-d
 step llmops traffic kill pirate-bot -m "demo over"
+
+# A canary: smollm2-pirate-lora@2 takes 50% of pirate-canary's users, then 100%, judged by the
+# gateway's controller on each arm's own errors and latency (sequential tests), then promoted
+# through the model's policy: the production alias would move to version 2 (a breach rolls
+# it back at once).
+cat > canary.yaml <<'EOF'
+steps: [50, 100]
+min_requests: 4
+min_seconds: 0
+min_stable_requests: 4
+EOF
+step llmops traffic set pirate-canary --stable smollm2-pirate-lora@production --sticky header:x-user-id
+step llmops canary start pirate-canary --candidate smollm2-pirate-lora@2 --spec canary.yaml
+printf '\n\033[1m$ python (synthetic users until the controller promotes or rolls back)\033[0m\n'
+python - <<'PY'
+import json
+import subprocess
+import time
+
+import httpx
+
+state, user = "running", 0
+while state not in ("promoted", "rolled_back", "awaiting_approval") and user < 120:
+    for _ in range(4):
+        httpx.post("http://127.0.0.1:8102/v1/chat/completions", timeout=120,
+                   headers={"x-user-id": f"user-{user}"},
+                   json={"model": "pirate-canary", "max_tokens": 8, "temperature": 0,
+                         "messages": [{"role": "user", "content": f"Say hello to user {user}."}]})
+        user += 1
+    time.sleep(1.5)  # the request log lands, the controller looks
+    status = json.loads(subprocess.check_output(
+        ["llmops", "canary", "status", "pirate-canary", "--json"]))
+    state = status["state"]
+    print(f"after {user:>3} requests: {state}, step {status['step'] + 1}, weight {status['weight']:g}%")
+PY
+step llmops canary status pirate-canary
+# The live numbers held up, but production's policy also wants eval evidence and an approval
+# for version 2: the canary waits at 100% for them. Here it ends by hand.
+step llmops canary rollback pirate-canary -m "no eval evidence for version 2 yet"
 kill $GATEWAY 2>/dev/null || true
 step llmops serve stop --all
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"
