@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from llmops.db.models import CanaryRow, ServeFeedback
@@ -189,19 +189,10 @@ def _crown(
     actor: str,
 ) -> bool:
     """End the bandit: ``winner`` is the canary's one candidate, measured afresh on the step."""
-    with canaries.db.write() as session:
-        result: Any = session.execute(
-            update(CanaryRow)
-            .where(col(CanaryRow.logical) == row.logical, col(CanaryRow.revision) == row.revision)
-            .values(
-                candidate=winner,
-                step_started_at=utcnow(),
-                updated_at=utcnow(),
-                revision=row.revision + 1,
-            )
-        )
-        if not result.rowcount:
-            return False
+    from llmops.serve.controller import compare_and_set
+
+    if not compare_and_set(canaries, row, candidate=winner, step_started_at=utcnow()):
+        return False
     policy = canaries.serving.traffic.set(
         row.logical, candidate=winner, candidates=None, by_canary=True
     )

@@ -32,6 +32,22 @@ __all__ = ["Controller", "acquire_lease", "judge_canary", "reconcile"]
 log = logging.getLogger("llmops.gateway")
 
 
+def compare_and_set(canaries: Canaries, row: CanaryRow, *where: Any, **values: Any) -> bool:
+    """Update the canary with ``values`` only if it is still at ``row``'s revision (and
+    ``where`` holds): of two racing changes exactly one wins. True when this one did."""
+    with canaries.db.write() as session:
+        result: Any = session.execute(
+            update(CanaryRow)
+            .where(
+                col(CanaryRow.logical) == row.logical,
+                col(CanaryRow.revision) == row.revision,
+                *where,
+            )
+            .values(updated_at=utcnow(), revision=row.revision + 1, **values)
+        )
+        return bool(result.rowcount)
+
+
 def step_to(
     canaries: Canaries,
     row: CanaryRow,
@@ -43,16 +59,7 @@ def step_to(
     actor: str,
 ) -> bool:
     """Move to ``step`` if the canary is still where ``row`` saw it (compare-and-set)."""
-    with canaries.db.write() as session:
-        result: Any = session.execute(
-            update(CanaryRow)
-            .where(col(CanaryRow.logical) == row.logical, col(CanaryRow.revision) == row.revision)
-            .values(
-                step=step, step_started_at=utcnow(), updated_at=utcnow(), revision=row.revision + 1
-            )
-        )
-        moved = result.rowcount
-    if not moved:
+    if not compare_and_set(canaries, row, step=step, step_started_at=utcnow()):
         return False
     weight = spec.steps[step]
     try:
@@ -81,17 +88,9 @@ def step_to(
 def claim(canaries: Canaries, row: CanaryRow, state: str) -> bool:
     """Move the canary to ``state`` only if it is still where ``row`` saw it and not final
     (of a rollback and a promotion racing, exactly one wins)."""
-    with canaries.db.write() as session:
-        result: Any = session.execute(
-            update(CanaryRow)
-            .where(
-                col(CanaryRow.logical) == row.logical,
-                col(CanaryRow.revision) == row.revision,
-                col(CanaryRow.state).not_in(sorted(FINAL_STATES)),
-            )
-            .values(state=state, updated_at=utcnow(), revision=row.revision + 1)
-        )
-        return bool(result.rowcount)
+    return compare_and_set(
+        canaries, row, col(CanaryRow.state).not_in(sorted(FINAL_STATES)), state=state
+    )
 
 
 def roll_back(
