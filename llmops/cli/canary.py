@@ -42,8 +42,10 @@ def _quality_line(quality: dict[str, Any]) -> str:
 
 def _print(status: CanaryStatus) -> None:
     steps = ",".join(f"{w:g}" for w in status.steps)
+    arms = list((status.analysis.get("bandit") or {}).get("arms", {}))
+    candidate = f"bandit over {', '.join(arms)}" if arms else status.candidate
     typer.echo(
-        f"{status.logical}: {status.state}  {status.candidate} vs {status.stable}"
+        f"{status.logical}: {status.state}  {candidate} vs {status.stable}"
         f"  step {_step(status)} ({steps})  weight {status.weight:g}%"
     )
     if status.reason:
@@ -113,6 +115,8 @@ def _spec_file(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"cannot read canary spec {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"canary spec {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -122,7 +126,13 @@ def _spec_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(f"canary spec {path} must be a mapping of spec fields")
     data = data.get("canary", data) if isinstance(data.get("canary"), dict) else data
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    spec = {str(k).replace("-", "_"): v for k, v in data.items()}
+    if "candidate" in spec or "candidates" in spec:
+        raise InputError(
+            f"canary spec {path} names candidates: they are given on the command line",
+            hint="remove them from the file and pass --candidate REF (repeat it for a bandit)",
+        )
+    return spec
 
 
 @app.command("start")
@@ -223,9 +233,11 @@ def start(
         "win_probability": win_probability,
     }
     spec.update({k: v for k, v in flags.items() if v is not None})
-    spec.pop("candidate", None)
-    spec.pop("candidates", None)
     refs = [r.strip() for given in candidate for r in given.split(",") if r.strip()]
+    if not refs:
+        from llmops.errors import InputError
+
+        raise InputError("--candidate names no model version", hint="e.g. --candidate name@7")
     status = workspace().serving.canaries.start(
         logical, candidate=refs[0] if len(refs) == 1 else refs, **spec
     )
@@ -238,7 +250,7 @@ def start(
 @app.command("judge")
 def judge(
     logical: LogicalArg,
-    limit: Annotated[int, typer.Option("--limit", help="Most pairs to judge now.")] = 32,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Most pairs to judge now.")] = 32,
     json_out: JsonOpt = False,
 ) -> None:
     """Judge the canary's pending shadow pairs now (the gateway does it on its own)."""

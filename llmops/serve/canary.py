@@ -28,7 +28,7 @@ from llmops.db.audit import record_event
 from llmops.db.models import CanaryDecisionRow, CanaryRow
 from llmops.db.outbox import emit
 from llmops.db.timestamps import as_utc, utcnow
-from llmops.errors import ConflictError, InputError, NotFoundError
+from llmops.errors import ConflictError, InputError, NotFoundError, ServingError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -162,7 +162,9 @@ def parse_spec(values: dict[str, Any]) -> CanarySpec:
         return CanarySpec(**values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}:"
+            f" {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise InputError(f"invalid canary spec: {problems}") from None
 
@@ -278,7 +280,17 @@ class Canaries:
         if spec.strategy == "thompson" and policy.candidates:
             from llmops.serve.bandit import bandit_analysis
 
-            analysis["bandit"] = bandit_analysis(self.serving, row, spec, policy)
+            bandit = analysis["bandit"] = bandit_analysis(self.serving, row, spec, policy)
+            # While the bandit runs, the pooled candidate arm and the first candidate's win rate
+            # say nothing about any one candidate: each is tested on its own in "bandit", and
+            # the canary as a whole fails only when every candidate is dropped.
+            dropped = [f"{r}: {a['dropped']}" for r, a in bandit["arms"].items() if a["dropped"]]
+            every = len(dropped) == len(bandit["arms"])
+            analysis["quality"] = None
+            analysis["error_rate"]["breach"] = analysis["latency"]["breach"] = False
+            analysis["breach"] = every
+            analysis["breach_reason"] = ("every candidate dropped: " + "; ".join(dropped)
+                                         if every else None)  # fmt: skip
         return CanaryStatus(
             logical=logical,
             candidate=row.candidate,
@@ -391,7 +403,26 @@ class Canaries:
                 f"the canary on {logical!r} has no judge",
                 hint="start it with --judge-model MODEL_SPEC_JSON",
             )
-        return judge_canary(self.serving, row, spec, limit=limit)
+        outcome = judge_canary(self.serving, row, spec, limit=limit)
+        if outcome.unreachable and not outcome.judged:
+            where = (spec.judge_model or {}).get("api_base") or spec.judge.name
+            raise ServingError(
+                f"the judge {where} did not answer for {outcome.unreachable} pairs:"
+                f" {outcome.error}",
+                hint="check the judge's server and --judge-model (its api_base and name);"
+                " the pairs wait for the next pass",
+            )
+        return outcome.judged
+
+    def _refuse_if_bandit(self, row: CanaryRow, action: str) -> None:
+        spec = CanarySpec(**row.spec)
+        if spec.strategy == "thompson" and self.serving.traffic.get(row.logical).candidates:
+            raise InputError(
+                f"the canary on {row.logical!r} is a bandit still choosing among"
+                f" {', '.join(spec.candidates)}: there is no one candidate to {action}",
+                hint="the controller names the winner (canary status shows each one's odds);"
+                f" or end it: llmops canary rollback {row.logical}",
+            )
 
     def _check_candidate(self, stable: str, ref: str) -> str:
         """The version ``ref`` names, if a canary may roll it out over ``stable``."""
@@ -450,6 +481,7 @@ class Canaries:
         row = self.row(logical)
         if row.state in FINAL_STATES:
             raise InputError(f"the canary on {logical!r} is already {row.state}")
+        self._refuse_if_bandit(row, "advance")
         spec = CanarySpec(**row.spec)
         if row.step + 1 >= len(spec.steps):
             raise InputError(
@@ -470,6 +502,7 @@ class Canaries:
         from llmops.serve.controller import promote
 
         row = self.row(logical)
+        self._refuse_if_bandit(row, "promote")
         if row.state in FINAL_STATES:
             raise InputError(f"the canary on {logical!r} is already {row.state}")
         promote(self, row, "promoted by hand", numbers={}, actor=self.actor)

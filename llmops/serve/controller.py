@@ -10,6 +10,7 @@ change it once) and, for canaries with a judge, judges their shadow pairs beside
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from llmops.db.models import CanaryRow, ServeLease
 from llmops.db.timestamps import as_utc, utcnow
 from llmops.serve.analysis import analyse, breach, decide
 from llmops.serve.canary import FINAL_STATES, CanarySpec
-from llmops.serve.judge import judge_pairs
+from llmops.serve.judge import JudgeOutcome, judge_pairs
 
 if TYPE_CHECKING:
     from llmops.serve.canary import Canaries
@@ -108,6 +109,8 @@ def roll_back(
         return False
     if kill:
         canaries.serving.traffic.kill(row.logical, reason=f"canary rollback: {reason}")
+    if canaries.serving.traffic.get(row.logical).candidates:  # a bandit's split ends with it
+        canaries.serving.traffic.set(row.logical, candidates=None, by_canary=True)
     canaries._finish(row.logical, "rolled_back", reason)
     _withdraw_request(canaries, row, reason)
     canaries.record(
@@ -190,11 +193,13 @@ def promote(
     return True
 
 
-def judge_canary(serving: Serving, row: CanaryRow, spec: CanarySpec, *, limit: int = 32) -> int:
-    """Judge up to ``limit`` of the canary's pending shadow pairs; returns how many."""
+def judge_canary(
+    serving: Serving, row: CanaryRow, spec: CanarySpec, *, limit: int = 32
+) -> JudgeOutcome:
+    """Judge up to ``limit`` of the canary's pending shadow pairs."""
     model = spec.judge
     if model is None:
-        return 0
+        return JudgeOutcome(0)
     return judge_pairs(
         serving,
         row.logical,
@@ -269,8 +274,13 @@ def reconcile(canaries: Canaries, logical: str, *, actor: str) -> str:
 
 
 def _same_hold(previous: str, reason: str) -> bool:
-    """Holds are recorded once per step and state (not on every tick)."""
-    return previous.split(":", maxsplit=1)[0] == reason.split(":", maxsplit=1)[0]
+    """Holds are recorded once per step and kind (not on every tick, nor for every new
+    estimate): the text before the first colon, numbers left out, names the kind."""
+
+    def kind(text: str) -> str:
+        return re.sub(r"[\d.%]+", "#", text.split(":", maxsplit=1)[0])
+
+    return kind(previous) == kind(reason)
 
 
 def acquire_lease(serving: Serving, name: str, holder: str, *, ttl_s: float) -> bool:
@@ -317,7 +327,12 @@ class Controller:
             if spec.judge is None or lease is None or as_utc(lease.expires_at) <= utcnow():
                 continue
             try:
-                out[row.logical] = judge_canary(self.serving, row, spec, limit=limit)
+                outcome = judge_canary(self.serving, row, spec, limit=limit)
+                out[row.logical] = outcome.judged
+                if outcome.unreachable:
+                    where = (spec.judge_model or {}).get("api_base") or "(local)"
+                    log.warning("canary %s: the judge %s did not answer for %d pairs: %s",
+                                row.logical, where, outcome.unreachable, outcome.error)  # fmt: skip
             except Exception as exc:  # a broken judge never stops the gateway
                 log.error("canary %s: judging failed: %s", row.logical, exc)
                 out[row.logical] = -1

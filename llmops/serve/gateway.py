@@ -181,7 +181,8 @@ class Gateway:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/canary/{logical}/analysis", self._canary_analysis)
-        app.router.add_route("*", "/canary/{logical}/check", self._canary_check)
+        app.router.add_get("/canary/{logical}/check", self._canary_check, allow_head=False)
+        app.router.add_post("/canary/{logical}/check", self._canary_check)
         return app
 
     async def _serve(self, *, announce: bool) -> None:
@@ -246,7 +247,11 @@ class Gateway:
         controller = Controller(
             self.serving, replica=self.replica, interval_s=self.config.canary_interval_s
         )
-        judging = asyncio.create_task(self._judging(controller))
+        # Judging runs in a daemon thread of its own: a slow judge never delays a decision,
+        # and a judge call in flight never holds the gateway up when it stops.
+        stop = threading.Event()
+        threading.Thread(target=self._judging, args=(controller, stop), daemon=True,
+                         name="llmops-canary-judge").start()  # fmt: skip
         try:
             while True:
                 await asyncio.sleep(self.config.canary_interval_s)
@@ -255,20 +260,20 @@ class Gateway:
                 except Exception as exc:  # the next tick tries again
                     log.error("gateway: canary controller failed: %s", exc)
         finally:
-            judging.cancel()
+            stop.set()
 
     @staticmethod
-    async def _judging(controller: Controller) -> None:
-        """Judge the led canaries' shadow pairs beside the controller (a slow judge never
-        delays a decision)."""
-        while True:
+    def _judging(controller: Controller, stop: threading.Event) -> None:
+        """Judge the led canaries' shadow pairs until ``stop`` (back to back while there are
+        pairs to judge)."""
+        while not stop.is_set():
             try:
-                judged = await asyncio.to_thread(controller.judge)
+                judged = controller.judge()
             except Exception as exc:  # the next pass tries again
                 log.error("gateway: canary judging failed: %s", exc)
                 judged = {}
             if not any(n > 0 for n in judged.values()):
-                await asyncio.sleep(controller.interval_s)
+                stop.wait(controller.interval_s)
 
     async def _canary_analysis(self, request: web.Request) -> web.Response:
         from llmops.serve.canary_api import analysis
@@ -552,9 +557,7 @@ class Gateway:
         arm_name, candidate = "stable", route.candidate
         if route.candidate is not None and not route.killed:
             sticky = route.sticky.key(request.headers, body) if route.sticky else None
-            if route.cohorts and any(
-                request.headers.get(header) in values for header, values in route.cohorts
-            ):
+            if route.cohorts and route.in_cohort(request.headers):
                 arm_name = "cohort"  # a segment sent to the candidate: its own numbers
             elif route.weight > 0:
                 arm_name = choose(route.logical, route.weight, sticky, rng=self._rng)

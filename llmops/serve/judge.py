@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from llmops.evals.suite import ModelSpec
     from llmops.serve.serving import Serving
 
-__all__ = ["PairCounts", "judge_pairs", "pair_counts", "question"]
+__all__ = ["JudgeOutcome", "PairCounts", "judge_pairs", "pair_counts", "question"]
 
 _VERDICTS = {"A": "candidate", "B": "stable", "TIE": "tie"}
 _MAX_MESSAGES = 20
@@ -115,6 +115,18 @@ def pair_counts(serving: Serving, logical: str, *, candidate: str, since: dateti
     )
 
 
+@dataclass(frozen=True, slots=True)
+class JudgeOutcome:
+    """What one judging pass did."""
+
+    judged: int
+    """Pairs that got a verdict or were marked as having none."""
+    unreachable: int = 0
+    """Pairs left pending because every judge call failed (tried again next pass)."""
+    error: str | None = None
+    """The last call failure, when there was one."""
+
+
 def judge_pairs(
     serving: Serving,
     logical: str,
@@ -126,9 +138,11 @@ def judge_pairs(
     limit: int = 32,
     concurrency: int = 4,
     timeout_s: float = 60.0,
-) -> int:
+) -> JudgeOutcome:
     """Judge up to ``limit`` unjudged pairs of ``candidates`` (model versions) on ``logical``
-    made since ``since``; returns how many got a verdict or were marked as having none."""
+    made since ``since``. A pair the judge could not be reached for waits for the next pass,
+    at most :data:`MAX_ATTEMPTS` passes; then (as a pair that makes the judge fail, or whose
+    reply has no verdict) it is marked with the reason, so it never blocks newer pairs."""
     with serving.db.read() as session:
         pairs = session.execute(
             select(
@@ -136,6 +150,7 @@ def judge_pairs(
                 col(ShadowPair.messages),
                 col(ShadowPair.stable_answer),
                 col(ShadowPair.candidate_answer),
+                col(ShadowPair.judge_details),
             )
             .where(
                 col(ShadowPair.logical) == logical,
@@ -149,25 +164,48 @@ def judge_pairs(
             .limit(limit)
         ).all()
     if not pairs:
-        return 0
+        return JudgeOutcome(0)
     results = asyncio.run(_judge_all(serving, pairs, model, rubric, concurrency, timeout_s))
-    done = 0
+    done = unreachable = 0
+    error = None
     with serving.db.write() as session:
-        for pair_id, (verdict, consistent, details, failed) in zip(
-            (p[0] for p in pairs), results, strict=True
-        ):
+        for pair, (verdict, consistent, details, failed) in zip(pairs, results, strict=True):
+            values: dict[str, Any] = {"judge_details": details}
             if failed:  # the judge could not be reached: the pair waits for the next pass
-                continue
-            values: dict[str, Any] = {"judged_at": utcnow(), "judge_details": details}
-            if verdict is None:
+                attempts = int((pair[4] or {}).get("attempts", 0)) + 1
+                error = (details.get("errors") or ["the judge did not answer"])[-1]
+                if attempts < MAX_ATTEMPTS:
+                    values["judge_details"] = {**details, "attempts": attempts}
+                    session.execute(
+                        update(ShadowPair).where(col(ShadowPair.id) == pair[0]).values(values)
+                    )
+                    unreachable += 1
+                    continue
+                values["judge_error"] = f"the judge failed {attempts} times: {error}"[:1000]
+            elif verdict is None:
                 errors = "; ".join(details.get("errors") or []) or "no verdict in the judge's reply"
                 values["judge_error"] = errors[:1000]
             else:
                 values["verdict"] = _VERDICTS[verdict]
                 values["consistent"] = consistent
-            session.execute(update(ShadowPair).where(col(ShadowPair.id) == pair_id).values(values))
+            values["judged_at"] = utcnow()
+            session.execute(update(ShadowPair).where(col(ShadowPair.id) == pair[0]).values(values))
             done += 1
-    return done
+    return JudgeOutcome(done, unreachable, error)
+
+
+MAX_ATTEMPTS = 3
+"""Passes a pair is tried while the judge cannot be reached, before it is marked."""
+
+MAX_SHOWN = 20_000
+"""Characters of the question and of each answer shown to the judge (the rest is cut, said
+so): a hostile request cannot blow the judge prompt's render limit or the judge's context."""
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_SHOWN:
+        return text
+    return text[:MAX_SHOWN] + f"\n[... {len(text) - MAX_SHOWN} more characters not shown]"
 
 
 async def _judge_all(
@@ -183,31 +221,37 @@ async def _judge_all(
     from llmops.evals.providers import make_provider
     from llmops.evals.suite import JudgeSpec
 
-    judge = JudgeSpec(model=model, mode="pairwise", rubric=rubric)
-    resolver = serving.resolver() if serving.resolver is not None else None
-    provider = make_provider(model, models=resolver, timeout_s=timeout_s)
-    engine = Engine(
-        _Limits(max_retries=2, timeout_s=timeout_s),
-        concurrency=concurrency,
-        cache=None,
-        read_cache=False,
-        stats=RunStats(),
-    )
     if serving.prompts is None:
         raise RuntimeError("this Serving has no prompt registry for the judge's prompts")
-    judges = Judges(serving.prompts(), judge, engine, {model_key(model): provider})
-
-    async def one(pair: Any) -> tuple[str | None, bool | None, dict[str, Any], bool]:
-        _, messages, stable_answer, candidate_answer = pair
-        verdict, consistent, details = await judges.compare(
-            question(messages), candidate_answer, stable_answer
-        )
-        # Every call failing (the judge unreachable) is not a verdict on the pair.
-        calls = len(details["orders"]) * 2
-        failed = verdict is None and calls > 0 and len(details["errors"]) >= calls
-        return verdict, consistent, details, failed
-
+    judge = JudgeSpec(model=model, mode="pairwise", rubric=rubric)
+    resolver = serving.resolver() if serving.resolver is not None else None
+    prompts = serving.prompts()
+    provider = make_provider(model, models=resolver, timeout_s=timeout_s)
     try:
+        engine = Engine(
+            _Limits(max_retries=2, timeout_s=timeout_s),
+            concurrency=concurrency,
+            cache=None,
+            read_cache=False,
+            stats=RunStats(),
+        )
+        judges = Judges(prompts, judge, engine, {model_key(model): provider})
+
+        async def one(pair: Any) -> tuple[str | None, bool | None, dict[str, Any], bool]:
+            _, messages, stable_answer, candidate_answer, _ = pair
+            try:
+                verdict, consistent, details = await judges.compare(
+                    _cut(question(messages)), _cut(candidate_answer), _cut(stable_answer)
+                )
+            except Exception as exc:  # this pair breaks the judge prompt: it alone is marked
+                message = getattr(exc, "message", None) or str(exc)
+                error = f"{type(exc).__name__}: {message}"[:1000]
+                return None, None, {"orders": [], "replies": [], "errors": [error]}, False
+            # Every call failing (the judge unreachable) is not a verdict on the pair.
+            calls = len(details["orders"]) * 2
+            failed = verdict is None and calls > 0 and len(details["errors"]) >= calls
+            return verdict, consistent, details, failed
+
         return await asyncio.gather(*(one(p) for p in pairs))
     finally:
         await provider.close()

@@ -264,10 +264,22 @@ class Serving:
         policy = self.traffic.get(logical)
         candidate_weight = 0.0 if policy.killed else policy.weight
         arms: list[ExportArm] = []
-        for arm, ref, weight in (
-            ("stable", policy.stable, 100 - candidate_weight),
-            ("candidate", policy.candidate, candidate_weight),
-        ):
+        split: list[tuple[str, str | None, float]] = [
+            ("stable", policy.stable, 100 - candidate_weight)
+        ]
+        if policy.candidates:  # a bandit: each candidate at its share of the candidate weight
+            split += [("candidate", c["ref"], candidate_weight * c["share"])
+                      for c in policy.candidates]  # fmt: skip
+        else:
+            split.append(("candidate", policy.candidate, candidate_weight))
+        if policy.cohorts and format == "llm-d":
+            raise InputError(
+                f"{logical!r} sends header cohorts to its candidate, which an"
+                " InferenceModelRewrite cannot express",
+                hint="keep the llmops gateway in front for cohorts, or remove them"
+                f" (llmops traffic set {logical} --cohort none)",
+            )
+        for arm, ref, weight in split:
             if ref is None:
                 continue
             version = self.models.get(ref)

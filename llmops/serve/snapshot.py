@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlmodel import col
@@ -63,6 +63,15 @@ class Route:
     """Header rules: a request whose header holds one of the values goes to the candidate."""
     candidates: tuple[tuple[ArmRoute, float], ...] = ()
     """A bandit's candidates with their shares of the candidate weight (empty: ``candidate``)."""
+
+    def in_cohort(self, headers: Any) -> bool:
+        """Whether a request's headers match a cohort rule (every copy of a header, and each
+        item of a comma-separated value, counts)."""
+        for header, values in self.cohorts:
+            for given in headers.getall(header, ()):
+                if any(item.strip() in values for item in given.split(",")):
+                    return True
+        return False
 
     def pick(self, draw: float) -> ArmRoute | None:
         """The candidate for a draw in [0, 1): by the bandit's shares, else ``candidate``."""

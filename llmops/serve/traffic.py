@@ -238,10 +238,7 @@ class Traffic:
         """
         check_name(logical, what="logical model name")
         fields = self._fields(stable, candidate, weight, sticky, shadow)
-        if cohorts is not UNSET:
-            fields["cohorts"] = parse_cohorts(cohorts)
-        if candidates is not UNSET:
-            fields["candidates"] = self._shares(candidates)
+        fields.update(self._segments(fields, cohorts, candidates))
         if "weight" in fields and not by_canary:
             self._refuse_if_canary(logical)
         with self.db.write() as session:
@@ -308,6 +305,16 @@ class Traffic:
         if shadow is not UNSET:
             fields["shadow"] = _shadow(shadow)
         return fields
+
+    def _segments(self, fields: dict[str, Any], cohorts: Any, candidates: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if cohorts is not UNSET:
+            out["cohorts"] = parse_cohorts(cohorts)
+        if candidates is not UNSET:
+            out["candidates"] = self._shares(candidates)
+        elif "candidate" in fields:
+            out["candidates"] = None  # a new candidate ends a bandit's split
+        return out
 
     def _shares(
         self, value: Sequence[Mapping[str, Any]] | None

@@ -193,3 +193,44 @@ def test_shares_move_to_the_better_candidate_before_a_winner_is_called(
         versions = [chat(gw, headers={"x-user-id": f"n{i}"}).headers["x-llmops-model-version"]
                     for i in range(100)]  # fmt: skip
     assert versions.count("support-lora@3") > versions.count("support-lora@2")
+
+
+def test_a_rolled_back_bandit_leaves_no_split_behind_and_refuses_single_candidate_actions(
+    bandit_ws: Workspace, judge: MockServer
+) -> None:
+    canaries, traffic = bandit_ws.serving.canaries, bandit_ws.serving.traffic
+    both = ["support-lora@2", "support-lora@3"]
+    canaries.start("support-bot", candidate=both, **_spec(judge))
+    for action in ("promote", "advance"):
+        with pytest.raises(
+            InputError, match=f"a bandit still choosing .* no one candidate to {action}"
+        ):
+            getattr(canaries, action)("support-bot")
+    status = canaries.status("support-bot")
+    assert status.analysis["breach"] is False and status.analysis["quality"] is None
+    canaries.rollback("support-bot", reason="enough")
+    assert traffic.get("support-bot").candidates == []
+    canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100])
+    with start_gateway(bandit_ws) as gw:
+        versions = {chat(gw, headers={"x-user-id": f"u{i}"}).headers["x-llmops-model-version"]
+                    for i in range(40)}  # fmt: skip
+    assert versions == {"support-lora@1", "support-lora@2"}  # never the old bandit's @3
+    canaries.rollback("support-bot")
+    canaries.start("support-bot", candidate=both, **_spec(judge))
+    traffic.set("support-bot", candidate="support-lora@3")  # a person takes over
+    assert traffic.get("support-bot").candidates == []
+    assert reconcile(canaries, "support-bot", actor="test") == "rollback"
+
+
+def test_the_llmd_export_shares_a_bandits_weight_and_refuses_cohorts(
+    bandit_ws: Workspace, judge: MockServer
+) -> None:
+    import re
+
+    bandit_ws.serving.canaries.start("support-bot", candidate=["support-lora@2", "support-lora@3"],
+                                     **_spec(judge, steps=[40]))  # fmt: skip
+    out = bandit_ws.serving.export("support-bot", format="llm-d")
+    assert sorted(int(w) for w in re.findall(r"weight: (\d+)", out)) == [2000, 2000, 6000]
+    bandit_ws.serving.traffic.set("support-bot", cohorts=["x-tier=beta"])
+    with pytest.raises(InputError, match="cannot express"):
+        bandit_ws.serving.export("support-bot", format="llm-d")

@@ -4,6 +4,7 @@ says nothing."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -214,7 +215,10 @@ def test_a_judge_that_is_down_leaves_pairs_pending_and_one_without_verdicts_mark
         down = dict(spec, judge_model={"provider": "openai", "name": "j",
                                        "api_base": "http://127.0.0.1:9/v1"})  # fmt: skip
         _set_spec(judged_ws, down)
-        assert canaries.judge("support-bot") == 0  # unreachable: nothing judged, nothing marked
+        from llmops.errors import ServingError
+
+        with pytest.raises(ServingError, match="did not answer"):  # nothing judged or marked
+            canaries.judge("support-bot")
         assert canaries.status("support-bot").analysis["quality"]["pending"] >= 6
         _set_spec(judged_ws, spec)
         assert canaries.judge("support-bot") >= 6
@@ -334,3 +338,79 @@ def test_the_flagger_check_passes_while_the_canary_holds_up_and_fails_once_rolle
         assert httpx.get(url.replace("support-bot", "nobody")).status_code == 404
         analysis = httpx.get(url.replace("/check", "/analysis")).json()["analysis"]
     assert analysis["breach"] is False and analysis["breach_reason"] is None
+
+
+def test_a_hostile_request_is_marked_alone_and_an_unreachable_judge_is_said_and_bounded(
+    judged_ws: Workspace, better_judge: MockServer
+) -> None:
+    from llmops.errors import ServingError
+    from llmops.serve.judge import MAX_ATTEMPTS
+
+    canaries = judged_ws.serving.canaries
+    canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100],
+                   judge_model=_judge_spec(better_judge), judge_sample=1.0)  # fmt: skip
+    with start_gateway(judged_ws) as gw:
+        assert chat(gw, content="&" * 300_000, headers={"x-user-id": "evil"}).status_code == 200
+        _traffic(gw, 6)
+        wait_for(lambda: _pairs(judged_ws) >= 7)
+    assert canaries.judge("support-bot", limit=100) >= 7
+    quality = canaries.status("support-bot").analysis["quality"]
+    assert quality["pending"] == 0 and quality["judged"] >= 6  # the huge one did not block
+    spec = canaries.row("support-bot").spec
+    _set_spec(judged_ws, dict(spec, judge_model={"provider": "openai", "name": "j",
+                                                 "api_base": "http://127.0.0.1:9/v1"}))  # fmt: skip
+    with start_gateway(judged_ws) as gw:
+        _traffic(gw, 3, start=100)
+        wait_for(lambda: _pairs(judged_ws) >= 10)
+    for _ in range(MAX_ATTEMPTS - 1):
+        with pytest.raises(ServingError, match=r"the judge http://127.0.0.1:9/v1 did not answer"):
+            canaries.judge("support-bot")
+    assert canaries.judge("support-bot") >= 3  # then marked: they never block newer pairs
+    pair = judged_ws.serving.shadow_pairs("support-bot", limit=1)[0]
+    assert pair["judge_error"].startswith(f"the judge failed {MAX_ATTEMPTS} times")
+
+
+def test_holds_are_recorded_once_per_kind_not_per_estimate(judged_ws: Workspace) -> None:
+    with MockServer(lambda body: "bad", fault_every=4, fault_kind="500") as flaky:
+        judged_ws.serving.backends.attach("support-lora@3", url=flaky.url, served_name="flaky")
+        canaries = judged_ws.serving.canaries
+        canaries.start("support-bot", candidate="support-lora@3", steps=[50, 100],
+                       min_requests=10_000, min_stable_requests=5)  # fmt: skip
+        with start_gateway(judged_ws) as gw:
+            for round_ in range(4):
+                _traffic(gw, 12, start=round_ * 12)
+                time.sleep(0.15)
+                reconcile(canaries, "support-bot", actor="test")
+    from llmops.serve.controller import _same_hold
+
+    decisions = canaries.status("support-bot").decisions
+    holds = [d.reason for d in decisions if d.action == "hold"]
+    assert holds and len(holds) < 4  # four looks, never a hold row per look
+    for a, b in itertools.pairwise(decisions):
+        assert not (a.action == b.action == "hold" and _same_hold(a.reason, b.reason)), holds
+
+
+def test_cli_spec_mistakes_are_one_line(
+    judged_ws: Workspace,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.cli.test_prompts_cli import CLI
+
+    monkeypatch.chdir(judged_ws.root)
+    cli = CLI(capsys)
+    spec = tmp_path / "c.yaml"
+    spec.write_bytes(b"steps: [\xff\xfe]\n")
+    _, err = cli("canary", "start", "support-bot", "--candidate", "support-lora@2", "--spec",
+                 str(spec), code=2)  # fmt: skip
+    assert "is not UTF-8 text" in err
+    spec.write_text("candidates: [support-lora@2, support-lora@3]\nstrategy: thompson\n")
+    _, err = cli("canary", "start", "support-bot", "--candidate", "support-lora@2", "--spec",
+                 str(spec), code=2)  # fmt: skip
+    assert "given on the command line" in err
+    _, err = cli("canary", "start", "support-bot", "--candidate", " , ", code=2)
+    assert "--candidate names no model version" in err
+    _, err = cli("canary", "start", "support-bot", "--candidate", "support-lora@2",
+                 "--shadow-first", "3", code=2)  # fmt: skip
+    assert "Value error" not in err and "shadow_first needs a judge_model" in err
