@@ -65,7 +65,7 @@ def _print(status: CanaryStatus) -> None:
             + (f"; dropped: {arm['dropped']}" if arm["dropped"] else "")
         )
     rows = table("arm", "requests", "errors", "p50 ms", "p95 ms", keep=("arm",))
-    for name in ("stable", "candidate", "shadow"):
+    for name in ("stable", "candidate", "shadow", "cohort"):
         s = status.arms.get(name)
         if s is not None:
             rows.add_row(
@@ -156,14 +156,32 @@ def start(
         float | None, typer.Option("--min-seconds", help="Seconds per step (60).")
     ] = None,
     min_minutes: Annotated[
-        float | None, typer.Option("--min-minutes", help="Minutes per step (instead of s).")
+        float | None,
+        typer.Option("--min-minutes", help="Minutes per step (wins over --min-seconds)."),
     ] = None,
     max_error_rate_increase: Annotated[
-        float | None, typer.Option("--max-error-rate-increase", help="E.g. 0.02 (2 points).")
+        float | None,
+        typer.Option(
+            "--max-error-rate-increase", help="Roll back above this increase (0.02: 2 points)."
+        ),
     ] = None,
     max_p95_increase: Annotated[
         float | None,
-        typer.Option("--max-p95-increase", help="Allowed p95 growth, e.g. 0.5 (+50%)."),
+        typer.Option(
+            "--max-p95-increase",
+            help="Roll back when over 5% of candidate requests are slower than stable p95 x"
+            " (1 + this) (0.5).",
+        ),
+    ] = None,
+    min_p95_increase_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--min-p95-increase-ms", help="Latency differences under this never count (5)."
+        ),
+    ] = None,
+    min_stable_requests: Annotated[
+        int | None,
+        typer.Option("--min-stable-requests", help="Stable requests before comparing (20)."),
     ] = None,
     alpha: Annotated[
         float | None, typer.Option("--alpha", help="False-alarm rate of the tests (0.05).")
@@ -180,7 +198,10 @@ def start(
         typer.Option("--min-win-rate", help="Roll back below this judged win rate (0.45)."),
     ] = None,
     min_judged: Annotated[
-        int | None, typer.Option("--min-judged", help="Judged pairs before a step passes (30).")
+        int | None,
+        typer.Option(
+            "--min-judged", help="Judged pairs, over the whole canary, before a step passes (30)."
+        ),
     ] = None,
     judge_sample: Annotated[
         float | None,
@@ -188,21 +209,26 @@ def start(
     ] = None,
     shadow_first: Annotated[
         int | None,
-        typer.Option("--shadow-first", help="Judged shadow pairs before any live weight."),
+        typer.Option("--shadow-first", help="Judged shadow pairs before any live weight (0: off)."),
     ] = None,
     max_feedback_drop: Annotated[
         float | None,
-        typer.Option("--max-feedback-drop", help="Roll back on a feedback drop above this."),
+        typer.Option(
+            "--max-feedback-drop",
+            help="Roll back on a mean feedback drop above this (off: reported only).",
+        ),
     ] = None,
     strategy: Annotated[
         str | None,
-        typer.Option("--strategy", help="steps, or thompson: a bandit over the candidates."),
+        typer.Option(
+            "--strategy", help="steps (default), or thompson: a bandit over the candidates."
+        ),
     ] = None,
     reward: Annotated[
-        str | None, typer.Option("--reward", help="A bandit's reward: judge or feedback.")
+        str | None, typer.Option("--reward", help="A bandit's reward: judge (default) or feedback.")
     ] = None,
     floor: Annotated[
-        float | None, typer.Option("--floor", help="A bandit's least share per candidate.")
+        float | None, typer.Option("--floor", help="A bandit's least share per candidate (0.1).")
     ] = None,
     win_probability: Annotated[
         float | None,
@@ -219,6 +245,8 @@ def start(
         "min_seconds": min_minutes * 60 if min_minutes is not None else min_seconds,
         "max_error_rate_increase": max_error_rate_increase,
         "max_p95_increase": max_p95_increase,
+        "min_p95_increase_ms": min_p95_increase_ms,
+        "min_stable_requests": min_stable_requests,
         "alpha": alpha,
         "judge_model": _judge_model(judge_model) if judge_model is not None else None,
         "judge_rubric": judge_rubric,
@@ -350,7 +378,7 @@ def export(
         ),
     ] = "argo",
     gateway_url: Annotated[
-        str, typer.Option("--gateway-url", help="Where Argo reaches the llmops gateway.")
+        str, typer.Option("--gateway-url", help="Where Argo or Flagger reach the gateway.")
     ] = "http://llmops-gateway:8080",
     namespace: Annotated[
         str | None, typer.Option("--namespace", help="Kubernetes namespace.")
