@@ -301,10 +301,12 @@ def test_the_cli_takes_judge_flags_and_a_spec_file(
     spec = tmp_path / "canary.yaml"
     spec.write_text("steps: [10, 100]\nmin-win-rate: 0.4\nmin_requests: 7\n")
     out = cli.json("canary", "start", "support-bot", "--candidate", "support-lora@2", "--spec",
-                   str(spec), "--min-requests", "9", "--judge-model",
+                   str(spec), "--min-requests", "9", "--min-stable-requests", "7",
+                   "--min-p95-increase-ms", "2.5", "--judge-model",
                    json.dumps(_judge_spec(better_judge)))  # fmt: skip
     assert out["spec"]["steps"] == [10, 100] and out["spec"]["min_win_rate"] == 0.4
     assert out["spec"]["min_requests"] == 9  # the flag beats the file
+    assert (out["spec"]["min_stable_requests"], out["spec"]["min_p95_increase_ms"]) == (7, 2.5)
     assert out["spec"]["judge_model"]["api_base"] == better_judge.url
     assert out["analysis"]["quality"]["judged"] == 0
     assert cli.json("canary", "judge", "support-bot")["judged"] == 0
