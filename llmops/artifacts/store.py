@@ -276,10 +276,8 @@ class ArtifactStore:
         return self.get(f"{name}@{appended.number}"), appended.created
 
     def check_owner(self) -> None:
-        """Claim the store for this registry, or raise if another registry uses it.
-
-        The registry database is what knows which stored data is referenced; a second registry
-        sharing the store would see the first one's data as garbage.
+        """Claim the store for this registry, or raise if another registry uses it (the
+        registry database knows which data is referenced; another would see it as garbage).
 
         Raises:
             StoreError: The store belongs to another registry.
@@ -289,14 +287,23 @@ class ArtifactStore:
         if self._owner_checked:
             return
         mine = self.db.registry_id
-        owner, where = None, "?"
-        if self.backend.exists(_OWNER_KEY):
-            try:
-                found = json.loads(self.backend.get_bytes(_OWNER_KEY))
-                owner, where = found.get("registry_id"), found.get("url", "?")
-            except (ValueError, AttributeError):
-                pass
-        if owner is None and not self.index.packs() and any(self.backend.list("packs/")):
+
+        def read_owner() -> tuple[str | None, str]:
+            if self.backend.exists(_OWNER_KEY):
+                try:
+                    found = json.loads(self.backend.get_bytes(_OWNER_KEY))
+                    return found.get("registry_id"), found.get("url", "?")
+                except (ValueError, AttributeError):
+                    pass
+            return None, "?"
+
+        def foreign_data() -> bool:
+            return not self.index.packs() and any(self.backend.list("packs/"))
+
+        owner, where = read_owner()
+        if owner is None and foreign_data():  # another process may have claimed it since
+            owner, where = read_owner()
+        if owner is None and foreign_data():
             # No (readable) owner record, data in the store, none of it indexed here: the data
             # belongs to a registry we cannot see, and claiming the store would let gc take it.
             raise StoreError(

@@ -233,6 +233,7 @@ class Gateway:
         finally:
             refresher.cancel()
             controller.cancel()
+            await asyncio.gather(controller, return_exceptions=True)  # judging stops with it
             for task in list(self._proxy.tasks):
                 task.cancel()
             await runner.cleanup()
@@ -250,8 +251,9 @@ class Gateway:
         # Judging runs in a daemon thread of its own: a slow judge never delays a decision,
         # and a judge call in flight never holds the gateway up when it stops.
         stop = threading.Event()
-        threading.Thread(target=self._judging, args=(controller, stop), daemon=True,
-                         name="llmops-canary-judge").start()  # fmt: skip
+        judge = threading.Thread(target=self._judging, args=(controller, stop), daemon=True,
+                                 name="llmops-canary-judge")  # fmt: skip
+        judge.start()
         try:
             while True:
                 await asyncio.sleep(self.config.canary_interval_s)
@@ -260,7 +262,8 @@ class Gateway:
                 except Exception as exc:  # the next tick tries again
                     log.error("gateway: canary controller failed: %s", exc)
         finally:
-            stop.set()
+            stop.set()  # a judge call in flight gets a few seconds to finish, never more
+            await asyncio.to_thread(judge.join, 5)
 
     @staticmethod
     def _judging(controller: Controller, stop: threading.Event) -> None:

@@ -22,6 +22,10 @@ from llmops.serve.analysis import win_rate
 from llmops.serve.controller import reconcile
 from tests.serve.conftest import chat, start_gateway, wait_for
 
+QUIET = {"min_p95_increase_ms": 1000.0}
+"""Stub arms answer in about a millisecond, so a loaded CI box's jitter can look like a
+latency difference: tests about other things keep latency out of it."""
+
 
 def judge_preferring(tag: str | None) -> Callable[[dict[str, Any]], str]:
     """A pairwise judge that prefers the answer starting with ``tag`` (None: always a tie)."""
@@ -76,7 +80,7 @@ def test_a_candidate_judged_worse_is_rolled_back_on_its_win_rate(
     judged_ws: Workspace, worse_judge: MockServer
 ) -> None:
     canaries = judged_ws.serving.canaries
-    canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100],
+    canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[50, 100],
                    min_requests=10_000, judge_model=_judge_spec(worse_judge),
                    judge_sample=1.0)  # fmt: skip
     assert judged_ws.serving.traffic.get("support-bot").shadow == 1.0
@@ -110,7 +114,7 @@ def test_a_candidate_judged_better_walks_the_steps_and_says_so(
     judged_ws: Workspace, better_judge: MockServer
 ) -> None:
     canaries = judged_ws.serving.canaries
-    canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100], min_requests=10,
+    canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[50, 100], min_requests=10,
                    min_seconds=0, min_judged=20, judge_model=_judge_spec(better_judge),
                    judge_sample=1.0)  # fmt: skip
     with start_gateway(judged_ws) as gw:
@@ -132,7 +136,7 @@ def test_a_candidate_judged_better_walks_the_steps_and_says_so(
 
 def test_too_few_judged_pairs_hold_the_step(judged_ws: Workspace, better_judge: MockServer) -> None:
     canaries = judged_ws.serving.canaries
-    canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100], min_requests=5,
+    canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[50, 100], min_requests=5,
                    min_seconds=0, min_judged=1000, judge_model=_judge_spec(better_judge),
                    judge_sample=1.0)  # fmt: skip
     with start_gateway(judged_ws) as gw:
@@ -166,7 +170,7 @@ def test_shadow_first_stops_a_losing_candidate_before_any_live_weight(
     judged_ws: Workspace, worse_judge: MockServer
 ) -> None:
     canaries = judged_ws.serving.canaries
-    status = canaries.start("support-bot", candidate="support-lora@2", steps=[10, 100],
+    status = canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[10, 100],
                             shadow_first=12, judge_model=_judge_spec(worse_judge),
                             judge_sample=1.0)  # fmt: skip
     assert (status.step, status.weight) == (-1, 0)
@@ -188,7 +192,7 @@ def test_shadow_first_starts_the_live_steps_for_a_candidate_that_holds_its_own(
 ) -> None:
     with MockServer(judge_preferring(None)) as tie_judge:  # every pair a tie: win rate 0.5
         canaries = judged_ws.serving.canaries
-        canaries.start("support-bot", candidate="support-lora@2", steps=[10, 100],
+        canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[10, 100],
                        shadow_first=10, judge_model=_judge_spec(tie_judge))  # fmt: skip
         assert judged_ws.serving.traffic.get("support-bot").shadow == 0.2
         judged_ws.serving.traffic.set("support-bot", shadow=1.0, by_canary=True)
@@ -206,7 +210,7 @@ def test_a_judge_that_is_down_leaves_pairs_pending_and_one_without_verdicts_mark
 ) -> None:
     canaries = judged_ws.serving.canaries
     with MockServer(lambda body: "I refuse to give a verdict.") as mute:
-        canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100],
+        canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[50, 100],
                        judge_model=_judge_spec(mute), judge_sample=1.0)  # fmt: skip
         with start_gateway(judged_ws) as gw:
             _traffic(gw, 6)
@@ -242,7 +246,7 @@ def _set_spec(ws: Workspace, spec: dict[str, Any]) -> None:
 def test_the_gateway_judges_and_rolls_back_on_its_own(
     judged_ws: Workspace, worse_judge: MockServer
 ) -> None:
-    judged_ws.serving.canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100],
+    judged_ws.serving.canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[50, 100],
                                      min_requests=10_000, judge_model=_judge_spec(worse_judge),
                                      judge_sample=1.0)  # fmt: skip
     with start_gateway(judged_ws, canary_interval_s=0.2) as gw:
@@ -258,7 +262,7 @@ def test_the_gateway_judges_and_rolls_back_on_its_own(
 
 def test_feedback_below_stable_rolls_the_candidate_back(judged_ws: Workspace) -> None:
     canaries = judged_ws.serving.canaries
-    canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100],
+    canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[50, 100],
                    min_requests=10_000, max_feedback_drop=0.1)  # fmt: skip
     with start_gateway(judged_ws) as gw:
         for user in range(160):
@@ -326,7 +330,7 @@ def test_the_flagger_check_passes_while_the_canary_holds_up_and_fails_once_rolle
     judged_ws: Workspace,
 ) -> None:
     canaries = judged_ws.serving.canaries
-    canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100])
+    canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[50, 100])
     with start_gateway(judged_ws) as gw:
         url = f"{gw.url.removesuffix('/v1')}/canary/support-bot/check"
         ok = httpx.post(url, json={"name": "support-bot", "phase": "Progressing"})
@@ -349,7 +353,7 @@ def test_a_hostile_request_is_marked_alone_and_an_unreachable_judge_is_said_and_
     from llmops.serve.judge import MAX_ATTEMPTS
 
     canaries = judged_ws.serving.canaries
-    canaries.start("support-bot", candidate="support-lora@2", steps=[50, 100],
+    canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[50, 100],
                    judge_model=_judge_spec(better_judge), judge_sample=1.0)  # fmt: skip
     with start_gateway(judged_ws) as gw:
         assert chat(gw, content="&" * 300_000, headers={"x-user-id": "evil"}).status_code == 200
