@@ -164,9 +164,23 @@ def gguf_to_safetensors(gguf: Path, out_dir: Path) -> Path:
     transformers refuses ``save_pretrained`` on a model loaded from GGUF, so a fresh model is built
     from its config (without the quantization config) and given the dequantized weights.
     """
+    import gc
+    import warnings
+
     from llmops._extras import require
 
     require("torch", "transformers", "gguf", feature="GGUF import")
+    with warnings.catch_warnings():
+        # gguf's reader leaves its open files to the garbage collector: collect them here,
+        # quietly, rather than as a ResourceWarning at some later, unrelated moment.
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            return _convert_gguf(gguf, out_dir)
+        finally:
+            gc.collect()
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
