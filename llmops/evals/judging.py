@@ -229,11 +229,11 @@ MAX_JUDGE_CHARS = 100_000
 huge answer cannot overflow the judge prompt's render limit or the judge's context."""
 
 
-def for_judge(text: str) -> str:
-    if len(text) <= MAX_JUDGE_CHARS:
+def for_judge(text: str, limit: int = MAX_JUDGE_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    if len(text) <= limit:
         return text
-    cut = len(text) - MAX_JUDGE_CHARS
-    return text[:MAX_JUDGE_CHARS] + f"\n[... {cut} more characters not shown to the judge]"
+    return text[:limit] + f"\n[... {len(text) - limit} more characters not shown to the judge]"
 
 
 def model_key(model: ModelSpec) -> str:

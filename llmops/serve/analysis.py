@@ -261,7 +261,7 @@ def _wait(row: CanaryRow, spec: CanarySpec, analysis: dict[str, Any]) -> str | N
 def decide(row: CanaryRow, spec: CanarySpec, analysis: dict[str, Any]) -> tuple[str, str]:
     """``(action, reason)``: ``rollback``, ``promote``, ``advance`` or ``hold``. A breach rolls
     back in any live state; only a running canary advances or promotes."""
-    why = breach(spec, analysis)
+    why = analysis["breach_reason"]
     if why:
         return "rollback", why
     if row.state != "running":

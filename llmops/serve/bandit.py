@@ -15,19 +15,14 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-from sqlmodel import col
-
-from llmops.db.models import CanaryRow, ServeFeedback
+from llmops.db.models import CanaryRow
 from llmops.db.timestamps import as_utc, utcnow
 from llmops.serve.analysis import win_rate
 from llmops.serve.judge import pair_counts
-from llmops.serve.rollup import arm_window
+from llmops.serve.rollup import arm_window, feedback_votes
 from llmops.serve.sequential import difference
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from llmops.serve.canary import Canaries, CanarySpec
     from llmops.serve.records import TrafficPolicy
     from llmops.serve.serving import Serving
@@ -52,21 +47,6 @@ def p_best(rewards: dict[str, tuple[float, float]], *, rng: random.Random) -> di
     return {a: wins[a] / DRAWS for a in arms}
 
 
-def _feedback(serving: Serving, logical: str, since: datetime) -> dict[str, tuple[int, float]]:
-    latest = (
-        select(func.max(col(ServeFeedback.id)))
-        .where(col(ServeFeedback.logical) == logical, col(ServeFeedback.at) >= since)
-        .group_by(col(ServeFeedback.response_id))
-    )
-    with serving.db.read() as session:
-        rows = session.execute(
-            select(col(ServeFeedback.model), func.count(), func.sum(col(ServeFeedback.score)))
-            .where(col(ServeFeedback.id).in_(latest))
-            .group_by(col(ServeFeedback.model))
-        ).all()
-    return {model: (int(n), float(total or 0.0)) for model, n, total in rows}
-
-
 def bandit_analysis(
     serving: Serving, row: CanaryRow, spec: CanarySpec, policy: TrafficPolicy
 ) -> dict[str, Any]:
@@ -79,7 +59,10 @@ def bandit_analysis(
     s = (stable.stats.errors, stable.stats.requests) if stable else (0, 0)
     alpha = spec.alpha / spec.tests
     shares = {c["ref"]: c["share"] for c in policy.candidates}
-    feedback = _feedback(serving, row.logical, since) if spec.reward == "feedback" else {}
+    feedback: dict[str, tuple[int, float]] = {}
+    if spec.reward == "feedback":
+        with serving.db.read() as session:
+            feedback = feedback_votes(session, row.logical, since, by="model")
     arms: dict[str, dict[str, Any]] = {}
     rewards: dict[str, tuple[float, float]] = {}
     for ref in spec.candidates:

@@ -19,7 +19,7 @@ from sqlmodel import col
 
 from llmops.db.models import CanaryRow, ServeLease
 from llmops.db.timestamps import as_utc, utcnow
-from llmops.serve.analysis import analyse, breach, decide
+from llmops.serve.analysis import analyse, decide
 from llmops.serve.canary import FINAL_STATES, CanarySpec
 from llmops.serve.judge import JudgeOutcome, judge_pairs
 
@@ -244,7 +244,7 @@ def reconcile(canaries: Canaries, logical: str, *, actor: str) -> str:
         return bandit_step(canaries, row, spec, policy, actor=actor)
     analysis, _ = analyse(canaries.serving, row, spec)
     if row.state in ("awaiting_approval", "promoting"):
-        why = breach(spec, analysis)  # waiting for a person never shields a breach
+        why = analysis["breach_reason"]  # waiting for a person never shields a breach
         if why:
             roll_back(canaries, row, why, numbers=analysis, actor=actor)
             return "rollback"

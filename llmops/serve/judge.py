@@ -202,12 +202,6 @@ MAX_SHOWN = 20_000
 so): a hostile request cannot blow the judge prompt's render limit or the judge's context."""
 
 
-def _cut(text: str) -> str:
-    if len(text) <= MAX_SHOWN:
-        return text
-    return text[:MAX_SHOWN] + f"\n[... {len(text) - MAX_SHOWN} more characters not shown]"
-
-
 async def _judge_all(
     serving: Serving,
     pairs: Any,
@@ -217,7 +211,7 @@ async def _judge_all(
     timeout_s: float,
 ) -> list[tuple[str | None, bool | None, dict[str, Any], bool]]:
     from llmops.evals.engine import Engine, RunStats
-    from llmops.evals.judging import Judges, model_key
+    from llmops.evals.judging import Judges, for_judge, model_key
     from llmops.evals.providers import make_provider
     from llmops.evals.suite import JudgeSpec
 
@@ -237,11 +231,14 @@ async def _judge_all(
         )
         judges = Judges(prompts, judge, engine, {model_key(model): provider})
 
+        def cut(text: str) -> str:
+            return for_judge(text, MAX_SHOWN)
+
         async def one(pair: Any) -> tuple[str | None, bool | None, dict[str, Any], bool]:
             _, messages, stable_answer, candidate_answer, _ = pair
             try:
                 verdict, consistent, details = await judges.compare(
-                    _cut(question(messages)), _cut(candidate_answer), _cut(stable_answer)
+                    cut(question(messages)), cut(candidate_answer), cut(stable_answer)
                 )
             except Exception as exc:  # this pair breaks the judge prompt: it alone is marked
                 message = getattr(exc, "message", None) or str(exc)

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from llmops.db import Database
 
-__all__ = ["ArmWindow", "arm_stats", "arm_window", "bucket_of", "write_rollups"]
+__all__ = ["ArmWindow", "arm_stats", "arm_window", "bucket_of", "feedback_votes", "write_rollups"]
 
 _BASE = 1.05
 _LOG_BASE = math.log(_BASE)
@@ -205,10 +205,11 @@ def arm_window(
             edges = [(since, until)]
         for begin, end in edges:
             _from_rows(session, logical, begin, end, aggs)
-        feedback = _feedback(session, logical, since, until)
+        feedback = feedback_votes(session, logical, since, until)
     out = {}
     for arm, a in sorted(aggs.items()):
-        votes, mean = feedback.get(arm, (0, None))
+        votes, total = feedback.get(arm, (0, 0.0))
+        mean = round(total / votes, 4) if votes else None
         out[arm] = ArmWindow(
             stats=ArmStats(
                 arm=arm,
@@ -319,24 +320,30 @@ def _from_rows(
             a.histogram[bucket_of(latency)] += 1
 
 
-def _feedback(
-    session: Session, logical: str, since: datetime | None, until: datetime | None
-) -> dict[str, tuple[int, float | None]]:
+def feedback_votes(
+    session: Session,
+    logical: str,
+    since: datetime | None,
+    until: datetime | None = None,
+    *,
+    by: str = "arm",
+) -> dict[str, tuple[int, float]]:
+    """Feedback on ``logical`` in the window, one vote per response (a later one replaces the
+    earlier), grouped ``by`` arm or model: ``{key: (votes, sum of scores)}``."""
+    key = col(ServeFeedback.arm) if by == "arm" else col(ServeFeedback.model)
     where = [col(ServeFeedback.logical) == logical]
     if since is not None:
         where.append(col(ServeFeedback.at) >= since)
     if until is not None:
         where.append(col(ServeFeedback.at) < until)
-    latest = (  # one vote per response: a later one replaces the earlier
+    latest = (
         select(func.max(col(ServeFeedback.id)))
         .where(*where)
         .group_by(col(ServeFeedback.response_id))
     )
     rows = session.execute(
-        select(col(ServeFeedback.arm), func.count(), func.avg(col(ServeFeedback.score)))
+        select(key, func.count(), func.sum(col(ServeFeedback.score)))
         .where(col(ServeFeedback.id).in_(latest))
-        .group_by(col(ServeFeedback.arm))
+        .group_by(key)
     ).all()
-    return {
-        arm: (int(n or 0), None if mean is None else round(float(mean), 4)) for arm, n, mean in rows
-    }
+    return {k: (int(n or 0), float(total or 0.0)) for k, n, total in rows}
