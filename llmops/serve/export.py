@@ -289,13 +289,18 @@ def argo_analysis(
         )
     ]
     return AnalysisTemplate(
-        metadata=ObjectMeta(
-            name=f"{_k8s_name(logical)[:50]}-llmops",
-            namespace=namespace,
-            labels={"app.kubernetes.io/managed-by": "llmops"},
-            annotations={"llmops.dev/logical-model": logical},
-        ),
+        metadata=_meta(logical, f"{_k8s_name(logical)[:50]}-llmops", namespace),
         spec=AnalysisSpec(args=args, metrics=metrics),
+    )
+
+
+def _meta(logical: str, name: str, namespace: str | None) -> ObjectMeta:
+    """A rollout manifest's metadata: managed by llmops, naming its logical model."""
+    return ObjectMeta(
+        name=name,
+        namespace=namespace,
+        labels={"app.kubernetes.io/managed-by": "llmops"},
+        annotations={"llmops.dev/logical-model": logical},
     )
 
 
@@ -358,12 +363,7 @@ def flagger_canary(
     through a route that adds the key."""
     name = _k8s_name(logical)[:50]
     return FlaggerCanary(
-        metadata=ObjectMeta(
-            name=name,
-            namespace=namespace,
-            labels={"app.kubernetes.io/managed-by": "llmops"},
-            annotations={"llmops.dev/logical-model": logical},
-        ),
+        metadata=_meta(logical, name, namespace),
         spec=FlaggerSpec(
             targetRef=FlaggerTargetRef(name=deployment or name),
             service=FlaggerService(port=port),
