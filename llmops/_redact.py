@@ -166,8 +166,8 @@ def url_credentials(url: str) -> bool:
             for piece in (parts.query, parts.fragment, *parts.path.split(";")[1:])
             for pair in parse_qsl(piece, keep_blank_values=True)
         ]
-    except ValueError:
-        return False
+    except ValueError:  # a URL that cannot be read cannot be shown to hold no credentials
+        return "@" in url or "?" in url
     if parts.password or parts.username:
         return True
     if any(_SECRET_NAME.search(name) and value for name, value in params):

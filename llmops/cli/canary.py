@@ -125,8 +125,12 @@ def _spec_file(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise InputError(f"canary spec {path} must be a mapping of spec fields")
-    data = data.get("canary", data) if isinstance(data.get("canary"), dict) else data
+    if isinstance(data.get("canary"), dict):  # fields under a canary: key, or beside it
+        data = {**{k: v for k, v in data.items() if k != "canary"}, **data["canary"]}
     spec = {str(k).replace("-", "_"): v for k, v in data.items()}
+    flags = [k for k, v in spec.items() if isinstance(v, bool) and k not in ("judge_model",)]
+    if flags:
+        raise InputError(f"canary spec {path}: {', '.join(flags)} must be a number, not true/false")
     if "candidate" in spec or "candidates" in spec:
         raise InputError(
             f"canary spec {path} names candidates: they are given on the command line",

@@ -165,7 +165,15 @@ def judge_pairs(
         ).all()
     if not pairs:
         return JudgeOutcome(0)
+    from llmops._redact import Redactor
+
     results = asyncio.run(_judge_all(serving, pairs, model, rubric, concurrency, timeout_s))
+    # A judge's error may echo its key (as OpenAI-style 401s do): nothing stored keeps one.
+    scrub = Redactor([model.api_key_env] if model.api_key_env else [])
+    results = [
+        (v, c, {**d, "errors": [scrub(e) for e in d.get("errors") or []]}, f)
+        for v, c, d, f in results
+    ]
     done = unreachable = 0
     error = None
     with serving.db.write() as session:

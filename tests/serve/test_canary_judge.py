@@ -420,3 +420,76 @@ def test_cli_spec_mistakes_are_one_line(
     _, err = cli("canary", "start", "support-bot", "--candidate", "support-lora@2",
                  "--shadow-first", "3", code=2)  # fmt: skip
     assert "Value error" not in err and "shadow_first needs a judge_model" in err
+
+
+def test_a_judge_echoing_its_key_in_an_error_leaves_no_key_in_the_registry(
+    judged_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    secret = "0123456789abcdef0123456789abcdefXY"
+    monkeypatch.setenv("CANARY_JUDGE_TOKEN", secret)
+
+    async def refuse(request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "")
+        return web.json_response({"error": {"message": f"Incorrect API key: {token}"}}, status=401)
+
+    loop = asyncio.new_event_loop()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", refuse)
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    loop.run_until_complete(site.start())
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        canaries = judged_ws.serving.canaries
+        canaries.start("support-bot", candidate="support-lora@2", **QUIET, steps=[50, 100],
+                       judge_sample=1.0, judge_model={"provider": "openai", "name": "j",
+                       "api_base": f"http://127.0.0.1:{port}/v1",
+                       "api_key_env": "CANARY_JUDGE_TOKEN"})  # fmt: skip
+        with start_gateway(judged_ws) as gw:
+            _traffic(gw, 2)
+            wait_for(lambda: _pairs(judged_ws) >= 2)
+        from llmops.errors import LLMOpsError
+
+        for _ in range(3):
+            try:
+                canaries.judge("support-bot")
+            except LLMOpsError as exc:
+                assert secret not in str(exc)
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+    stored = json.dumps(judged_ws.serving.shadow_pairs("support-bot", limit=100))
+    assert "Incorrect API key" in stored and secret not in stored
+
+
+def test_spec_files_refuse_booleans_and_merge_a_canary_key(
+    judged_ws: Workspace,
+    tmp_path: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmops._redact import url_credentials
+    from tests.cli.test_prompts_cli import CLI
+
+    assert url_credentials("http://user:hunter2@[::1/v1")  # unreadable: counted as holding some
+    monkeypatch.chdir(judged_ws.root)
+    cli = CLI(capsys)
+    spec = tmp_path / "c.yaml"
+    spec.write_text("min_requests: true\n")
+    _, err = cli("canary", "start", "support-bot", "--candidate", "support-lora@2", "--spec",
+                 str(spec), code=2)  # fmt: skip
+    assert "min_requests must be a number" in err
+    spec.write_text("canary: {steps: [5, 100]}\nmin_requests: 7\n")
+    out = cli.json("canary", "start", "support-bot", "--candidate", "support-lora@2", "--spec",
+                   str(spec))  # fmt: skip
+    assert out["spec"]["steps"] == [5, 100] and out["spec"]["min_requests"] == 7
