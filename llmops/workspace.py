@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from llmops.artifacts.resolver import ModelResolver, ModelSource
     from llmops.db import Database
     from llmops.evals.results import EvalRuns
+    from llmops.evals.reviews import Reviews
     from llmops.evals.runner import EvalOutcome
     from llmops.prompts import PromptRegistry
     from llmops.registry import ModelRegistry
@@ -442,6 +443,13 @@ class Workspace:
         from llmops.evals.results import EvalRuns
 
         return EvalRuns(self.db, actor=self.actor)
+
+    @cached_property
+    def reviews(self) -> Reviews:
+        """Human review: items, labels, agreement, rankings, preference exports."""
+        from llmops.evals.reviews import Reviews
+
+        return Reviews(self.db, actor=self.actor)
 
     @property
     def evals(self) -> EvalRuns:

@@ -9,12 +9,14 @@ import typer
 from llmops._version import __version__
 from llmops.cli import artifacts as artifacts_cmd
 from llmops.cli import canary as canary_cmd
+from llmops.cli import dashboard as dashboard_cmd
 from llmops.cli import data as data_cmd
 from llmops.cli import evals as evals_cmd
 from llmops.cli import gateway as gateway_cmd
 from llmops.cli import init as init_cmd
 from llmops.cli import models as models_cmd
 from llmops.cli import prompts as prompts_cmd
+from llmops.cli import review as review_cmd
 from llmops.cli import serve as serve_cmd
 from llmops.cli import traffic as traffic_cmd
 from llmops.cli import train as train_cmd
@@ -72,8 +74,10 @@ app.command("train")(train_cmd.train)
 app.add_typer(train_cmd.recipes_app, name="recipes")
 app.add_typer(train_cmd.runs_app, name="runs")
 app.add_typer(evals_cmd.app, name="eval")
+app.add_typer(review_cmd.app, name="review")
 app.command("lineage")(models_cmd.lineage)
 app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(traffic_cmd.app, name="traffic")
 app.add_typer(canary_cmd.app, name="canary")
+app.command("app")(dashboard_cmd.app_command)

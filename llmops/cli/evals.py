@@ -255,7 +255,8 @@ def compare(
     for t in data["targets"]:
         out.print(
             f"{t['name']}: {t['verdict']}; B wins {t['wins']}, loses {t['losses']}, "
-            f"ties {t['ties']} over {t['n']} cases"
+            f"ties {t['ties']} over {t['n']} cases; flips pass->fail {t['pass_to_fail']}, "
+            f"fail->pass {t['fail_to_pass']} (McNemar p={t['p_mcnemar']:.2g})"
         )
     for c in data["changed"][:50]:
         was = "pass" if c["a_passed"] else "fail"

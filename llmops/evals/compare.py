@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from llmops.evals.stats import paired
+from llmops.evals.stats import mcnemar, paired
 
 if TYPE_CHECKING:
     from llmops.evals.records import EvalRunRecord
@@ -49,7 +49,13 @@ def compare_runs(runs: EvalRuns, a: str, b: str) -> dict[str, Any]:
             [float(keyed_a[k]["score"] or 0) for k in keys],
             [float(keyed_b[k]["score"] or 0) for k in keys],
         )
-        out["targets"].append({"name": target, **stats.to_json(), "verdict": stats.verdict()})
+        pass_to_fail = sum(1 for k in keys if keyed_a[k]["passed"] and not keyed_b[k]["passed"])
+        fail_to_pass = sum(1 for k in keys if keyed_b[k]["passed"] and not keyed_a[k]["passed"])
+        out["targets"].append({
+            "name": target, **stats.to_json(), "verdict": stats.verdict(),
+            "pass_to_fail": pass_to_fail, "fail_to_pass": fail_to_pass,
+            "p_mcnemar": mcnemar(pass_to_fail, fail_to_pass),
+        })  # fmt: skip
         for k in keys:
             if keyed_a[k]["passed"] != keyed_b[k]["passed"]:
                 out["changed"].append(

@@ -468,6 +468,17 @@ class EvalRuns:
             )
         return out
 
+    def recalibrate(self, run_id: str) -> dict[str, Any]:
+        """Recompute the stored summary's judge calibration from the cases' human labels (after
+        reviewers' labels were written onto them); the new calibration."""
+        run_id = self._resolve(run_id)
+        calibration = self._calibration(run_id, self.pairs(run_id))
+        with self.db.write() as session:
+            row = session.get(EvalRun, run_id)
+            if row is not None and row.summary is not None:
+                row.summary = {**row.summary, "calibration": calibration}
+        return calibration
+
     # -- comparison, gates, exports ---------------------------------------------------------
 
     def compare(self, a: str, b: str) -> dict[str, Any]:

@@ -4,8 +4,11 @@
   values the normal approximation, which is as accurate there and needs no resampling memory.
 - :func:`paired`: B against A on the same cases: mean difference with its bootstrap interval,
   a paired bootstrap p-value, the exact sign test, and wins, losses and ties.
+- :func:`mcnemar`: the exact McNemar test of verdict flips between two runs of the same cases.
 - :func:`agreement`: judge against human labels: raw agreement, Cohen's kappa and the
   confusion table.
+- :func:`krippendorff_alpha`: agreement among several raters (nominal labels, any number of
+  raters per item, missing labels allowed).
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Agreement", "Interval", "Paired", "agreement", "bootstrap_ci", "paired", "sign_test"]
+__all__ = [
+    "Agreement",
+    "Interval",
+    "Paired",
+    "agreement",
+    "bootstrap_ci",
+    "krippendorff_alpha",
+    "mcnemar",
+    "paired",
+    "sign_test",
+]
 
 RESAMPLES = 2000
 _NORMAL_ABOVE = 20_000
@@ -73,6 +86,14 @@ def sign_test(wins: int, losses: int) -> float:
         return min(1.0, math.erfc(max(z, 0.0) / math.sqrt(2)))
     tail = float(sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
     return min(1.0, 2 * tail)
+
+
+def mcnemar(pass_to_fail: int, fail_to_pass: int) -> float:
+    """Two-sided exact McNemar p-value for paired pass/fail verdicts: only the discordant cases
+    count (a binomial test of ``fail_to_pass`` against ``pass_to_fail`` at 1/2)."""
+    if pass_to_fail < 0 or fail_to_pass < 0:
+        raise ValueError(f"flip counts must be >= 0: {pass_to_fail}, {fail_to_pass}")
+    return sign_test(fail_to_pass, pass_to_fail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,3 +213,28 @@ def agreement(judge: Sequence[str], human: Sequence[str]) -> Agreement:
     expected = sum(cj[label] * ch[label] for label in labels) / (n * n)
     kappa = 1.0 if expected == 1 else (observed - expected) / (1 - expected)
     return Agreement(n, observed, kappa, confusion)
+
+
+def krippendorff_alpha(units: Sequence[Sequence[str]]) -> float:
+    """Krippendorff's alpha for nominal labels: one label list per item (its raters' labels).
+
+    Items with fewer than two labels carry no information about agreement and are left out.
+    1 is perfect agreement, 0 what chance gives, below 0 systematic disagreement; NaN when no
+    item has two labels. When every label is the same the raters cannot disagree: 1.0.
+    """
+    pairable = [list(u) for u in units if len(u) >= 2]
+    if not pairable:
+        return math.nan
+    totals: Counter[str] = Counter()
+    observed_disagreement = 0.0
+    for labels in pairable:
+        m = len(labels)
+        counts = Counter(labels)
+        totals.update(counts)
+        # ordered pairs of different labels within the item, weighted 1/(m-1)
+        observed_disagreement += (m * m - sum(c * c for c in counts.values())) / (m - 1)
+    n = sum(totals.values())
+    expected_disagreement = (n * n - sum(c * c for c in totals.values())) / (n - 1)
+    if expected_disagreement == 0:
+        return 1.0
+    return 1.0 - observed_disagreement / expected_disagreement

@@ -24,9 +24,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["Fault", "MockServer", "Responder", "default_responder"]
+__all__ = ["Fault", "MockServer", "Responder", "default_responder", "record_run"]
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from llmops.evals.records import EvalRunRecord
+    from llmops.evals.results import EvalRuns
 
 FaultKind = Literal["404", "429", "500", "timeout", "malformed", "disconnect"]
 
@@ -318,3 +324,47 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def record_run(
+    runs: EvalRuns,
+    results: Sequence[Mapping[str, Any]],
+    *,
+    targets: Sequence[str] = ("model",),
+    pairs: Sequence[Mapping[str, Any]] = (),
+    suite_name: str = "synthetic",
+    suite_digest: str = "sha256:synthetic",
+) -> EvalRunRecord:
+    """Store a completed eval run made of given results, calling no model: for tests,
+    benchmarks and demos of what reads runs (comparisons, the dashboard, reviews).
+
+    Each result needs ``case_index`` and ``target`` and may give ``case_id``, ``vars``,
+    ``output``, ``passed``, ``score``, ``assertions``, ``latency_ms``, ``cost`` and ``human``;
+    each pair ``case_index`` and ``verdict`` (``A``, ``B``, ``TIE``), ``consistent``, ``human``.
+    """
+    from llmops.evals.results import new_eval_id
+
+    run_id = new_eval_id()
+    runs._create(
+        id=run_id, suite_name=suite_name, suite_path="", suite_digest=suite_digest,
+        suite={"description": "recorded by llmops.evals.testing.record_run"},
+        targets=list(targets), cases=len({r["case_index"] for r in results}),
+        environment={"models": {}, "options": {}},
+    )  # fmt: skip
+    defaults: dict[str, Any] = {
+        "case_id": None, "vars": {}, "output": "", "passed": True, "score": 1.0, "error": None,
+        "assertions": [], "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0,
+        "latency_ms": 0.0, "cached": False, "human": None,
+    }  # fmt: skip
+    rows = [{"kind": "result", "run_id": run_id, **defaults, **r} for r in results]
+    rows += [
+        {"kind": "pair", "run_id": run_id, "consistent": True, "details": {}, "human": None, **p}
+        for p in pairs
+    ]
+    for start in range(0, len(rows), 5000):
+        runs._add_results(rows[start : start + 5000])
+    summary = runs.summarize(run_id, list(targets))
+    errors = sum(t.errors for t in summary.targets)
+    return runs._finish(
+        run_id, status="completed", summary=summary, cases=len(results), errors=errors
+    )

@@ -51,3 +51,30 @@ def test_agreement_and_kappa() -> None:
     assert result.kappa == pytest.approx(0.6667, abs=1e-3)
     assert result.confusion["pass"]["fail"] == 1 and result.confusion["fail"]["fail"] == 2
     assert agreement(["A", "B"], ["A", "B"]).kappa == 1.0
+
+
+def test_mcnemar_counts_only_the_discordant_cases() -> None:
+    from llmops.evals.stats import mcnemar
+
+    assert mcnemar(0, 0) == 1.0
+    assert mcnemar(0, 10) == pytest.approx(2 / 1024)  # ten fixes, no regression
+    assert mcnemar(10, 0) == mcnemar(0, 10)
+    assert mcnemar(17, 7) == pytest.approx(0.0639, abs=1e-4)
+    with pytest.raises(ValueError, match="flip counts"):
+        mcnemar(-1, 3)
+
+
+def test_krippendorff_alpha_known_values() -> None:
+    from llmops.evals.stats import krippendorff_alpha
+
+    assert krippendorff_alpha([["A", "A"], ["B", "B"], ["tie", "tie"]]) == 1.0
+    # two raters, one disagreement in three items: 1 - 2 / 3.6 (hand computed)
+    assert krippendorff_alpha([["A", "A"], ["B", "B"], ["A", "B"]]) == pytest.approx(1 - 2 / 3.6)
+    # items labelled once carry no agreement information; all-same labels cannot disagree
+    assert math.isnan(krippendorff_alpha([["A"], ["B"]]))
+    assert krippendorff_alpha([["A", "A"], ["A"]]) == 1.0
+    # systematic disagreement is below zero
+    assert krippendorff_alpha([["A", "B"], ["B", "A"], ["A", "B"]]) < 0
+    # three raters with missing labels: the coincidence-matrix definition, worked by hand
+    units = [["a", "a", "b"], ["b", "b"], ["a", "a", "a"], ["c", "b"]]
+    assert krippendorff_alpha(units) == pytest.approx(11 / 29)

@@ -1,0 +1,72 @@
+"""``llmops app``: the Streamlit dashboard for the workspace, on 127.0.0.1 unless told otherwise.
+
+The dashboard is ``app/dashboard.py`` in a source checkout and ``llmops/_app/dashboard.py`` in
+an installed wheel; it opens the workspace named by ``LLMOPS_WORKSPACE``, which this command
+sets to the workspace resolved as every command resolves it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from llmops.cli._common import workspace
+
+__all__ = ["app_command", "dashboard_path", "streamlit_command"]
+
+
+def dashboard_path() -> Path:
+    """Where the dashboard's entry point is.
+
+    Raises:
+        InputError: neither a source checkout's ``app/`` nor the wheel's copy is there.
+    """
+    from llmops.errors import InputError
+
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "app" / "dashboard.py", package / "_app" / "dashboard.py"):
+        if candidate.is_file():
+            return candidate
+    raise InputError(
+        "the dashboard's files are not installed next to llmops",
+        hint="reinstall llmops (pip install 'llmops[app]') or run from a source checkout",
+    )
+
+
+def streamlit_command(port: int, *, address: str = "127.0.0.1") -> list[str]:
+    """The command line that serves the dashboard headless on ``address:port``."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(dashboard_path()),
+        "--server.headless", "true", "--server.address", address, "--server.port", str(port),
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--global.developmentMode", "false", "--client.toolbarMode", "minimal",
+    ]  # fmt: skip
+
+
+def app_command(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8501,
+    address: Annotated[
+        str,
+        typer.Option("--address", help="Interface to bind (0.0.0.0 exposes it to the network)."),
+    ] = "127.0.0.1",
+) -> None:
+    """Open the dashboard: eval comparisons, human review, prompts, registry, runs, canaries."""
+    from llmops._extras import require
+
+    require("streamlit", feature="llmops app")
+    ws = workspace()
+    env = {**os.environ, "LLMOPS_WORKSPACE": str(ws.root)}
+    command = streamlit_command(port, address=address)
+    typer.echo(f"dashboard for {ws.root} on http://{address}:{port} (Ctrl-C stops it)", err=True)
+    with subprocess.Popen(command, env=env) as proc:
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            code = proc.wait()
+    raise typer.Exit(0 if code in (0, -2, -15) else code)
