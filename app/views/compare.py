@@ -1,0 +1,284 @@
+"""Compare (the home page): two eval runs, or two targets of one run, case by case.
+
+Headline: the paired difference of scores with its 95% interval and p-value, wins/ties/losses,
+and the verdict flips with McNemar's exact test. Below: score and latency distributions, and the
+cases a page at a time, filtered, with both outputs side by side (or as a word diff), the
+assertions and the judge's reasons. The URL (``?page=compare&a=RUN&b=RUN&case=ID``) opens the
+same comparison and case for a colleague.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+from app_common import FOREVER, empty, num, pct, query, workspace
+
+from llmops.errors import LLMOpsError
+from llmops.evals.cases_compared import (
+    CASE_STATUSES,
+    CaseFilter,
+    CasePage,
+    Side,
+    SideComparison,
+    case_page,
+    compare_sides,
+    word_diff,
+)
+
+PAGE_SIZES = (25, 50, 100)
+
+
+def _version(run: Any) -> tuple[Any, ...]:
+    """What makes a cached read of a run stale: nothing, once it has ended."""
+    return (run.status, run.cases, str(run.ended_at))
+
+
+@st.cache_data(show_spinner="Comparing ...", ttl=FOREVER, max_entries=32)
+def _compare(a: Side, b: Side, _version: tuple[Any, ...]) -> SideComparison:
+    return compare_sides(workspace().eval_runs, a, b)
+
+
+@st.cache_data(show_spinner=False, ttl=FOREVER, max_entries=256)
+def _page(
+    a: Side, b: Side, where: CaseFilter, offset: int, limit: int, _version: tuple[Any, ...]
+) -> CasePage:
+    return case_page(workspace().eval_runs, a, b, where=where, offset=offset, limit=limit)
+
+
+def _pick_side(label: str, runs: list[Any], run_id: str | None, target: str | None) -> Side:
+    ids = [r.run_id for r in runs]
+    index = ids.index(run_id) if run_id in ids else 0
+    col_run, col_target = st.columns([3, 2])
+    chosen = col_run.selectbox(
+        f"Run {label}",
+        ids,
+        index=index,
+        format_func=lambda i: (
+            f"{i} · {runs[ids.index(i)].suite_name} · {runs[ids.index(i)].status}"
+        ),
+        key=f"run_{label}",
+    )
+    targets = runs[ids.index(chosen)].targets
+    t_index = targets.index(target) if target in targets else 0
+    picked = col_target.selectbox(f"Target {label}", targets, index=t_index, key=f"target_{label}")
+    return Side(chosen, picked)
+
+
+def _defaults(runs: list[Any]) -> tuple[str, str | None, str, str | None]:
+    """Sides from the URL; else the newest run against the newest earlier run of its suite;
+    else its first two targets; else the run before it."""
+    a, b = query("a"), query("b")
+    ta, tb = query("ta"), query("tb")
+    if a and b:
+        return a, ta, b, tb
+    newest = runs[0]
+    same_suite = [r for r in runs[1:] if r.suite_name == newest.suite_name]
+    if same_suite:
+        return same_suite[0].run_id, ta, newest.run_id, tb
+    if len(newest.targets) > 1:
+        return newest.run_id, ta or newest.targets[0], newest.run_id, tb or newest.targets[1]
+    earlier = runs[1] if len(runs) > 1 else newest
+    return earlier.run_id, ta, newest.run_id, tb
+
+
+def _headline(c: SideComparison) -> None:
+    p = c.paired
+    st.subheader(f"B − A: {p.verdict()}")
+    m = st.columns(5)
+    m[0].metric(
+        "Score difference (B − A)",
+        num(p.diff.mean, "+.3f"),
+        help="Mean of B's score minus A's over the cases both graded",
+    )
+    m[1].metric("95% interval", f"{num(p.diff.low, '+.3f')} to {num(p.diff.high, '+.3f')}")
+    m[2].metric(
+        "p-value",
+        num(max(p.p_bootstrap, p.p_sign), ".3g"),
+        help="The larger of the paired bootstrap and the exact sign test",
+    )
+    m[3].metric("Pass rate A → B", f"{pct(c.pass_rate_a)} → {pct(c.pass_rate_b)}")
+    m[4].metric("B wins / ties / losses", f"{p.wins} / {p.ties} / {p.losses}")
+    left, right = st.columns([2, 3])
+    with left:
+        st.markdown("**Verdict flips** (cases both graded)")
+        st.dataframe(
+            pd.DataFrame(
+                {
+                    "B passed": [c.flips["pass_to_pass"], c.flips["fail_to_pass"]],
+                    "B failed": [c.flips["pass_to_fail"], c.flips["fail_to_fail"]],
+                },
+                index=["A passed", "A failed"],
+            ),
+        )
+        st.caption(
+            f"pass→fail {c.flips['pass_to_fail']}, fail→pass {c.flips['fail_to_pass']}; "
+            f"exact McNemar p = {num(c.p_mcnemar, '.3g')}"
+        )
+    with right:
+        scores = pd.DataFrame(
+            {
+                "score": c.scores_a + c.scores_b,
+                "side": ["A"] * len(c.scores_a) + ["B"] * len(c.scores_b),
+            }
+        )
+        chart = (
+            alt.Chart(scores, title="Score distribution")
+            .mark_bar(opacity=0.6)
+            .encode(
+                x=alt.X("score:Q", bin=alt.Bin(maxbins=20), title="score"),
+                y=alt.Y("count():Q", stack=None, title="cases"),
+                color=alt.Color("side:N"),
+                xOffset="side:N",
+            )
+            .properties(height=220)
+        )
+        st.altair_chart(chart, width="stretch")
+
+
+def _filters(c: SideComparison) -> CaseFilter:
+    cols = st.columns([2, 2, 2, 3])
+    regressions = cols[0].toggle("Regressions only", key="regressions")
+    statuses = cols[0].multiselect("Status", CASE_STATUSES, key="statuses", disabled=regressions)
+    assertion = cols[1].selectbox("Failed assertion", ["any", *c.assertion_types], key="assertion")
+    var = cols[2].text_input("Variable (NAME=VALUE)", key="var").strip()
+    text = cols[3].text_input("Search inputs and outputs", key="search").strip()
+    parsed = None
+    if var:
+        try:
+            parsed = CaseFilter.parse_var(var)
+        except ValueError as exc:
+            st.warning(str(exc))
+    return CaseFilter(
+        status=("regressed",) if regressions else tuple(statuses),
+        assertion=None if assertion == "any" else assertion,
+        text=text or None,
+        var=parsed,
+    )
+
+
+def _diff_html(a: str, b: str) -> str:
+    parts = []
+    for kind, text in word_diff(a, b):
+        t = html.escape(text)
+        if kind == "removed":
+            parts.append(f"<del style='background:#fdd'>{t}</del>")
+        elif kind == "added":
+            parts.append(f"<ins style='background:#dfd'>{t}</ins>")
+        else:
+            parts.append(t)
+    return "<div style='white-space:pre-wrap'>" + "".join(parts) + "</div>"
+
+
+def _side_detail(title: str, r: dict[str, Any]) -> None:
+    verdict = "error" if r["passed"] is None else ("pass" if r["passed"] else "fail")
+    st.markdown(
+        f"**{title}** · {verdict} · score {num(r['score'])} · "
+        f"{num(r['latency_ms'], '.0f')} ms · ${num(r['cost'], '.5f')}"
+    )
+    st.code(r["output"] or "(empty)", language=None, wrap_lines=True)
+    if r["error"]:
+        st.error(r["error"])
+    for a in r["assertions"] or []:
+        mark = "✅" if a.get("passed") else "❌"
+        reason = a.get("reason") or ""
+        st.markdown(f"{mark} `{a.get('type')}` {num(a.get('score'), '.2f')} {html.escape(reason)}")
+
+
+def _case(row: dict[str, Any], c: SideComparison, *, open_: bool) -> None:
+    title = f"case {row['case']} · {row['status']}"
+    with st.expander(title, expanded=open_):
+        st.json(row["vars"], expanded=False)
+        mode = st.radio(
+            "View", ["side by side", "word diff"], horizontal=True, key=f"mode_{row['case']}"
+        )
+        if mode == "word diff":
+            st.markdown(_diff_html(row["a"]["output"], row["b"]["output"]), unsafe_allow_html=True)
+            return
+        left, right = st.columns(2)
+        with left:
+            _side_detail(f"A {c.a}", row["a"])
+        with right:
+            _side_detail(f"B {c.b}", row["b"])
+
+
+def _cases(c: SideComparison, version: tuple[Any, ...]) -> None:
+    st.subheader("Cases")
+    where = _filters(c)
+    size = st.session_state.get("page_size", PAGE_SIZES[0])
+    first = _page(c.a, c.b, where, 0, 1, version)
+    pages = max(1, -(-first.total // size))
+    nav = st.columns([1, 1, 4])
+    number = nav[0].number_input("Page", min_value=1, max_value=pages, value=1, key="page_no")
+    nav[1].selectbox("Per page", PAGE_SIZES, key="page_size")
+    page = _page(c.a, c.b, where, (int(number) - 1) * size, size, version)
+    nav[2].caption(f"{page.total} case(s) match; page {int(number)} of {pages}")
+    if not page.rows:
+        st.info("No case matches these filters.")
+        return
+    table = pd.DataFrame(
+        [
+            {
+                "case": str(r["case"]),
+                "status": r["status"],
+                "A": "error"
+                if r["a"]["passed"] is None
+                else ("pass" if r["a"]["passed"] else "fail"),
+                "B": "error"
+                if r["b"]["passed"] is None
+                else ("pass" if r["b"]["passed"] else "fail"),
+                "score A": r["a"]["score"],
+                "score B": r["b"]["score"],
+                "latency A ms": r["a"]["latency_ms"],
+                "latency B ms": r["b"]["latency_ms"],
+                "output B": (r["b"]["output"] or "")[:120],
+            }
+            for r in page.rows
+        ]
+    )
+    st.dataframe(table, hide_index=True)
+    wanted = query("case")
+    for row in page.rows:
+        _case(row, c, open_=str(row["case"]) == wanted)
+
+
+def render() -> None:
+    """The page."""
+    ws = workspace()
+    st.title("Compare eval runs")
+    runs = list(ws.eval_runs.list(limit=200))
+    if not runs:
+        empty("eval runs", "Run a suite with `llmops eval run evals/<suite>.yaml`.")
+        return
+    a_run, a_target, b_run, b_target = _defaults(runs)
+    known = {r.run_id for r in runs}
+    for wanted in (a_run, b_run):
+        if wanted not in known:
+            try:
+                runs.append(ws.eval_runs.get(wanted))
+            except LLMOpsError as exc:
+                st.error(f"Run {wanted!r} from the link: {exc}")
+                return
+            known.add(wanted)
+    a = _pick_side("A", runs, a_run, a_target)
+    b = _pick_side("B", runs, b_run, b_target)
+    st.query_params.update(
+        {"page": "compare", "a": a.run_id, "b": b.run_id, "ta": a.target, "tb": b.target}
+    )
+    by_id = {r.run_id: r for r in runs}
+    version = (_version(by_id[a.run_id]), _version(by_id[b.run_id]))
+    st.caption(f"A = {a.run_id} ({a.target}) · B = {b.run_id} ({b.target})")
+    c = _compare(a, b, version)
+    for warning in c.warnings:
+        st.warning(f"Not like for like: {warning}")
+    if c.paired.n == 0:
+        st.info("The two sides have no graded case in common: nothing to compare.")
+        return
+    _headline(c)
+    _cases(c, version)
+
+
+render()
