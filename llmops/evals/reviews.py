@@ -290,11 +290,7 @@ class Reviews:
         limit: int = 100,
     ) -> builtins.list[ReviewItemRecord]:
         """Items, oldest first, with their label counts."""
-        counts = (
-            select(col(ReviewLabel.item_id), func.count().label("n"))
-            .group_by(col(ReviewLabel.item_id))
-            .subquery()
-        )
+        counts = _label_counts()
         query = (
             select(ReviewItem, counts.c.n)
             .outerjoin(counts, counts.c.item_id == col(ReviewItem.id))
@@ -321,11 +317,7 @@ class Reviews:
         reviewers spread over the queue), each with the order to show its answers in."""
         reviewer = _reviewer(reviewer)
         mine = select(col(ReviewLabel.item_id)).where(col(ReviewLabel.reviewer) == reviewer)
-        counts = (
-            select(col(ReviewLabel.item_id), func.count().label("n"))
-            .group_by(col(ReviewLabel.item_id))
-            .subquery()
-        )
+        counts = _label_counts()
         query = (
             select(ReviewItem, counts.c.n)
             .outerjoin(counts, counts.c.item_id == col(ReviewItem.id))
@@ -556,6 +548,15 @@ class Reviews:
                 "item": row.id,
                 "labels": len(choices),
             }
+
+
+def _label_counts() -> Any:
+    """A subquery of ``(item_id, n)``: how many labels each labelled item has."""
+    return (
+        select(col(ReviewLabel.item_id), func.count().label("n"))
+        .group_by(col(ReviewLabel.item_id))
+        .subquery()
+    )
 
 
 def _reviewer(reviewer: str) -> str:
