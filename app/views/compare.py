@@ -37,16 +37,18 @@ def _version(run: Any) -> tuple[Any, ...]:
     return (run.status, run.cases, str(run.ended_at))
 
 
-@st.cache_data(show_spinner="Comparing ...", ttl=FOREVER, max_entries=32)
-def _compare(a: Side, b: Side, _version: tuple[Any, ...]) -> SideComparison:
+# A resource, not data: the comparison holds every case's verdict, and reruns share it instead
+# of unpickling a copy each time.
+@st.cache_resource(show_spinner="Comparing ...", ttl=FOREVER, max_entries=16)
+def _compare(a: Side, b: Side, version: tuple[Any, ...]) -> SideComparison:
     return compare_sides(workspace().eval_runs, a, b)
 
 
 @st.cache_data(show_spinner=False, ttl=FOREVER, max_entries=256)
 def _page(
-    a: Side, b: Side, where: CaseFilter, offset: int, limit: int, _version: tuple[Any, ...]
+    _c: SideComparison, key: tuple[Any, ...], where: CaseFilter, offset: int, limit: int
 ) -> CasePage:
-    return case_page(workspace().eval_runs, a, b, where=where, offset=offset, limit=limit)
+    return case_page(workspace().eval_runs, _c, where=where, offset=offset, limit=limit)
 
 
 def _pick_side(label: str, runs: list[Any], run_id: str | None, target: str | None) -> Side:
@@ -209,13 +211,17 @@ def _cases(c: SideComparison, version: tuple[Any, ...]) -> None:
     st.subheader("Cases")
     where = _filters(c)
     size = st.session_state.get("page_size", PAGE_SIZES[0])
-    first = _page(c.a, c.b, where, 0, 1, version)
-    pages = max(1, -(-first.total // size))
+    asked = max(1, int(st.session_state.get("page_no", 1)))
+    key = (c.a, c.b, version)
+    page = _page(c, key, where, (asked - 1) * size, size)
+    pages = max(1, -(-page.total // size))
+    if asked > pages:  # the filter shrank the matches below the page asked for
+        asked = st.session_state["page_no"] = pages
+        page = _page(c, key, where, (asked - 1) * size, size)
     nav = st.columns([1, 1, 4])
-    number = nav[0].number_input("Page", min_value=1, max_value=pages, value=1, key="page_no")
+    nav[0].number_input("Page", min_value=1, max_value=pages, key="page_no")
     nav[1].selectbox("Per page", PAGE_SIZES, key="page_size")
-    page = _page(c.a, c.b, where, (int(number) - 1) * size, size, version)
-    nav[2].caption(f"{page.total} case(s) match; page {int(number)} of {pages}")
+    nav[2].caption(f"{page.total} case(s) match; page {asked} of {pages}")
     if not page.rows:
         st.info("No case matches these filters.")
         return

@@ -10,7 +10,6 @@ and judge reasons are read only for the page of cases on screen.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +18,7 @@ from sqlalchemy import String, cast, select
 from sqlmodel import col
 
 from llmops.db.models import EvalResult
+from llmops.evals.compare import case_ident, differences
 from llmops.evals.stats import Paired, mcnemar, paired
 
 if TYPE_CHECKING:
@@ -68,10 +68,6 @@ class _Light:
     types: frozenset[str]
 
 
-def _ident(row: _Light) -> str:
-    return row.case_id or json.dumps(row.vars, sort_keys=True, ensure_ascii=False)
-
-
 def _light_rows(runs: EvalRuns, side: Side) -> dict[str, _Light]:
     query = select(
         col(EvalResult.case_index),
@@ -98,7 +94,7 @@ def _light_rows(runs: EvalRuns, side: Side) -> dict[str, _Light]:
                 failed_types=frozenset(str(a.get("type")) for a in asserted if not a.get("passed")),
                 types=frozenset(str(a.get("type")) for a in asserted),
             )
-            out.setdefault(_ident(row), row)
+            out.setdefault(case_ident(row.case_id, row.vars), row)
     return out
 
 
@@ -141,6 +137,8 @@ class SideComparison:
     cost_b: float
     assertion_types: list[str]
     warnings: list[str] = field(default_factory=list)
+    rows: tuple[dict[str, _Light], dict[str, _Light]] = field(default=({}, {}), repr=False)
+    """Each side's verdicts per case identity (what :func:`case_page` filters and pages)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain data (the score and latency lists left out)."""
@@ -198,8 +196,6 @@ def compare_sides(runs: EvalRuns, a: Side, b: Side) -> SideComparison:
     }
     warnings: list[str] = []
     if a.run_id != b.run_id:
-        from llmops.evals.compare import differences
-
         warnings = differences(
             runs.get(a.run_id),
             runs.get(b.run_id),
@@ -207,9 +203,8 @@ def compare_sides(runs: EvalRuns, a: Side, b: Side) -> SideComparison:
             runs.suite_of(b.run_id),
             {(k, "") for k in rows_a},
             {(k, "") for k in rows_b},
+            targets=False,  # two named targets are compared: other targets do not matter
         )
-        # target sets may differ on purpose when two named targets are compared
-        warnings = [w for w in warnings if not w.startswith("target ")]
     elif a.target == b.target:
         warnings.append("both sides are the same target of the same run")
 
@@ -239,6 +234,7 @@ def compare_sides(runs: EvalRuns, a: Side, b: Side) -> SideComparison:
             | {t for r in rows_b.values() for t in r.types}
         ),
         warnings=warnings,
+        rows=(rows_a, rows_b),
     )
 
 
@@ -298,14 +294,15 @@ def _matching_text(runs: EvalRuns, sides: tuple[Side, Side], text: str) -> set[t
 
 def case_page(
     runs: EvalRuns,
-    a: Side,
-    b: Side,
+    comparison: SideComparison,
     *,
     where: CaseFilter | None = None,
     offset: int = 0,
     limit: int = 50,
 ) -> CasePage:
-    """The cases both sides ran that pass ``where``, in case order, ``limit`` from ``offset``.
+    """The cases both sides of ``comparison`` ran that pass ``where``, in case order, ``limit``
+    from ``offset``: filtered over the verdicts the comparison read, with outputs and reasons
+    read for the page only.
 
     Raises:
         ValueError: a bad offset or limit (1 to 500).
@@ -313,7 +310,8 @@ def case_page(
     if offset < 0 or not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"page offset must be >= 0 and limit 1 to {MAX_PAGE}: {offset}, {limit}")
     where = where or CaseFilter()
-    rows_a, rows_b = _light_rows(runs, a), _light_rows(runs, b)
+    a, b = comparison.a, comparison.b
+    rows_a, rows_b = comparison.rows
     texts = _matching_text(runs, (a, b), where.text) if where.text else None
     chosen: list[tuple[str, CaseStatus]] = []
     for key, ra in rows_a.items():

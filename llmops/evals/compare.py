@@ -14,13 +14,17 @@ if TYPE_CHECKING:
     from llmops.evals.records import EvalRunRecord
     from llmops.evals.results import EvalRuns
 
-__all__ = ["case_key", "compare_runs", "differences"]
+__all__ = ["case_ident", "case_key", "compare_runs", "differences"]
+
+
+def case_ident(case_id: str | None, variables: dict[str, Any]) -> str:
+    """What matches a case across runs: its id, else its variables as canonical JSON."""
+    return case_id or json.dumps(variables, sort_keys=True, ensure_ascii=False)
 
 
 def case_key(result: dict[str, Any]) -> tuple[str, str]:
-    """``(case identity, target)``: the case id, else its variables as canonical JSON."""
-    ident = result["case_id"] or json.dumps(result["vars"], sort_keys=True, ensure_ascii=False)
-    return ident, result["target"]
+    """``(case identity, target)`` of a result (see :func:`case_ident`)."""
+    return case_ident(result["case_id"], result["vars"]), result["target"]
 
 
 def compare_runs(runs: EvalRuns, a: str, b: str) -> dict[str, Any]:
@@ -79,8 +83,11 @@ def differences(
     suite_b: dict[str, Any],
     cases_a: set[tuple[str, str]],
     cases_b: set[tuple[str, str]],
+    *,
+    targets: bool = True,
 ) -> list[str]:
-    """Why two runs may not be like for like, one sentence each (empty when they are)."""
+    """Why two runs may not be like for like, one sentence each (empty when they are);
+    ``targets=False`` leaves out the targets' differences (for comparing two named targets)."""
     found: list[str] = []
     if a.suite_digest != b.suite_digest:
         same_name = "" if a.suite_name == b.suite_name else f" ({a.suite_name} vs {b.suite_name})"
@@ -97,10 +104,10 @@ def differences(
         )
     if suite_a.get("judge") != suite_b.get("judge"):
         found.append("the judge differs (model, prompt or settings): verdicts may not compare")
-    for target in sorted(set(a.targets) ^ set(b.targets)):
+    for target in sorted(set(a.targets) ^ set(b.targets)) if targets else []:
         where = a.run_id if target in a.targets else b.run_id
         found.append(f"target {target!r} ran only in {where}")
-    for target in [t for t in b.targets if t in a.targets]:
+    for target in [t for t in b.targets if t in a.targets] if targets else []:
         ma, mb = a.models.get(target), b.models.get(target)
         if ma and mb and ma != mb:
             found.append(f"target {target!r} ran another model: {_model(ma)} vs {_model(mb)}")

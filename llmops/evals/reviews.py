@@ -471,11 +471,17 @@ class Reviews:
             if row.judge and top and top != "both_bad":
                 judge.append(row.judge.upper() if row.kind == "pairwise" else row.judge)
                 human.append(top.upper() if row.kind == "pairwise" else top)
-        reviewers = {label.reviewer for label in self.labels()}
+        query = select(func.count(func.distinct(col(ReviewLabel.reviewer)))).join(
+            ReviewItem, col(ReviewItem.id) == col(ReviewLabel.item_id)
+        )
+        if run_id is not None:
+            query = query.where(col(ReviewItem.run_id) == run_id)
+        with self.db.connect() as conn:
+            reviewers = int(conn.execute(query).scalar_one())
         return ReviewAgreement(
             items=len(labelled),
             labels=sum(len(c) for _, c in labelled),
-            reviewers=len(reviewers),
+            reviewers=reviewers,
             multiply_labelled=sum(1 for _, c in labelled if len(c) >= 2),
             alpha=krippendorff_alpha([c for _, c in labelled]),
             judge=agreement(judge, human).to_json() if judge else None,
@@ -567,8 +573,3 @@ def _reviewer(reviewer: str) -> str:
             hint="pass --reviewer NAME (default: your user name)",
         )
     return name
-
-
-def choices_for(kind: str) -> tuple[str, ...]:
-    """The choices a reviewer has for an item of ``kind``."""
-    return PAIRWISE_CHOICES if kind == "pairwise" else SINGLE_CHOICES

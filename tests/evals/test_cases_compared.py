@@ -51,29 +51,29 @@ def test_flips_and_mcnemar_over_the_cases_both_graded(ws: Workspace, runs: tuple
 def test_filters_narrow_and_pages_cover_every_match_once(
     ws: Workspace, runs: tuple[str, str]
 ) -> None:
-    a, b = (Side(r, "model") for r in runs)
-    regressed = case_page(ws.eval_runs, a, b, where=CaseFilter(status=("regressed",)))
+    c = compare_sides(ws.eval_runs, *(Side(r, "model") for r in runs))
+    regressed = case_page(ws.eval_runs, c, where=CaseFilter(status=("regressed",)))
     assert regressed.total == 5 and [r["case"] for r in regressed.rows] == [
         f"c{i}" for i in range(5, 10)
     ]
     assert all(r["a"]["passed"] and not r["b"]["passed"] for r in regressed.rows)
-    failed_equals = case_page(ws.eval_runs, a, b, where=CaseFilter(assertion="equals"))
+    failed_equals = case_page(ws.eval_runs, c, where=CaseFilter(assertion="equals"))
     assert {r["case"] for r in failed_equals.rows} == {"c0", "c2", "c4", "c6", "c8"}
-    geo = case_page(ws.eval_runs, a, b, where=CaseFilter(var=("topic", "geo"), status=("fixed",)))
+    geo = case_page(ws.eval_runs, c, where=CaseFilter(var=("topic", "geo"), status=("fixed",)))
     assert [r["case"] for r in geo.rows] == ["c1"]
-    found = case_page(ws.eval_runs, a, b, where=CaseFilter(text="LAND13"))
+    found = case_page(ws.eval_runs, c, where=CaseFilter(text="LAND13"))
     assert [r["case"] for r in found.rows] == ["c13"]
-    assert case_page(ws.eval_runs, a, b, where=CaseFilter(text="100%_")).total == 0  # escaped
+    assert case_page(ws.eval_runs, c, where=CaseFilter(text="100%_")).total == 0  # escaped
     seen = []
     for offset in range(0, 20, 6):
-        page = case_page(ws.eval_runs, a, b, offset=offset, limit=6)
+        page = case_page(ws.eval_runs, c, offset=offset, limit=6)
         assert page.total == 20 and len(page.rows) <= 6
         seen += [r["case"] for r in page.rows]
     assert seen == [f"c{i}" for i in range(20)]
-    row = case_page(ws.eval_runs, a, b, where=CaseFilter(status=("errored",))).rows[0]
+    row = case_page(ws.eval_runs, c, where=CaseFilter(status=("errored",))).rows[0]
     assert row["b"]["error"] == "boom" and row["a"]["assertions"][0]["reason"] == "judged"
     with pytest.raises(ValueError, match="limit 1 to 500"):
-        case_page(ws.eval_runs, a, b, limit=501)
+        case_page(ws.eval_runs, c, limit=501)
 
 
 def test_two_targets_of_one_run_and_unknown_targets(ws: Workspace) -> None:

@@ -127,6 +127,10 @@ def test_agreement_ranking_and_labels_written_back_to_the_run(ws: Workspace) -> 
         and dpo[0]["chosen"].startswith("tuned")
         and dpo[0]["rejected"].startswith("base")
     )
+    other = ws.reviews.add_pair("elsewhere", "x", "y", models=("m1", "m2"))
+    ws.reviews.add(other.item, "A", "zed")
+    assert ws.reviews.agreement().reviewers == 3
+    assert ws.reviews.agreement(run_id=run).reviewers == 2  # only those who labelled the run
 
 
 def test_export_round_trips_a_pairwise_label(ws: Workspace) -> None:
