@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 
 import streamlit as st
@@ -50,6 +51,15 @@ def num(value: Any, fmt: str = ".3f", missing: str = "–") -> str:
 def pct(value: Any) -> str:
     """A share as a percentage."""
     return num(None if value is None else value * 100, ".1f") + ("%" if value is not None else "")
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+!|<>$~])")
+
+
+def plain(value: Any) -> str:
+    """Untrusted text (a case id, a model name) made safe inside a label or Markdown: its
+    Markdown characters escaped, newlines flattened."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(value).split()))
 
 
 def query(name: str, default: str | None = None) -> str | None:

@@ -9,13 +9,14 @@ same comparison and case for a colleague.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from typing import Any
 
 import altair as alt
 import pandas as pd
 import streamlit as st
-from app_common import FOREVER, empty, num, pct, query, workspace
+from app_common import FOREVER, empty, num, pct, plain, query, workspace
 
 from llmops.errors import LLMOpsError
 from llmops.evals.cases_compared import (
@@ -172,33 +173,38 @@ def _diff_html(a: str, b: str) -> str:
             parts.append(f"<ins style='background:#dfd'>{t}</ins>")
         else:
             parts.append(t)
-    return "<div style='white-space:pre-wrap'>" + "".join(parts) + "</div>"
+    return "<div style='white-space:pre-wrap;font-family:monospace'>" + "".join(parts) + "</div>"
 
 
 def _side_detail(title: str, r: dict[str, Any]) -> None:
     verdict = "error" if r["passed"] is None else ("pass" if r["passed"] else "fail")
-    st.markdown(
-        f"**{title}** · {verdict} · score {num(r['score'])} · "
+    # model outputs, reasons and names are untrusted: shown as text, never as Markdown
+    st.text(
+        f"{title} · {verdict} · score {num(r['score'])} · "
         f"{num(r['latency_ms'], '.0f')} ms · ${num(r['cost'], '.5f')}"
     )
     st.code(r["output"] or "(empty)", language=None, wrap_lines=True)
     if r["error"]:
-        st.error(r["error"])
-    for a in r["assertions"] or []:
-        mark = "✅" if a.get("passed") else "❌"
-        reason = a.get("reason") or ""
-        st.markdown(f"{mark} `{a.get('type')}` {num(a.get('score'), '.2f')} {html.escape(reason)}")
+        st.code(r["error"], language=None, wrap_lines=True)
+    if r["assertions"]:
+        st.dataframe(
+            pd.DataFrame([{
+                "assertion": str(a.get("type")), "passed": bool(a.get("passed")),
+                "score": a.get("score"), "reason": str(a.get("reason") or ""),
+            } for a in r["assertions"]]),
+            hide_index=True,
+        )  # fmt: skip
 
 
 def _case(row: dict[str, Any], c: SideComparison, *, open_: bool) -> None:
-    title = f"case {row['case']} · {row['status']}"
+    title = f"case {plain(row['case'])} · {row['status']}"
     with st.expander(title, expanded=open_):
         st.json(row["vars"], expanded=False)
         mode = st.radio(
-            "View", ["side by side", "word diff"], horizontal=True, key=f"mode_{row['case']}"
+            "View", ["side by side", "word diff"], horizontal=True, key=f"mode_{row['key']}"
         )
         if mode == "word diff":
-            st.markdown(_diff_html(row["a"]["output"], row["b"]["output"]), unsafe_allow_html=True)
+            st.html(_diff_html(row["a"]["output"], row["b"]["output"]))
             return
         left, right = st.columns(2)
         with left:
@@ -213,12 +219,17 @@ def _cases(c: SideComparison, version: tuple[Any, ...]) -> None:
     size = st.session_state.get("page_size", PAGE_SIZES[0])
     asked = max(1, int(st.session_state.get("page_no", 1)))
     key = (c.a, c.b, version)
+    wanted = query("case")
+    if wanted and "page_no" not in st.session_state:  # a link to a case: open its page
+        where = dataclasses.replace(where, case=wanted)
     page = _page(c, key, where, (asked - 1) * size, size)
+    asked = page.offset // size + 1
     pages = max(1, -(-page.total // size))
     if asked > pages:  # the filter shrank the matches below the page asked for
         asked = st.session_state["page_no"] = pages
         page = _page(c, key, where, (asked - 1) * size, size)
     nav = st.columns([1, 1, 4])
+    st.session_state["page_no"] = asked
     nav[0].number_input("Page", min_value=1, max_value=pages, key="page_no")
     nav[1].selectbox("Per page", PAGE_SIZES, key="page_size")
     nav[2].caption(f"{page.total} case(s) match; page {asked} of {pages}")
@@ -246,7 +257,6 @@ def _cases(c: SideComparison, version: tuple[Any, ...]) -> None:
         ]
     )
     st.dataframe(table, hide_index=True)
-    wanted = query("case")
     for row in page.rows:
         _case(row, c, open_=str(row["case"]) == wanted)
 

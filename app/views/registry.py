@@ -35,6 +35,13 @@ def _label(node: dict[str, Any]) -> str:
     return f"{node['kind'].replace('_', ' ')}\\n{name[:48]}"
 
 
+def _quote(text: str) -> str:
+    """Text for a quoted DOT label: backslashes and quotes escaped, line breaks kept as DOT's
+    own ``\\n`` (names are untrusted)."""
+    parts = [" ".join(p.split()) for p in text.split("\\n")]
+    return "\\n".join(p.replace("\\", "\\\\").replace('"', '\\"') for p in parts)
+
+
 def dot(graph: dict[str, Any]) -> str:
     """The lineage as Graphviz DOT (drawn in the browser)."""
     ids = {n["id"]: f"n{i}" for i, n in enumerate(graph["nodes"])}
@@ -42,11 +49,11 @@ def dot(graph: dict[str, Any]) -> str:
     for n in graph["nodes"]:
         shape = _SHAPES.get(n["kind"], "ellipse")
         style = ', style=filled, fillcolor="#e8f0fe"' if n["id"] == graph["root"] else ""
-        label = _label(n).replace('"', "'")
+        label = _quote(_label(n))
         lines.append(f'{ids[n["id"]]} [label="{label}", shape={shape}{style}];')
     for e in graph["edges"]:
         if e["from"] in ids and e["to"] in ids:
-            rel = e["relation"].replace('"', "'")
+            rel = _quote(e["relation"])
             lines.append(f'{ids[e["from"]]} -> {ids[e["to"]]} [label="{rel}", fontsize=8];')
     lines.append("}")
     return "\n".join(lines)

@@ -20,12 +20,13 @@ PAIRWISE = (("A", "1"), ("B", "2"), ("tie", "3"), ("both_bad", "4"))
 
 
 def _input(item: Any) -> None:
+    # inputs come from end users and models: shown as text, never as Markdown
     body = item.input
     if body.get("messages"):
         for m in body["messages"]:
-            st.markdown(f"**{m.get('role', '?')}**: {m.get('content', '')}")
+            st.text(f"{m.get('role', '?')}: {m.get('content', '')}")
     elif body.get("text"):
-        st.markdown(str(body["text"]))
+        st.text(str(body["text"]))
     else:
         st.json(body.get("vars") or body, expanded=True)
 
@@ -75,7 +76,7 @@ def _pairwise(item: Any, reviewer: str) -> None:
 
 
 def _single(item: Any, reviewer: str) -> None:
-    st.markdown(f"**Answer** ({item.models[0]})")
+    st.text(f"Answer ({item.models[0]})")
     st.code(item.answers[0]["text"] or "(empty)", language=None, wrap_lines=True)
     st.text_input("Comment (optional)", key=f"comment_{item.item}")
     cols = st.columns(2)
@@ -94,7 +95,11 @@ def _single(item: Any, reviewer: str) -> None:
 
 def _queue(reviewer: str) -> None:
     ws = workspace()
-    queue = ws.reviews.queue(reviewer, limit=1)
+    try:
+        queue = ws.reviews.queue(reviewer, limit=1)
+    except LLMOpsError as exc:
+        st.error(str(exc))
+        return
     if "review_saved" in st.session_state:
         st.success(st.session_state.pop("review_saved"))
     if "review_error" in st.session_state:
@@ -135,9 +140,23 @@ def _sources() -> None:
             st.toast(f"{ws.reviews.from_shadow(model)} new item(s) from {model}")
 
 
+@st.cache_data(show_spinner="Counting ...", max_entries=8)
+def _summary(version: tuple[Any, ...]) -> dict[str, Any]:
+    """Agreement, ranking and exports for one state of the labels (a new label is a new
+    state): computed once, not on every click."""
+    ws = workspace()
+    return {
+        "agreement": ws.reviews.agreement().to_json(),
+        "ranking": ws.reviews.ranking(),
+        "labels": "".join(json.dumps(r, default=str) + "\n" for r in ws.reviews.export()),
+        "dpo": "".join(json.dumps(r, default=str) + "\n" for r in ws.reviews.preferences()),
+    }
+
+
 def _numbers() -> None:
     ws = workspace()
-    agreement = ws.reviews.agreement().to_json()
+    summary = _summary(ws.reviews.version())
+    agreement = summary["agreement"]
     st.subheader("Agreement")
     cols = st.columns(4)
     cols[0].metric("Labels", agreement["labels"])
@@ -157,42 +176,28 @@ def _numbers() -> None:
         confusion = pd.DataFrame(judge["confusion"]).T
         confusion.index.name = "people \\ judge"
         st.dataframe(confusion, width="content")
-    ranking = ws.reviews.ranking()
+    ranking = summary["ranking"]
     if ranking.models:
         st.subheader("Ranking (Bradley–Terry)")
+        if ranking.groups > 1:
+            st.warning(
+                f"The labels link the models in {ranking.groups} separate groups: models of"
+                " different groups never met, and their order says nothing."
+            )
         st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "rank": m.rank,
-                        "model": m.model,
-                        "strength": round(m.strength, 3),
-                        "95% interval": f"{m.low:.2f} – {m.high:.2f}",
-                        "wins": m.wins,
-                        "losses": m.losses,
-                        "ties": m.ties,
-                    }
-                    for m in ranking.models
-                ]
-            ),
+            pd.DataFrame([{
+                "rank": m.rank, "model": m.model, "strength": round(m.strength, 3),
+                "95% interval": f"{m.low:.2f} – {m.high:.2f}", "wins": m.wins,
+                "losses": m.losses, "ties": m.ties,
+            } for m in ranking.models]),
             hide_index=True,
-        )
+        )  # fmt: skip
         st.caption(f"from {ranking.comparisons} pairwise label(s); both_bad labels are left out")
     cols = st.columns(2)
-    cols[0].download_button(
-        "Export labels (JSONL)",
-        key="export_labels",
-        data="".join(json.dumps(r, default=str) + "\n" for r in ws.reviews.export()),
-        file_name="review-labels.jsonl",
-        mime="application/jsonl",
-    )
-    cols[1].download_button(
-        "Export DPO pairs (JSONL)",
-        key="export_dpo",
-        data="".join(json.dumps(r, default=str) + "\n" for r in ws.reviews.preferences()),
-        file_name="preferences.jsonl",
-        mime="application/jsonl",
-    )
+    cols[0].download_button("Export labels (JSONL)", key="export_labels", data=summary["labels"],
+                            file_name="review-labels.jsonl", mime="application/jsonl")  # fmt: skip
+    cols[1].download_button("Export DPO pairs (JSONL)", key="export_dpo", data=summary["dpo"],
+                            file_name="preferences.jsonl", mime="application/jsonl")  # fmt: skip
 
 
 def render() -> None:

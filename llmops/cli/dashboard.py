@@ -8,6 +8,8 @@ sets to the workspace resolved as every command resolves it.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +50,19 @@ def streamlit_command(port: int, *, address: str = "127.0.0.1") -> list[str]:
     ]  # fmt: skip
 
 
+def _check_address(address: str) -> None:
+    """An interface this machine can bind, or a one-line error."""
+    from llmops.errors import InputError
+
+    try:
+        socket.getaddrinfo(address, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        raise InputError(
+            f"--address {address!r} is not an IP address",
+            hint="give 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)",
+        ) from None
+
+
 def app_command(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8501,
     address: Annotated[
@@ -59,14 +74,19 @@ def app_command(
     from llmops._extras import require
 
     require("streamlit", feature="llmops app")
+    _check_address(address)
     ws = workspace()
     env = {**os.environ, "LLMOPS_WORKSPACE": str(ws.root)}
     command = streamlit_command(port, address=address)
     typer.echo(f"dashboard for {ws.root} on http://{address}:{port} (Ctrl-C stops it)", err=True)
     with subprocess.Popen(command, env=env) as proc:
+        # stopped by a service manager (SIGTERM): stop the server too, never leave it behind
+        previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
         try:
             code = proc.wait()
         except KeyboardInterrupt:
             proc.terminate()
             code = proc.wait()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     raise typer.Exit(0 if code in (0, -2, -15) else code)

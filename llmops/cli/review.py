@@ -17,6 +17,18 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+def _shown(text: object) -> str:
+    """Text from models or reviewers, safe for a terminal: no control characters (escape
+    sequences) and no rich markup."""
+    import unicodedata
+
+    from rich.markup import escape
+
+    clean = "".join("?" if unicodedata.category(c).startswith("C") else c for c in str(text))
+    return escape(clean)
+
+
 ReviewerOpt = Annotated[
     str | None,
     typer.Option("--reviewer", help="Who is labelling (default: $LLMOPS_USER or your login)."),
@@ -62,7 +74,8 @@ def items(
         return
     t = table("item", "kind", "source", "models", "judge", "labels", keep=("item",))
     for i in found:
-        t.add_row(i.item, i.kind, i.source, " vs ".join(i.models), i.judge or "-", str(i.labels))
+        models = _shown(" vs ".join(i.models))
+        t.add_row(i.item, i.kind, i.source, models, _shown(i.judge or "-"), str(i.labels))
     print_table(t)
 
 
@@ -79,7 +92,7 @@ def queue(
         emit_json([i.to_json() for i in found])
         return
     for i in found:
-        typer.echo(f"{i.item}  {i.kind}  {' vs '.join(i.models)}  ({i.labels} label(s))")
+        typer.echo(f"{i.item}  {i.kind}  {_shown(' vs '.join(i.models))}  ({i.labels} label(s))")
 
 
 @app.command("label")
@@ -98,7 +111,7 @@ def label(
     if json_out:
         emit_json(saved.to_json())
         return
-    typer.echo(f"{saved.reviewer} labelled {saved.item}: {saved.choice}")
+    typer.echo(f"{_shown(saved.reviewer)} labelled {saved.item}: {saved.choice}")
 
 
 @app.command("export")
@@ -162,11 +175,17 @@ def ranking(json_out: JsonOpt = False) -> None:
     if json_out:
         emit_json(found.to_json())
         return
+    if found.groups > 1:
+        typer.echo(
+            f"warning: the labels link the models in {found.groups} separate groups: models"
+            " of different groups never met, and their order says nothing",
+            err=True,
+        )
     t = table("rank", "model", "strength", "95% interval", "W/L/T", keep=("model",))
     for m in found.models:
         t.add_row(
             str(m.rank),
-            m.model,
+            _shown(m.model),
             f"{m.strength:.2f}",
             f"{m.low:.2f}-{m.high:.2f}",
             f"{m.wins}/{m.losses}/{m.ties}",

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import select
 from sqlmodel import col
 
 from llmops.db.models import EvalResult
@@ -251,6 +251,9 @@ class CaseFilter:
     var: tuple[str, str] | None = None
     """Only cases whose variable ``name`` equals ``value``, as ``(name, value)`` (values are
     compared as text)."""
+    case: str | None = None
+    """Not a filter: the page returned is the one holding this case (its id, else its index),
+    whatever the offset asked for (deep links)."""
 
     @classmethod
     def parse_var(cls, text: str) -> tuple[str, str]:
@@ -273,22 +276,38 @@ class CasePage:
     """Cases that pass the filter."""
     offset: int
     rows: list[dict[str, Any]]
-    """Per case: ``case``, ``status``, ``vars``, and ``a``/``b`` result dicts (output, passed,
-    score, assertions with reasons, latency_ms, cost, error, human)."""
+    """Per case: ``key`` (its identity across runs), ``case``, ``status``, ``vars``, and
+    ``a``/``b`` result dicts (output, passed, score, assertions with reasons, latency_ms,
+    cost, error, human)."""
 
 
-def _matching_text(runs: EvalRuns, sides: tuple[Side, Side], text: str) -> set[tuple[str, int]]:
-    pattern = text.lower()
+def _values(data: Any) -> str:
+    """The values of vars (not their keys or JSON punctuation), as searchable text."""
+    if isinstance(data, dict):
+        return "\n".join(_values(v) for v in data.values())
+    if isinstance(data, list):
+        return "\n".join(_values(v) for v in data)
+    return "" if data is None else str(data)
+
+
+def _matching_text(runs: EvalRuns, comparison: SideComparison, text: str) -> set[tuple[str, int]]:
+    """``(side, case index)`` of the cases whose variables' values or output contain
+    ``text``, compared case-folded in Python (SQL's LIKE folds only ASCII on SQLite)."""
+    pattern = text.casefold()
     found: set[tuple[str, int]] = set()
     with runs.db.connect() as conn:
-        for side in sides:
-            query = select(col(EvalResult.case_index)).where(
-                col(EvalResult.run_id) == side.run_id,
-                col(EvalResult.target) == side.target,
-                col(EvalResult.output).icontains(pattern, autoescape=True)
-                | cast(col(EvalResult.vars), String).icontains(pattern, autoescape=True),
+        for side, rows in zip((comparison.a, comparison.b), comparison.rows, strict=True):
+            for row in rows.values():
+                if pattern in _values(row.vars).casefold():
+                    found.add((str(side), row.index))
+            query = select(col(EvalResult.case_index), col(EvalResult.output)).where(
+                col(EvalResult.run_id) == side.run_id, col(EvalResult.target) == side.target
             )
-            found |= {(str(side), int(i)) for (i,) in conn.execute(query)}
+            found |= {
+                (str(side), int(i))
+                for i, output in conn.execute(query)
+                if pattern in (output or "").casefold()
+            }
     return found
 
 
@@ -312,7 +331,7 @@ def case_page(
     where = where or CaseFilter()
     a, b = comparison.a, comparison.b
     rows_a, rows_b = comparison.rows
-    texts = _matching_text(runs, (a, b), where.text) if where.text else None
+    texts = _matching_text(runs, comparison, where.text) if where.text else None
     chosen: list[tuple[str, CaseStatus]] = []
     for key, ra in rows_a.items():
         rb = rows_b.get(key)
@@ -332,6 +351,14 @@ def case_page(
         ):
             continue
         chosen.append((key, status))
+    if where.case is not None:
+        wanted = [
+            i
+            for i, (k, _) in enumerate(chosen)
+            if str(rows_a[k].case_id or rows_a[k].index) == where.case
+        ]
+        if wanted:  # the page that holds the case asked for
+            offset = wanted[0] // limit * limit
     shown = chosen[offset : offset + limit]
     full_a = _full(runs, a, [rows_a[k].index for k, _ in shown])
     full_b = _full(runs, b, [rows_b[k].index for k, _ in shown])
@@ -340,6 +367,7 @@ def case_page(
         offset=offset,
         rows=[
             {
+                "key": k,
                 "case": rows_a[k].case_id or rows_a[k].index,
                 "status": status,
                 "vars": rows_a[k].vars,
@@ -377,12 +405,20 @@ def _full(runs: EvalRuns, side: Side, indexes: list[int]) -> dict[int, dict[str,
 
 
 _WORDS = re.compile(r"\s+|[^\s]+")
+MAX_DIFF_TOKENS = 4000
+"""Past this many words and spaces on a side, the diff is by lines (the word matcher's time
+grows with the square of the length)."""
 
 
 def word_diff(a: str, b: str) -> list[tuple[Literal["same", "removed", "added"], str]]:
-    """``b`` against ``a`` word by word: runs of ``(kind, text)`` that rebuild ``a`` from the
-    ``same`` and ``removed`` runs and ``b`` from the ``same`` and ``added`` ones."""
+    """``b`` against ``a`` word by word (line by line past :data:`MAX_DIFF_TOKENS`, whole
+    texts past that many lines): runs of ``(kind, text)`` that rebuild ``a`` from the ``same``
+    and ``removed`` runs and ``b`` from the ``same`` and ``added`` ones."""
     wa, wb = _WORDS.findall(a), _WORDS.findall(b)
+    if max(len(wa), len(wb)) > MAX_DIFF_TOKENS:
+        wa, wb = a.splitlines(keepends=True), b.splitlines(keepends=True)
+        if max(len(wa), len(wb)) > MAX_DIFF_TOKENS:
+            return [("removed", a), ("added", b)] if a != b else [("same", a)]
     out: list[tuple[Literal["same", "removed", "added"], str]] = []
     matcher = difflib.SequenceMatcher(a=wa, b=wb, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():

@@ -70,10 +70,17 @@ class Ranking:
 
     models: list[RankedModel]
     comparisons: int
+    groups: int = 1
+    """Sets of models linked by comparisons: past 1, models of different sets never met
+    (directly or through others) and their order says nothing."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain data."""
-        return {"comparisons": self.comparisons, "models": [m.to_json() for m in self.models]}
+        return {
+            "comparisons": self.comparisons,
+            "groups": self.groups,
+            "models": [m.to_json() for m in self.models],
+        }
 
     def probability(self, a: str, b: str) -> float:
         """The fitted probability that ``a`` is preferred to ``b``."""
@@ -117,6 +124,8 @@ def bradley_terry(
     Raises:
         ValueError: an outcome outside [0, 1], or a model compared with itself.
     """
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1, got {resamples}")
     for c in comparisons:
         if not 0.0 <= c.outcome <= 1.0:
             raise ValueError(f"comparison outcome must be in [0, 1], got {c.outcome}")
@@ -162,4 +171,20 @@ def bradley_terry(
             for rank, i in enumerate(order, start=1)
         ],
         comparisons=n,
+        groups=_groups(names, comparisons),
     )
+
+
+def _groups(names: list[str], comparisons: Sequence[Comparison]) -> int:
+    """How many sets of models the comparisons link (union-find)."""
+    parent = {n: n for n in names}
+
+    def root(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for c in comparisons:
+        parent[root(c.first)] = root(c.second)
+    return len({root(n) for n in names})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import unicodedata
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -15,16 +16,20 @@ from llmops._display import Display
 from llmops._record import Record
 from llmops.db.models import ReviewItem, ReviewLabel
 from llmops.db.timestamps import as_utc
+from llmops.errors import InputError
 
 __all__ = [
     "Label",
     "ReviewAgreement",
     "ReviewItemRecord",
-    "clip",
+    "answer",
     "item_record",
     "label_record",
     "majority",
+    "model_name",
     "new_item_id",
+    "printable",
+    "reviewer_name",
     "shown_order",
 ]
 
@@ -149,5 +154,34 @@ def majority(choices: builtins.list[str]) -> str | None:
     return ranked[0][0]
 
 
-def clip(value: Any) -> str:
-    return str(value or "")[:_MAX_TEXT]
+def answer(model: str, text: Any, **extra: Any) -> dict[str, Any]:
+    """An item's answer: ``{"model", "text"}`` and ``extra`` (``target``); a text past
+    100,000 characters is cut, and ``truncated`` says how long it was (such items never become
+    DPO rows)."""
+    full = str(text or "")
+    out: dict[str, Any] = {"model": str(model), "text": full[:_MAX_TEXT], **extra}
+    if len(full) > _MAX_TEXT:
+        out["truncated"] = len(full)
+    return out
+
+
+def model_name(target: str, identity: dict[str, Any] | None) -> str:
+    """What a target ran, for rankings across runs: its model reference, else its name."""
+    data = identity or {}
+    ref = data.get("adapter_ref") or data.get("ref") or data.get("adapter") or data.get("name")
+    return str(ref) if ref else target
+
+
+def printable(text: str) -> bool:
+    """No control, format (zero-width, bidi overrides) or unpaired surrogate characters."""
+    return not any(unicodedata.category(ch).startswith("C") for ch in text)
+
+
+def reviewer_name(reviewer: str) -> str:
+    name = unicodedata.normalize("NFC", (reviewer or "").strip())
+    if not name or len(name) > 256 or not printable(name):
+        raise InputError(
+            f"reviewer {reviewer!r} must be a name of 1 to 256 printable characters",
+            hint="pass --reviewer NAME (default: your user name)",
+        )
+    return name

@@ -25,21 +25,24 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from llmops._record import versioned
+from llmops._redact import redact
 from llmops.db import Database
 from llmops.db.audit import record_event
-from llmops.db.models import EvalPair, EvalResult, EvalRun, ReviewItem, ReviewLabel, ShadowPair
+from llmops.db.models import EvalPair, EvalResult, ReviewItem, ReviewLabel, ShadowPair
 from llmops.db.timestamps import utcnow
-from llmops.errors import EvalRunNotFoundError, InputError, NotFoundError
+from llmops.errors import InputError, NotFoundError
 from llmops.evals.ranking import Comparison, Ranking, bradley_terry
 from llmops.evals.review_records import (
     Label,
     ReviewAgreement,
     ReviewItemRecord,
-    clip,
+    answer,
     item_record,
     label_record,
     majority,
+    model_name,
     new_item_id,
+    reviewer_name,
     shown_order,
 )
 from llmops.evals.stats import agreement, krippendorff_alpha
@@ -79,8 +82,9 @@ class Reviews:
 
     # -- items ------------------------------------------------------------------------------
 
-    def _insert(self, rows: builtins.list[ReviewItem]) -> int:
-        """Add the items whose source key is new; the number added."""
+    def _insert(self, rows: builtins.list[ReviewItem], *, limit: int | None = None) -> int:
+        """Add the items whose source key is new, at most ``limit`` of them; the number
+        added (a limit counts new items, so adding again goes on where the last one stopped)."""
         if not rows:
             return 0
         keys = [r.source_key for r in rows]
@@ -90,7 +94,7 @@ class Reviews:
                     select(col(ReviewItem.source_key)).where(col(ReviewItem.source_key).in_(keys))
                 )
             )
-            fresh = [r for r in rows if r.source_key not in known]
+            fresh = [r for r in rows if r.source_key not in known][:limit]
             session.add_all(fresh)
             for r in fresh:
                 record_event(
@@ -117,7 +121,7 @@ class Reviews:
     ) -> ReviewItemRecord:
         """Add a pairwise item by hand: two answers ``a`` and ``b`` to ``input`` (a text, or
         ``{"vars": ...}`` / ``{"messages": ...}``). ``key`` makes adding it again a no-op."""
-        if models[0] == models[1]:
+        if str(models[0]) == str(models[1]):
             raise ValueError(f"the two answers need different model names, got {models[0]!r}")
         return self._manual("pairwise", input, [(models[0], a), (models[1], b)], key)
 
@@ -148,7 +152,7 @@ class Reviews:
                     source="manual",
                     source_key=source_key,
                     input=body,
-                    answers=[{"model": m, "text": clip(t)} for m, t in answers],
+                    answers=[answer(m, t) for m, t in answers],
                 )
             ]
         )
@@ -169,17 +173,10 @@ class Reviews:
         Raises:
             EvalRunNotFoundError: no such run.
         """
-        if run_id == "latest":
-            from llmops.evals.results import EvalRuns
-
-            run_id = EvalRuns(self.db, actor=self.actor).get(run_id).run_id
+        record = self._run(run_id)
+        run_id, targets = record.run_id, list(record.targets)
+        models = {t: model_name(t, record.models.get(t)) for t in targets}
         with self.db.read() as session:
-            run = session.get(EvalRun, run_id)
-            if run is None:
-                raise EvalRunNotFoundError(
-                    f"eval run {run_id!r} does not exist", hint="list runs with `llmops eval list`"
-                )
-            targets = list(run.targets)
             results = session.scalars(
                 select(EvalResult)
                 .where(col(EvalResult.run_id) == run_id)
@@ -193,9 +190,10 @@ class Reviews:
         for r in results:
             by_case.setdefault(r.case_index, {})[r.target] = r
         rows: builtins.list[ReviewItem] = []
-        for index, answers in by_case.items():
-            if limit is not None and len(rows) >= limit:
-                break
+        for index, given in by_case.items():
+            answers = {t: r for t, r in given.items() if r.passed is not None and not r.error}
+            if not answers:
+                continue  # an errored case has no answer worth judging
             first = next(iter(answers.values()))
             common = {"run_id": run_id, "case_index": index, "input": {"vars": first.vars}}
             if len(targets) >= 2 and all(t in answers for t in targets[:2]):
@@ -208,8 +206,8 @@ class Reviews:
                         source_key=f"{run_id}:{index}:pair",
                         judge=pair.verdict if pair else None,
                         answers=[
-                            {"model": targets[0], "text": clip(a.output)},
-                            {"model": targets[1], "text": clip(b.output)},
+                            answer(models[targets[0]], a.output, target=targets[0]),
+                            answer(models[targets[1]], b.output, target=targets[1]),
                         ],
                         **common,
                     )
@@ -223,26 +221,38 @@ class Reviews:
                         source="eval_result",
                         source_key=f"{run_id}:{index}:single",
                         judge=judge,
-                        answers=[{"model": targets[0], "text": clip(r.output)}],
+                        answers=[answer(models[targets[0]], r.output, target=targets[0])],
                         **common,
                     )
                 )
-        return self._insert(rows)
+        return self._insert(rows, limit=limit)
+
+    def _run(self, run_id: str) -> Any:
+        from llmops.evals.results import EvalRuns
+
+        return EvalRuns(self.db, actor=self.actor).get(run_id)
 
     def from_shadow(self, logical: str, *, limit: int = 100) -> int:
         """Items from the gateway's mirrored pairs of ``logical`` (A the stable arm, B the
-        candidate; the newest ``limit`` pairs that have both answers). Returns how many were
-        new."""
+        candidate; the newest ``limit`` pairs not queued yet that have both answers from two
+        different models). Returns how many were new."""
+        known = select(col(ReviewItem.source_key)).where(col(ReviewItem.source) == "shadow_pair")
         with self.db.read() as session:
-            pairs = session.scalars(
-                select(ShadowPair)
-                .where(
-                    col(ShadowPair.logical) == logical,
-                    col(ShadowPair.candidate_answer).is_not(None),
+            queued = {int(k.split(":", 1)[1]) for k in session.scalars(known)}
+            ids = [
+                i
+                for i in session.scalars(
+                    select(col(ShadowPair.id))
+                    .where(
+                        col(ShadowPair.logical) == logical,
+                        col(ShadowPair.candidate_answer).is_not(None),
+                        col(ShadowPair.stable_model) != col(ShadowPair.candidate_model),
+                    )
+                    .order_by(col(ShadowPair.id).desc())
                 )
-                .order_by(col(ShadowPair.id).desc())
-                .limit(limit)
-            ).all()
+                if i not in queued
+            ][:limit]
+            pairs = session.scalars(select(ShadowPair).where(col(ShadowPair.id).in_(ids))).all()
         verdicts = {"stable": "A", "candidate": "B", "tie": "TIE"}
         rows = [
             self._item(
@@ -251,13 +261,12 @@ class Reviews:
                 source_key=f"shadow:{p.id}",
                 input={"messages": p.messages, "logical": logical},
                 answers=[
-                    {"model": p.stable_model, "text": clip(p.stable_answer)},
-                    {"model": p.candidate_model, "text": clip(p.candidate_answer)},
+                    answer(p.stable_model, p.stable_answer),
+                    answer(p.candidate_model, p.candidate_answer),
                 ],
                 judge=verdicts.get(p.verdict or ""),
             )
-            for p in pairs
-            if p.stable_model != p.candidate_model
+            for p in sorted(pairs, key=lambda p: -(p.id or 0))
         ]
         return self._insert(rows)
 
@@ -315,7 +324,7 @@ class Reviews:
     ) -> builtins.list[ReviewItemRecord]:
         """Items ``reviewer`` has not labelled yet, the least labelled first (so several
         reviewers spread over the queue), each with the order to show its answers in."""
-        reviewer = _reviewer(reviewer)
+        reviewer = reviewer_name(reviewer)
         mine = select(col(ReviewLabel.item_id)).where(col(ReviewLabel.reviewer) == reviewer)
         counts = _label_counts()
         query = (
@@ -355,11 +364,18 @@ class Reviews:
             NotFoundError: no such item.
             InputError: a choice that does not fit the item's kind, or an empty reviewer.
         """
-        reviewer = _reviewer(reviewer)
+        reviewer = reviewer_name(reviewer)
         if shown not in (None, "AB", "BA"):
             raise InputError(f"shown must be AB or BA, got {shown!r}")
         if len(comment) > 10_000:
             raise InputError(f"a review comment is at most 10,000 characters, got {len(comment)}")
+        try:
+            comment.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(
+                "the review comment is not valid text (an unpaired surrogate)"
+            ) from None
+        comment = redact(comment)  # a pasted API key is not kept
         from sqlalchemy.exc import IntegrityError
 
         try:
@@ -407,6 +423,16 @@ class Reviews:
             )
             session.flush()
             return label_record(label)
+
+    def version(self) -> tuple[int, int, int, str]:
+        """What changes whenever an item or a label is added or relabelled: a cache key for
+        what is computed from the labels."""
+        query = select(func.count(), func.max(col(ReviewLabel.id)), func.max(col(ReviewLabel.at)))
+        items = select(func.count()).select_from(ReviewItem)
+        with self.db.connect() as conn:
+            count, last, at = conn.execute(query).one()
+            total = int(conn.execute(items).scalar_one())
+        return int(count), total, int(last or 0), str(at)
 
     def labels(
         self, *, item: str | None = None, reviewer: str | None = None
@@ -505,6 +531,7 @@ class Reviews:
         labels (``pass``/``fail`` on results, ``A``/``B``/``TIE`` on pairwise judgements), so
         that its judge calibration uses them; the number of cases labelled."""
         labels = {"A": "A", "B": "B", "tie": "TIE", "pass": "pass", "fail": "fail"}
+        run_id = self._run(run_id).run_id  # `latest`, and a clear error for an unknown run
         changed = 0
         labelled = [(row, c) for row, c in self._labelled() if row.run_id == run_id]
         with self.db.write() as session:
@@ -516,7 +543,12 @@ class Reviews:
                     target: Any = session.get(EvalPair, (run_id, row.case_index))
                 else:
                     target = session.get(
-                        EvalResult, (run_id, row.case_index, row.answers[0]["model"])
+                        EvalResult,
+                        (
+                            run_id,
+                            row.case_index,
+                            row.answers[0].get("target", row.answers[0]["model"]),
+                        ),
                     )
                 if target is None or target.human == labels[top]:
                     continue
@@ -544,6 +576,8 @@ class Reviews:
             top = majority(choices)
             if row.kind != "pairwise" or top not in ("A", "B"):
                 continue
+            if any("truncated" in a for a in row.answers):
+                continue  # a cut answer is not the answer the model gave: no training data
             win, lose = (0, 1) if top == "A" else (1, 0)
             body = row.input
             prompt: Any = body.get("messages") or body.get("text") or body.get("vars") or {}
@@ -563,13 +597,3 @@ def _label_counts() -> Any:
         .group_by(col(ReviewLabel.item_id))
         .subquery()
     )
-
-
-def _reviewer(reviewer: str) -> str:
-    name = (reviewer or "").strip()
-    if not name or len(name) > 256 or any(ord(ch) < 32 for ch in name):
-        raise InputError(
-            f"reviewer {reviewer!r} must be a name of 1 to 256 printable characters",
-            hint="pass --reviewer NAME (default: your user name)",
-        )
-    return name

@@ -76,12 +76,14 @@ def test_a_deep_link_opens_the_case_with_both_outputs_and_reasons(full_ws: dict[
     at = page("compare", a=full_ws["a"], b=full_ws["b"], case="case-03")
     opened = [e for e in at.expander if e.label.startswith("case case-03")]
     assert opened and "regressed" in opened[0].label
-    text = texts(at)
-    assert "no capital named" in text and "names the capital" in text
+    reasons = "\n".join(
+        "\n".join(d.value["reason"]) for d in at.dataframe if "reason" in d.value.columns
+    )
+    assert "no capital named" in reasons and "names the capital" in reasons
     codes = [c.value for c in at.code]
     assert any("Capital3 (a)" in c for c in codes) and any("Unknown3 (b)" in c for c in codes)
     at.radio(key="mode_case-03").set_value("word diff").run()
-    diff = "\n".join(m.value for m in at.markdown)
+    diff = "\n".join(h.proto.body for h in at.get("html"))
     assert "<del" in diff and "Capital3" in diff and "<ins" in diff and "Unknown3" in diff
 
 
@@ -174,3 +176,33 @@ def test_no_workspace_at_all_says_how_to_make_one(
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     assert at.error and "No llmops workspace" in at.error[0].value
+
+
+def test_untrusted_text_is_never_markdown_and_odd_case_ids_do_not_clash(
+    empty_ws: Any,
+) -> None:
+    from llmops import Workspace
+    from llmops.evals.testing import record_run
+
+    evil = "![t](http://127.0.0.1:9/track.png)\n\n# heading $x$ <b>bold</b>"
+    rows = [
+        {"case_index": 0, "target": "m", "case_id": "3", "output": evil, "passed": True,
+         "assertions": [{"type": "x`y", "passed": False, "reason": evil}]},
+        {"case_index": 3, "target": "m", "output": "b", "passed": False},
+    ]  # fmt: skip
+    ws = Workspace.open(empty_ws)
+    a = record_run(ws.eval_runs, rows, targets=("m",)).run_id
+    b = record_run(ws.eval_runs, rows, targets=("m",)).run_id
+    item = ws.reviews.add_single({"messages": [{"role": "user", "content": evil}]}, evil)
+    ws.close()
+    at = page("compare", a=a, b=b, case="3")
+    markdown = "\n".join(m.value for m in at.markdown) + "\n".join(e.label for e in at.expander)
+    assert "](http" not in markdown and "<b>" not in markdown
+    at.radio(key="mode_3").set_value("word diff").run()
+    assert not at.exception
+    assert all("<b>" not in h.proto.body for h in at.get("html"))  # escaped in the diff
+    review = page("review")
+    assert item.item in "\n".join(s.value for s in review.subheader)
+    assert "](http" not in "\n".join(m.value for m in review.markdown)
+    review.text_input(key="reviewer").set_value("x" * 300).run()
+    assert not review.exception and "printable characters" in review.error[0].value

@@ -33,6 +33,24 @@ def test_a_pairwise_label_round_trips_through_export(tmp_path: Path) -> None:
     assert [m["model"] for m in ranking["models"]] == ["tuned", "base"]
 
 
+def test_model_names_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    ws = Workspace.init(root, examples=False)
+    ws.reviews.add_pair("q", "a", "b", models=("[bold red]evil[/]", "\x1b]0;pwned\x07m"))
+    ws.close()
+    out = llmops("review", "items", cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert "[bold red]evil[/]" in out.stdout and "\x1b" not in out.stdout
+
+
+def test_a_bad_address_is_one_line(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    Workspace.init(root, examples=False).close()
+    out = llmops("app", "--address", "not an address", cwd=root)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "--address 'not an address' is not an IP address" in out.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,6 +79,16 @@ def test_llmops_app_serves_the_dashboard_on_loopback(tmp_path: Path) -> None:
         assert body == b"ok", proc.stderr.read() if proc.poll() is not None else "no answer"
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
         assert b"<html" in page.lower()
+        proc.terminate()  # SIGTERM, as a service manager stops it: the server stops too
+        proc.wait(timeout=20)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+            time.sleep(0.2)
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "the dashboard outlived llmops app"
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -112,3 +112,38 @@ def test_word_diff_marks_the_changed_word() -> None:
     assert word_diff("the cat sat", "the dog sat") == [
         ("same", "the "), ("removed", "cat"), ("added", "dog"), ("same", " sat"),
     ]  # fmt: skip
+
+
+def test_long_texts_diff_by_lines_and_huge_ones_whole() -> None:
+    from llmops.evals.cases_compared import MAX_DIFF_TOKENS
+
+    words = " ".join(f"w{i % 50}" for i in range(MAX_DIFF_TOKENS))
+    a, b = words + "\nsame tail\n", words.replace("w7 ", "w8 ") + "\nsame tail\n"
+    runs = word_diff(a, b)
+    assert ("same", "same tail\n") in runs  # compared line by line
+    assert "".join(t for k, t in runs if k != "added") == a
+    many = "\n".join(f"line {i}" for i in range(MAX_DIFF_TOKENS + 1))
+    assert word_diff(many, many + "!") == [("removed", many), ("added", many + "!")]
+
+
+def test_text_search_folds_unicode_and_reads_values_not_json(ws: Workspace) -> None:
+    rows = [
+        {**_case(0, True), "output": "École only here", "vars": {"city": "café"}},
+        {**_case(1, True), "output": "plain", "vars": {"city": "Paris"}},
+    ]
+    a = record_run(ws.eval_runs, rows).run_id
+    b = record_run(ws.eval_runs, rows).run_id
+    c = compare_sides(ws.eval_runs, Side(a, "model"), Side(b, "model"))
+
+    def found(text: str) -> list[object]:
+        return [r["case"] for r in case_page(ws.eval_runs, c, where=CaseFilter(text=text)).rows]
+
+    assert found("école") == ["c0"] and found("CAFÉ") == ["c0"]
+    assert found("city") == [] and found('"') == [] and found("\\") == []
+
+
+def test_a_linked_case_opens_on_its_page(ws: Workspace, runs: tuple[str, str]) -> None:
+    c = compare_sides(ws.eval_runs, *(Side(r, "model") for r in runs))
+    page = case_page(ws.eval_runs, c, where=CaseFilter(case="c13"), limit=5)
+    assert page.offset == 10 and "c13" in [r["case"] for r in page.rows]
+    assert case_page(ws.eval_runs, c, where=CaseFilter(case="nope"), limit=5).offset == 0

@@ -56,3 +56,13 @@ def test_bad_comparisons_are_refused_and_nothing_ranks_empty() -> None:
     with pytest.raises(ValueError, match="compared with itself"):
         bradley_terry([Comparison("a", "a", 1.0)])
     assert bradley_terry([]).models == []
+
+
+def test_models_that_never_met_are_counted_as_separate_groups() -> None:
+    ranking = bradley_terry(
+        [Comparison("a", "b", 1.0)] * 5 + [Comparison("c", "d", 1.0)], resamples=10
+    )
+    assert ranking.groups == 2
+    assert bradley_terry([Comparison("a", "b", 1.0), Comparison("b", "c", 0.5)]).groups == 1
+    with pytest.raises(ValueError, match="resamples must be at least 1"):
+        bradley_terry([Comparison("a", "b", 1.0)], resamples=0)

@@ -46,7 +46,7 @@ def test_items_from_a_pairwise_run_are_added_once(ws: Workspace) -> None:
     assert first.source == "eval_pair" and first.models == ["base", "tuned"]
     assert first.answers[1]["text"] == "tuned 0" and first.input == {"vars": {"q": "q0"}}
     assert first.judge == "TIE"
-    with pytest.raises(EvalRunNotFoundError, match="eval run 'eval-nope' does not exist"):
+    with pytest.raises(EvalRunNotFoundError, match="no eval run 'eval-nope'"):
         ws.reviews.from_run("eval-nope")
 
 
@@ -179,3 +179,63 @@ def test_concurrent_labels_of_one_item_by_one_reviewer_leave_one_label(ws: Works
         t.join()
     assert errors == []
     assert len(ws.reviews.labels(item=item.item)) == 1
+
+
+def test_limits_count_new_items_so_adding_again_goes_on(ws: Workspace) -> None:
+    run = _pair_run(ws, n=8)
+    assert [ws.reviews.from_run(run, limit=3) for _ in range(4)] == [3, 3, 2, 0]
+    with ws.db.write() as session:
+        for i in range(6):
+            session.add(ShadowPair(
+                response_id=f"s{i}", logical="bot", stable_model="m@1",
+                candidate_model="m@1" if i % 2 else "m@2", messages=[], stable_answer="x",
+                candidate_answer="y", stable_latency_ms=1.0,
+            ))  # fmt: skip
+    assert [ws.reviews.from_shadow("bot", limit=2) for _ in range(3)] == [2, 1, 0]
+
+
+def test_errored_cases_are_not_queued_and_cut_answers_never_train(ws: Workspace) -> None:
+    rows = [
+        {"case_index": 0, "target": "m", "output": "", "passed": None, "error": "timeout"},
+        {"case_index": 1, "target": "m", "output": "fine", "passed": True},
+    ]
+    run = record_run(ws.eval_runs, rows, targets=("m",)).run_id
+    assert ws.reviews.from_run(run) == 1
+    long = ws.reviews.add_pair("q", "x" * 150_000, "short", models=("a", "b"))
+    assert long.answers[0]["truncated"] == 150_000 and len(long.answers[0]["text"]) == 100_000
+    ws.reviews.add(long.item, "A", "alice")
+    assert list(ws.reviews.preferences()) == []
+    with pytest.raises(ValueError, match="different model names"):
+        ws.reviews.add_pair("q", "a", "b", models=(1, "1"))  # type: ignore[arg-type]
+
+
+def test_apply_reads_latest_and_refuses_unknown_runs(ws: Workspace) -> None:
+    rows = [{"case_index": i, "target": "m", "output": f"o{i}", "passed": True} for i in range(2)]
+    run = record_run(ws.eval_runs, rows, targets=("m",)).run_id
+    ws.reviews.from_run("latest")
+    for item in ws.reviews.items(run_id=run):
+        ws.reviews.add(item.item, "fail", "alice")
+    assert ws.reviews.apply("latest") == 2
+    with pytest.raises(EvalRunNotFoundError):
+        ws.reviews.apply("eval-doesnotexist")
+
+
+@pytest.mark.parametrize("name", ["alice\u200b", "bob\u202e", "del\x7f", "x\x85y", "\ud800"])
+def test_invisible_or_control_characters_are_refused_in_reviewer_names(
+    ws: Workspace, name: str
+) -> None:
+    item = ws.reviews.add_pair("q", "a", "b", models=("x", "y"))
+    with pytest.raises(InputError, match="printable characters"):
+        ws.reviews.add(item.item, "A", name)
+
+
+def test_secrets_pasted_into_comments_are_not_kept(ws: Workspace) -> None:
+    item = ws.reviews.add_pair("q", "a", "b", models=("x", "y"))
+    key = "sk-proj-" + "a1B2c3D4e5F6g7H8i9J0" * 2
+    saved = ws.reviews.add(item.item, "A", "alice", comment=f"works with {key}")
+    assert key not in saved.comment and key not in str(list(ws.reviews.export()))
+    with pytest.raises(InputError, match="not valid text"):
+        ws.reviews.add(item.item, "A", "alice", comment="bad \ud800")
+    before = ws.reviews.version()
+    ws.reviews.add(item.item, "B", "alice")
+    assert ws.reviews.version() != before
