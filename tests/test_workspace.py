@@ -112,7 +112,10 @@ def test_wheel_ships_every_example_folder_that_init_copies() -> None:
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
     data = tomllib.loads(pyproject.read_text())
     shipped = data["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
-    assert shipped == {d: f"llmops/_examples/{d}" for d in _EXAMPLE_DIRS}
+    examples = {k: v for k, v in shipped.items() if k in _EXAMPLE_DIRS}
+    assert examples == {d: f"llmops/_examples/{d}" for d in _EXAMPLE_DIRS}
+    # besides the examples, only the dashboard, where `llmops app` looks for it in a wheel
+    assert {k: v for k, v in shipped.items() if k not in _EXAMPLE_DIRS} == {"app": "llmops/_app"}
 
 
 def test_relative_paths_work_from_a_notebook_in_a_sub_folder(

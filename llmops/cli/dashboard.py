@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from llmops.cli._common import workspace
+from llmops.cli._common import JsonOpt, emit_json, workspace
 
 __all__ = ["app_command", "dashboard_path", "streamlit_command"]
 
@@ -69,6 +69,7 @@ def app_command(
         str,
         typer.Option("--address", help="Interface to bind (0.0.0.0 exposes it to the network)."),
     ] = "127.0.0.1",
+    json_out: JsonOpt = False,
 ) -> None:
     """Open the dashboard: eval comparisons, human review, prompts, registry, runs, canaries."""
     from llmops._extras import require
@@ -78,8 +79,12 @@ def app_command(
     ws = workspace()
     env = {**os.environ, "LLMOPS_WORKSPACE": str(ws.root)}
     command = streamlit_command(port, address=address)
-    typer.echo(f"dashboard for {ws.root} on http://{address}:{port} (Ctrl-C stops it)", err=True)
-    with subprocess.Popen(command, env=env) as proc:
+    url = f"http://{address}:{port}"
+    if json_out:  # one document on stdout; the server's own lines go to stderr
+        emit_json({"url": url, "workspace": str(ws.root), "health": f"{url}/_stcore/health"})
+        sys.stdout.flush()
+    typer.echo(f"dashboard for {ws.root} on {url} (Ctrl-C stops it)", err=True)
+    with subprocess.Popen(command, env=env, stdout=sys.stderr if json_out else None) as proc:
         # stopped by a service manager (SIGTERM): stop the server too, never leave it behind
         previous = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
         try:

@@ -62,8 +62,8 @@ def test_llmops_app_serves_the_dashboard_on_loopback(tmp_path: Path) -> None:
     Workspace.init(root, examples=False).close()
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmops", "app", "--port", str(port)], cwd=root,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "llmops", "app", "--port", str(port), "--json"], cwd=root,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -79,7 +79,12 @@ def test_llmops_app_serves_the_dashboard_on_loopback(tmp_path: Path) -> None:
         assert body == b"ok", proc.stderr.read() if proc.poll() is not None else "no answer"
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read()
         assert b"<html" in page.lower()
-        proc.terminate()  # SIGTERM, as a service manager stops it: the server stops too
+        proc.terminate()
+        assert proc.stdout is not None
+        told = json.loads(proc.stdout.read())  # --json: one document, nothing else on stdout
+        assert told["url"] == f"http://127.0.0.1:{port}" and told["workspace"] == str(
+            root
+        )  # SIGTERM, as a service manager stops it: the server stops too
         proc.wait(timeout=20)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -92,5 +97,6 @@ def test_llmops_app_serves_the_dashboard_on_loopback(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-        if proc.stderr:
-            proc.stderr.close()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
