@@ -91,20 +91,22 @@ def _defaults(runs: list[Any]) -> tuple[str, str | None, str, str | None]:
 def _headline(c: SideComparison) -> None:
     p = c.paired
     st.subheader(f"B − A: {p.verdict()}")
-    m = st.columns(5)
+    m = st.columns(3) + st.columns(3)  # two rows: the interval and pass rates need the width
     m[0].metric(
         "Score difference (B − A)",
         num(p.diff.mean, "+.3f"),
         help="Mean of B's score minus A's over the cases both graded",
     )
-    m[1].metric("95% interval", f"{num(p.diff.low, '+.3f')} to {num(p.diff.high, '+.3f')}")
-    m[2].metric(
+    m[3].metric("95% interval", f"{num(p.diff.low, '+.3f')} to {num(p.diff.high, '+.3f')}")
+    m[1].metric(
         "p-value",
         num(max(p.p_bootstrap, p.p_sign), ".3g"),
         help="The larger of the paired bootstrap and the exact sign test",
     )
-    m[3].metric("Pass rate A → B", f"{pct(c.pass_rate_a)} → {pct(c.pass_rate_b)}")
-    m[4].metric("B wins / ties / losses", f"{p.wins} / {p.ties} / {p.losses}")
+    m[4].metric("Pass rate A → B", f"{pct(c.pass_rate_a)} → {pct(c.pass_rate_b)}")
+    m[5].metric("Flips (pass→fail / fail→pass)",
+                f"{c.flips['pass_to_fail']} / {c.flips['fail_to_pass']}")  # fmt: skip
+    m[2].metric("B wins / ties / losses", f"{p.wins} / {p.ties} / {p.losses}")
     left, right = st.columns([2, 3])
     with left:
         st.markdown("**Verdict flips** (cases both graded)")

@@ -4,59 +4,14 @@ promotions)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 from app_common import FOREVER, empty, query, workspace
 
-_SHAPES = {
-    "adapter": "box",
-    "base-model": "box",
-    "merged-model": "box",
-    "run": "ellipse",
-    "eval-run": "note",
-    "dataset": "cylinder",
-    "recipe": "component",
-    "prompt": "tab",
-    "promotion": "cds",
-    "alias": "octagon",
-    "missing": "plaintext",
-}
-
 
 @st.cache_data(show_spinner=False, ttl=FOREVER, max_entries=64)
-def _lineage(ref: str, _version: int) -> dict[str, Any]:
-    return workspace().lineage(ref).to_json()
-
-
-def _label(node: dict[str, Any]) -> str:
-    name = str(node["id"] if node["kind"] != "recipe" else node.get("name") or node["id"])
-    return f"{node['kind'].replace('_', ' ')}\\n{name[:48]}"
-
-
-def _quote(text: str) -> str:
-    """Text for a quoted DOT label: backslashes and quotes escaped, line breaks kept as DOT's
-    own ``\\n`` (names are untrusted)."""
-    parts = [" ".join(p.split()) for p in text.split("\\n")]
-    return "\\n".join(p.replace("\\", "\\\\").replace('"', '\\"') for p in parts)
-
-
-def dot(graph: dict[str, Any]) -> str:
-    """The lineage as Graphviz DOT (drawn in the browser)."""
-    ids = {n["id"]: f"n{i}" for i, n in enumerate(graph["nodes"])}
-    lines = ["digraph lineage {", "rankdir=LR;", 'node [fontname="sans-serif", fontsize=10];']
-    for n in graph["nodes"]:
-        shape = _SHAPES.get(n["kind"], "ellipse")
-        style = ', style=filled, fillcolor="#e8f0fe"' if n["id"] == graph["root"] else ""
-        label = _quote(_label(n))
-        lines.append(f'{ids[n["id"]]} [label="{label}", shape={shape}{style}];')
-    for e in graph["edges"]:
-        if e["from"] in ids and e["to"] in ids:
-            rel = _quote(e["relation"])
-            lines.append(f'{ids[e["from"]]} -> {ids[e["to"]]} [label="{rel}", fontsize=8];')
-    lines.append("}")
-    return "\n".join(lines)
+def _lineage(ref: str, _version: int) -> str:
+    return workspace().lineage(ref).to_dot()
 
 
 def render() -> None:
@@ -98,7 +53,7 @@ def render() -> None:
     st.query_params.update({"page": "registry", "model": name})
     info = ws.models.show(f"{name}@{version}")
     cols = st.columns(4)
-    cols[0].metric("Version", f"{name}@{info.version}")
+    cols[0].metric(f"Version of {name}", f"@{info.version}")
     cols[1].metric("Aliases", ", ".join(info.aliases) or "–")
     cols[2].metric("Eval runs", len(info.eval_runs))
     cols[3].metric("Semantic version", info.semver or "–")
@@ -107,7 +62,7 @@ def render() -> None:
         + (f" · from run {info.run}" if info.run else "")
     )
     st.subheader("Lineage")
-    st.graphviz_chart(dot(_lineage(f"{name}@{info.version}", info.version)), width="stretch")
+    st.graphviz_chart(_lineage(f"{name}@{info.version}", info.version), width="stretch")
     st.subheader("Promotions and approvals")
     history = ws.models.history(name)
     if history:

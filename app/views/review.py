@@ -15,8 +15,9 @@ from app_common import empty, num, pct, workspace
 
 from llmops.errors import LLMOpsError
 
+# Choices in the order shown (left answer, right answer) and their keys. (A comment, not a
+# docstring: streamlit's magic would print a bare string on the page.)
 PAIRWISE = (("A", "1"), ("B", "2"), ("tie", "3"), ("both_bad", "4"))
-"""Choices in the order shown (left answer, right answer) and their keys."""
 
 
 def _input(item: Any) -> None:
@@ -66,7 +67,7 @@ def _pairwise(item: Any, reviewer: str) -> None:
     cols = st.columns(4)
     for col, (choice, key) in zip(cols, PAIRWISE, strict=True):
         col.button(
-            f"{screen[choice]} ({key})",
+            screen[choice],  # streamlit shows the shortcut key beside it
             key=f"pick_{choice}",
             shortcut=key,
             on_click=_save,
@@ -84,7 +85,7 @@ def _single(item: Any, reviewer: str) -> None:
         cols, (("pass", "1", "Good"), ("fail", "2", "Bad")), strict=True
     ):
         col.button(
-            f"{title} ({key})",
+            title,
             key=f"pick_{choice}",
             shortcut=key,
             on_click=_save,

@@ -11,6 +11,7 @@ versions it tested and their lineage.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from llmops.registry.models import ModelRegistry
     from llmops.train.runs import Runs
 
-__all__ = ["Lineage", "lineage"]
+__all__ = ["Lineage", "dot", "lineage"]
 
 _MAX_DEPTH = 8
 
@@ -53,6 +54,10 @@ class Lineage:
     def to_json(self) -> dict[str, Any]:
         """``{"root", "nodes", "edges"}``."""
         return {"root": self.root, "nodes": list(self.nodes.values()), "edges": self.edges}
+
+    def to_dot(self) -> str:
+        """The graph as Graphviz DOT (what the dashboard draws; see :func:`dot`)."""
+        return dot(self.to_json())
 
 
 def lineage(registry: ModelRegistry, runs: Runs, ref: str) -> Lineage:
@@ -118,11 +123,19 @@ def _upstream(
 def _training_run(registry: ModelRegistry, runs: Runs, graph: Lineage, run_id: str) -> None:
     run = runs.get(run_id)
     graph.node(
-        "run", run.run_id, status=run.status, steps=run.step, final_loss=run.final_loss,
-        metrics=run.final_metrics, started_at=run.started_at.isoformat(),
-        environment={k: run.environment.get(k) for k in ("libraries", "git", "hardware")
-                     if k in run.environment},
-    )  # fmt: skip
+        "run",
+        run.run_id,
+        status=run.status,
+        steps=run.step,
+        final_loss=run.final_loss,
+        metrics=run.final_metrics,
+        started_at=run.started_at.isoformat(),
+        environment={
+            k: run.environment.get(k)
+            for k in ("libraries", "git", "hardware")
+            if k in run.environment
+        },
+    )
     recipe = graph.node("recipe", run.recipe_hash, name=run.recipe_name, content=run.recipe)
     graph.edge(recipe, run.run_id, "configured")
     inputs = [(run.base_model, "base-model"), (run.dataset_ref, "dataset")]
@@ -154,17 +167,25 @@ def _downstream(registry: ModelRegistry, graph: Lineage, v: ArtifactVersion) -> 
             continue
         count += 1
         node = graph.node(
-            "promotion", f"{v.ref}:{e['action']}:{count}", action=e["action"], at=e["at"],
-            actor=e["actor"], alias=e.get("alias"), request_id=e.get("request_id"),
-        )  # fmt: skip
+            "promotion",
+            f"{v.ref}:{e['action']}:{count}",
+            action=e["action"],
+            at=e["at"],
+            actor=e["actor"],
+            alias=e.get("alias"),
+            request_id=e.get("request_id"),
+        )
         graph.edge(me, node, "decision")
     # Versions trained or merged from this one, from the training runs (a small table):
     # adapters a base model was fine-tuned into, the merged model an adapter became.
     with registry.db.read() as session:
         made = session.execute(
-            select(col(TrainingRun.id), col(TrainingRun.adapter_ref), col(TrainingRun.merged_ref))
-            .where((col(TrainingRun.base_model) == v.ref) | (col(TrainingRun.adapter_ref) == v.ref))
-        ).all()  # fmt: skip
+            select(
+                col(TrainingRun.id), col(TrainingRun.adapter_ref), col(TrainingRun.merged_ref)
+            ).where(
+                (col(TrainingRun.base_model) == v.ref) | (col(TrainingRun.adapter_ref) == v.ref)
+            )
+        ).all()
     for run_id, adapter, merged in made:
         for child in (adapter, merged):
             if child and child != v.ref:
@@ -172,22 +193,40 @@ def _downstream(registry: ModelRegistry, graph: Lineage, v: ArtifactVersion) -> 
                 graph.edge(me, child, "parent_of")
 
 
-_DECISIONS = frozenset({
-    "model.promotion.requested", "model.promotion.approved", "model.promotion.rejected",
-    "model.promoted", "model.promotion.refused", "model.rollback",
-})  # fmt: skip
+_DECISIONS = frozenset(
+    {
+        "model.promotion.requested",
+        "model.promotion.approved",
+        "model.promotion.rejected",
+        "model.promoted",
+        "model.promotion.refused",
+        "model.rollback",
+    }
+)
 
 
 def _eval_run(
-    registry: ModelRegistry, graph: Lineage, run_id: str, *, with_models: bool,
+    registry: ModelRegistry,
+    graph: Lineage,
+    run_id: str,
+    *,
+    with_models: bool,
     runs: Runs | None = None,
-) -> None:  # fmt: skip
+) -> None:
     record = registry.evals.get(run_id)
     summary = record.summary or {}
-    headline = {t["name"]: {k: t.get(k) for k in ("pass_rate", "mean_score", "errors")}
-                for t in summary.get("targets", [])}  # fmt: skip
-    graph.node("eval-run", run_id, suite=record.suite_name, status=record.status,
-               suite_digest=record.suite_digest, targets=headline)  # fmt: skip
+    headline = {
+        t["name"]: {k: t.get(k) for k in ("pass_rate", "mean_score", "errors")}
+        for t in summary.get("targets", [])
+    }
+    graph.node(
+        "eval-run",
+        run_id,
+        suite=record.suite_name,
+        status=record.status,
+        suite_digest=record.suite_digest,
+        targets=headline,
+    )
     with registry.db.read() as session:
         environment = session.scalar(
             select(col(EvalRun.environment)).where(col(EvalRun.id) == run_id)
@@ -212,3 +251,66 @@ def _eval_run(
         version = registry.artifacts.get(f"{found[0]}@{found[1]}")
         _upstream(registry, runs, graph, version, depth=0)
         graph.edge(version.ref, run_id, "evaluated_in")
+
+
+_SHAPES = {
+    "adapter": "box",
+    "base-model": "box",
+    "merged-model": "box",
+    "run": "ellipse",
+    "eval-run": "note",
+    "dataset": "cylinder",
+    "recipe": "component",
+    "prompt": "tab",
+    "promotion": "cds",
+    "alias": "octagon",
+    "missing": "plaintext",
+}
+
+
+def _label(node: dict[str, Any]) -> str:
+    name = str(node["id"] if node["kind"] != "recipe" else node.get("name") or node["id"])
+    return f"{node['kind'].replace('_', ' ')}\\n{name[:48]}"
+
+
+_REPEAT = re.compile(r":\d+$")
+
+
+def _quote(text: str) -> str:
+    """Text for a quoted DOT label: backslashes and quotes escaped, line breaks kept as DOT's
+    own ``\\n`` (names are untrusted)."""
+    parts = [" ".join(p.split()) for p in text.split("\\n")]
+    return "\\n".join(p.replace("\\", "\\\\").replace('"', '\\"') for p in parts)
+
+
+def dot(graph: dict[str, Any]) -> str:
+    """A lineage graph (:meth:`Lineage.to_json`) as Graphviz DOT: repeated decisions merged,
+    untrusted names quoted."""
+    # repeated decisions of one kind (a canary asking for a promotion each tick) draw as one
+    # node with a count: ``<ref>:<action>:<n>`` ids share everything but the number
+    same = {n["id"]: _REPEAT.sub("", n["id"]) for n in graph["nodes"]}
+    counts: dict[str, int] = {}
+    for merged in same.values():
+        counts[merged] = counts.get(merged, 0) + 1
+    ids = {merged: f"n{i}" for i, merged in enumerate(dict.fromkeys(same.values()))}
+    lines = ["digraph lineage {", "rankdir=LR;", 'node [fontname="sans-serif", fontsize=10];']
+    drawn: set[str] = set()
+    for n in graph["nodes"]:
+        merged = same[n["id"]]
+        if merged in drawn:
+            continue
+        drawn.add(merged)
+        shape = _SHAPES.get(n["kind"], "ellipse")
+        style = ', style=filled, fillcolor="#e8f0fe"' if n["id"] == graph["root"] else ""
+        times = f" ×{counts[merged]}" if counts[merged] > 1 else ""
+        label = _quote(_label({**n, "id": merged}) + times)
+        lines.append(f'{ids[merged]} [label="{label}", shape={shape}{style}];')
+    edges = dict.fromkeys(
+        (same[e["from"]], same[e["to"]], e["relation"])
+        for e in graph["edges"]
+        if e["from"] in same and e["to"] in same
+    )
+    for source, target, relation in edges:
+        lines.append(f'{ids[source]} -> {ids[target]} [label="{_quote(relation)}", fontsize=8];')
+    lines.append("}")
+    return "\n".join(lines)

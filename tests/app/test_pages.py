@@ -141,7 +141,7 @@ def test_prompts_page_shows_versions_labels_and_the_diff(full_ws: dict[str, Any]
 def test_registry_page_shows_versions_and_lineage(full_ws: dict[str, Any]) -> None:
     at = page("registry", model="support-lora")
     shown = metrics(at)
-    assert shown["Version"] == "support-lora@2"
+    assert shown["Version of support-lora"] == "@2"
     graph = at.get("graphviz_chart")
     assert graph and "base@1" in graph[0].proto.spec and "support-lora@2" in graph[0].proto.spec
 
@@ -206,3 +206,14 @@ def test_untrusted_text_is_never_markdown_and_odd_case_ids_do_not_clash(
     assert "](http" not in "\n".join(m.value for m in review.markdown)
     review.text_input(key="reviewer").set_value("x" * 300).run()
     assert not review.exception and "printable characters" in review.error[0].value
+
+
+def test_no_page_prints_a_stray_string() -> None:
+    # streamlit's magic writes any bare string expression of a page script onto the page
+    import ast
+
+    for path in [*sorted(APP.parent.glob("views/*.py")), APP]:
+        body = ast.parse(path.read_text(encoding="utf-8")).body
+        stray = [n.lineno for n in body[1:] if isinstance(n, ast.Expr)
+                 and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)]  # fmt: skip
+        assert stray == [], f"{path.name}: bare strings at lines {stray} would show on the page"

@@ -87,3 +87,23 @@ def test_versions_trained_from_a_base_are_downstream_of_it(
     graph = reg_ws.lineage("base@1").to_json()
     made = {e["to"] for e in graph["edges"] if e["relation"] == "parent_of"}
     assert made == {ref}
+
+
+def test_repeated_decisions_draw_as_one_dot_node_with_a_count() -> None:
+    from llmops.registry.lineage import dot
+
+    graph = {
+        "root": "m@2",
+        "nodes": [{"kind": "adapter", "id": "m@2"}]
+        + [{"kind": "promotion", "id": f"m@2:model.promotion.refused:{i}"} for i in range(1, 11)]
+        + [{"kind": "base-model", "id": 'odd"name\\'}],
+        "edges": [
+            {"from": "m@2", "to": f"m@2:model.promotion.refused:{i}", "relation": "decision"}
+            for i in range(1, 11)
+        ]
+        + [{"from": 'odd"name\\', "to": "m@2", "relation": "parent"}],
+    }
+    text = dot(graph)
+    assert text.count("model.promotion.refused") == 1 and "×10" in text
+    assert text.count("->") == 2
+    assert 'odd\\"name\\\\' in text  # a quote and a trailing backslash escaped for DOT
