@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Set up and pass the tests on a fresh machine: a venv with the pinned dependencies, vLLM's own
-# venv (scripts/vllm.sh), a throwaway PostgreSQL server on 127.0.0.1, then ruff, mypy --strict and
-# pytest (database tests run on both SQLite and PostgreSQL). Extra pytest arguments are passed
-# through.
+# venv (scripts/vllm.sh), Debian's Chromium for the browser test (scripts/chromium.sh), a
+# throwaway PostgreSQL server on 127.0.0.1, then ruff, mypy --strict and pytest (database tests
+# run on both SQLite and PostgreSQL). Extra pytest arguments are passed through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 mkdir -p .llmops-ci
 bash scripts/vllm.sh > .llmops-ci/vllm-python 2> .llmops-ci/vllm-install.log &
 VLLM_INSTALL=$!
+
+# Debian's Chromium for the dashboard's browser test (apt, before PostgreSQL's apt install).
+bash scripts/chromium.sh > .llmops-ci/chromium-path 2> .llmops-ci/chromium-install.log &
+CHROMIUM_INSTALL=$!
 
 VENV="${LLMOPS_VENV:-.venv}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
@@ -31,6 +35,15 @@ if ! wait "$VLLM_INSTALL"; then
 fi
 LLMOPS_TEST_VLLM_PYTHON="$(cat .llmops-ci/vllm-python)"
 export LLMOPS_TEST_VLLM_PYTHON LLMOPS_REQUIRE_VLLM=1
+
+if ! wait "$CHROMIUM_INSTALL"; then
+  echo "Chromium did not install:" >&2
+  tail -20 .llmops-ci/chromium-install.log >&2
+  exit 1
+fi
+LLMOPS_CHROMIUM="$(cat .llmops-ci/chromium-path)"
+export LLMOPS_CHROMIUM LLMOPS_REQUIRE_BROWSER=1
+export LLMOPS_TEST_ARTIFACTS="$PWD/.llmops-ci/screenshots"
 
 LLMOPS_TEST_POSTGRES_URL="$(bash scripts/postgres.sh start)"
 export LLMOPS_TEST_POSTGRES_URL LLMOPS_REQUIRE_POSTGRES=1

@@ -14,6 +14,7 @@ import html
 from typing import Any
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 from app_common import FOREVER, empty, num, pct, plain, query, workspace
@@ -124,18 +125,14 @@ def _headline(c: SideComparison) -> None:
             f"exact McNemar p = {num(c.p_mcnemar, '.3g')}"
         )
     with right:
-        scores = pd.DataFrame(
-            {
-                "score": c.scores_a + c.scores_b,
-                "side": ["A"] * len(c.scores_a) + ["B"] * len(c.scores_b),
-            }
-        )
+        # binned here: the browser gets 2 x 20 bars, not every case's score
         chart = (
-            alt.Chart(scores, title="Score distribution")
+            alt.Chart(_histogram(c.scores_a, c.scores_b), title="Score distribution")
             .mark_bar(opacity=0.6)
             .encode(
-                x=alt.X("score:Q", bin=alt.Bin(maxbins=20), title="score"),
-                y=alt.Y("count():Q", stack=None, title="cases"),
+                x=alt.X("low:Q", title="score", bin="binned"),
+                x2="high:Q",
+                y=alt.Y("cases:Q", stack=None, title="cases"),
                 color=alt.Color("side:N"),
                 xOffset="side:N",
             )
@@ -144,25 +141,45 @@ def _headline(c: SideComparison) -> None:
         st.altair_chart(chart, width="stretch")
 
 
+def _histogram(a: list[float], b: list[float], bins: int = 20) -> pd.DataFrame:
+    """Counts of each side's scores in BINS equal bins over their common range."""
+    low = min(min(a, default=0.0), min(b, default=0.0))
+    high = max(max(a, default=1.0), max(b, default=1.0))
+    edges = np.linspace(low, high if high > low else low + 1.0, bins + 1)
+    frames = [
+        pd.DataFrame({"low": edges[:-1], "high": edges[1:],
+                      "cases": np.histogram(scores, bins=edges)[0], "side": side})
+        for side, scores in (("A", a), ("B", b))
+    ]  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
 def _filters(c: SideComparison) -> CaseFilter:
-    cols = st.columns([2, 2, 2, 3])
+    cols = st.columns([2, 2, 2, 2, 3])
     regressions = cols[0].toggle("Regressions only", key="regressions")
     statuses = cols[0].multiselect("Status", CASE_STATUSES, key="statuses", disabled=regressions)
     assertion = cols[1].selectbox("Failed assertion", ["any", *c.assertion_types], key="assertion")
-    var = cols[2].text_input("Variable (NAME=VALUE)", key="var").strip()
-    text = cols[3].text_input("Search inputs and outputs", key="search").strip()
-    parsed = None
-    if var:
-        try:
-            parsed = CaseFilter.parse_var(var)
-        except ValueError as exc:
-            st.warning(str(exc))
+    var = _pair(cols[2].text_input("Variable (NAME=VALUE)", key="var"), "variable")
+    meta = _pair(cols[3].text_input("Tag or metadata (KEY=VALUE)", key="meta"), "metadata")
+    text = cols[4].text_input("Search inputs and outputs", key="search").strip()
     return CaseFilter(
         status=("regressed",) if regressions else tuple(statuses),
         assertion=None if assertion == "any" else assertion,
         text=text or None,
-        var=parsed,
+        var=var,
+        metadata=meta,
     )
+
+
+def _pair(text: str, what: str) -> tuple[str, str] | None:
+    """A NAME=VALUE filter, or None (with a warning when it is malformed)."""
+    if not text.strip():
+        return None
+    try:
+        return CaseFilter.parse_var(text.strip(), what=what)
+    except ValueError as exc:
+        st.warning(str(exc))
+        return None
 
 
 def _diff_html(a: str, b: str) -> str:
@@ -198,26 +215,30 @@ def _side_detail(title: str, r: dict[str, Any]) -> None:
         )  # fmt: skip
 
 
-def _case(row: dict[str, Any], c: SideComparison, *, open_: bool) -> None:
-    title = f"case {plain(row['case'])} · {row['status']}"
-    with st.expander(title, expanded=open_):
-        st.json(row["vars"], expanded=False)
-        mode = st.radio(
-            "View", ["side by side", "word diff"], horizontal=True, key=f"mode_{row['key']}"
-        )
-        if mode == "word diff":
-            st.html(_diff_html(row["a"]["output"], row["b"]["output"]))
-            return
-        left, right = st.columns(2)
-        with left:
-            _side_detail(f"A {c.a}", row["a"])
-        with right:
-            _side_detail(f"B {c.b}", row["b"])
+def _case(row: dict[str, Any], c: SideComparison) -> None:
+    """One case in full: its variables, both sides (or their word diff), assertions and reasons.
+    One at a time: a page of 25 open cases is hundreds of elements for the browser to draw."""
+    st.markdown(f"**case {plain(row['case'])} · {row['status']}**")
+    st.json(row["vars"], expanded=False)
+    if row["metadata"]:
+        st.text("metadata: " + ", ".join(f"{k}={v}" for k, v in row["metadata"].items()))
+    mode = st.radio(
+        "View", ["side by side", "word diff"], horizontal=True, key=f"mode_{row['key']}"
+    )
+    if mode == "word diff":
+        st.html(_diff_html(row["a"]["output"], row["b"]["output"]))
+        return
+    left, right = st.columns(2)
+    with left:
+        _side_detail(f"A {c.a}", row["a"])
+    with right:
+        _side_detail(f"B {c.b}", row["b"])
 
 
 def _cases(c: SideComparison, version: tuple[Any, ...]) -> None:
     st.subheader("Cases")
     where = _filters(c)
+    picker = f"case_pick_{hash(where)}"  # a new filter or page: its first case in full
     size = st.session_state.get("page_size", PAGE_SIZES[0])
     asked = max(1, int(st.session_state.get("page_no", 1)))
     key = (c.a, c.b, version)
@@ -259,8 +280,16 @@ def _cases(c: SideComparison, version: tuple[Any, ...]) -> None:
         ]
     )
     st.dataframe(table, hide_index=True)
-    for row in page.rows:
-        _case(row, c, open_=str(row["case"]) == wanted)
+    names = [str(r["case"]) for r in page.rows]
+    shown = st.selectbox(
+        "Case in full",
+        range(len(names)),
+        index=names.index(wanted) if wanted in names else 0,
+        format_func=lambda i: f"case {names[i]} · {page.rows[i]['status']}",
+        key=f"{picker}_{page.offset}",
+    )
+    st.query_params["case"] = names[shown]  # the link opens this case for a colleague
+    _case(page.rows[shown], c)
 
 
 def render() -> None:

@@ -338,6 +338,10 @@ class EvalResult(SQLModel, table=True):
     target: str = Field(primary_key=True, max_length=128)
     case_id: str | None = Field(default=None, max_length=256)
     vars: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    case_metadata: dict[str, Any] | None = Field(
+        default=None, sa_column=Column(JSON, nullable=True)
+    )
+    """The case's ``metadata`` (tags, topic, source); None in runs recorded before it existed."""
     output: str = Field(sa_column=Column(Text, nullable=False))
     passed: bool | None = Field(default=None)
     """None when the case errored (provider failure, judge error): neither pass nor fail."""

@@ -181,7 +181,8 @@ def _row(run_id: str, item: NumberedCase, target: str, **fields: Any) -> Row:
     """A result row with every column set (batched inserts need the same keys in every row)."""
     return {
         "kind": "result", "run_id": run_id, "case_index": item.index, "target": target,
-        "case_id": item.case.id, "vars": item.case.vars, "output": "", "passed": None,
+        "case_id": item.case.id, "vars": item.case.vars,
+        "case_metadata": item.case.metadata or None, "output": "", "passed": None,
         "score": None, "error": None, "assertions": [], "prompt_tokens": 0,
         "completion_tokens": 0, "cost": 0.0, "latency_ms": 0.0, "cached": False,
         "human": item.case.human, **fields,

@@ -60,6 +60,7 @@ class _Light:
     index: int
     case_id: str | None
     vars: dict[str, Any]
+    metadata: dict[str, Any]
     passed: bool | None
     score: float | None
     latency_ms: float
@@ -73,6 +74,7 @@ def _light_rows(runs: EvalRuns, side: Side) -> dict[str, _Light]:
         col(EvalResult.case_index),
         col(EvalResult.case_id),
         col(EvalResult.vars),
+        col(EvalResult.case_metadata),
         col(EvalResult.passed),
         col(EvalResult.score),
         col(EvalResult.latency_ms),
@@ -81,12 +83,15 @@ def _light_rows(runs: EvalRuns, side: Side) -> dict[str, _Light]:
     ).where(col(EvalResult.run_id) == side.run_id, col(EvalResult.target) == side.target)
     out: dict[str, _Light] = {}
     with runs.db.connect() as conn:
-        for index, case_id, vars_, passed, score, latency, cost, assertions in conn.execute(query):
-            asserted = assertions or []
+        for index, case_id, vars_, meta, passed, score, latency, cost, asserted_ in conn.execute(
+            query
+        ):
+            asserted = asserted_ or []
             row = _Light(
                 index=int(index),
                 case_id=case_id,
                 vars=vars_ or {},
+                metadata=meta or {},
                 passed=passed,
                 score=score,
                 latency_ms=float(latency or 0.0),
@@ -251,21 +256,31 @@ class CaseFilter:
     var: tuple[str, str] | None = None
     """Only cases whose variable ``name`` equals ``value``, as ``(name, value)`` (values are
     compared as text)."""
+    metadata: tuple[str, str] | None = None
+    """Only cases whose metadata ``key`` is ``value`` or, for a list (tags), holds it, as
+    ``(key, value)`` (compared as text; either side's metadata counts)."""
     case: str | None = None
     """Not a filter: the page returned is the one holding this case (its id, else its index),
     whatever the offset asked for (deep links)."""
 
     @classmethod
-    def parse_var(cls, text: str) -> tuple[str, str]:
-        """``NAME=VALUE`` as a var filter.
+    def parse_var(cls, text: str, *, what: str = "variable") -> tuple[str, str]:
+        """``NAME=VALUE`` as a var (or metadata) filter.
 
         Raises:
             ValueError: no ``=``, or an empty name.
         """
         name, eq, value = text.partition("=")
         if not eq or not name.strip():
-            raise ValueError(f"variable filter {text!r} must look like NAME=VALUE")
+            raise ValueError(f"{what} filter {text!r} must look like NAME=VALUE")
         return name.strip(), value
+
+
+def _meta_holds(metadata: dict[str, Any], key: str, value: str) -> bool:
+    found = metadata.get(key)
+    if isinstance(found, list):
+        return value in (str(x) for x in found)
+    return found is not None and str(found) == value
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +291,8 @@ class CasePage:
     """Cases that pass the filter."""
     offset: int
     rows: list[dict[str, Any]]
-    """Per case: ``key`` (its identity across runs), ``case``, ``status``, ``vars``, and
+    """Per case: ``key`` (its identity across runs), ``case``, ``status``, ``vars``,
+    ``metadata``, and
     ``a``/``b`` result dicts (output, passed, score, assertions with reasons, latency_ms,
     cost, error, human)."""
 
@@ -344,6 +360,10 @@ def case_page(
             continue
         if where.var is not None and str(ra.vars.get(where.var[0])) != where.var[1]:
             continue
+        if where.metadata is not None and not (
+            _meta_holds(ra.metadata, *where.metadata) or _meta_holds(rb.metadata, *where.metadata)
+        ):
+            continue
         if (
             texts is not None
             and (str(a), ra.index) not in texts
@@ -371,6 +391,7 @@ def case_page(
                 "case": rows_a[k].case_id or rows_a[k].index,
                 "status": status,
                 "vars": rows_a[k].vars,
+                "metadata": rows_a[k].metadata or rows_b[k].metadata,
                 "a": full_a[rows_a[k].index],
                 "b": full_b[rows_b[k].index],
             }

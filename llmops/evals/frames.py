@@ -1,6 +1,6 @@
 """Eval results as a pandas DataFrame, for notebooks: one row per case and target, with the
-case variables (``vars.<name>``) and each assertion's outcome (``assertion.<type>.passed``,
-``.score``, ``.reason``) in their own columns."""
+case variables (``vars.<name>``), its metadata (``metadata.<key>``) and each assertion's
+outcome (``assertion.<type>.passed``, ``.score``, ``.reason``) in their own columns."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ __all__ = ["Results", "flatten_result"]
 
 def flatten_result(row: dict[str, Any]) -> dict[str, Any]:
     """One result as flat columns."""
-    flat = {k: v for k, v in row.items() if k not in ("vars", "assertions")}
+    flat = {k: v for k, v in row.items() if k not in ("vars", "metadata", "assertions")}
     for name, value in (row.get("vars") or {}).items():
         flat[f"vars.{name}"] = value
+    for name, value in (row.get("metadata") or {}).items():
+        flat[f"metadata.{name}"] = value
     seen: dict[str, int] = {}
     for assertion in row.get("assertions") or []:
         kind = str(assertion.get("type", "assertion"))

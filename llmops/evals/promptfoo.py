@@ -6,8 +6,9 @@ and no ``targets``) and validates the converted suite like any other.
 Supported: ``prompts`` (strings, or ``file://`` paths; a JSON list of chat messages is a chat
 prompt, anything else one user message), ``providers`` (``openai:chat:<model>`` strings or objects
 with ``id``, ``label`` and ``config`` holding ``apiBaseUrl``, ``temperature``, ``max_tokens``),
-``tests`` (a list, or a ``file://`` JSONL/CSV path) with ``vars``, ``assert`` and ``description``,
-and ``defaultTest`` (``assert``, ``vars``, ``options.provider`` as the judge). Assertion types map
+``tests`` (a list, or a ``file://`` JSONL/CSV path) with ``vars``, ``assert``, ``description`` and
+``metadata``, and ``defaultTest`` (``assert``, ``vars``, ``metadata``, ``options.provider`` as the
+judge). Assertion types map
 one to one (see :mod:`llmops.evals.scorers`). Every prompt x provider becomes a target; promptfoo's
 ``{{ var }}`` templates render in llmops' sandbox.
 """
@@ -102,6 +103,8 @@ def _tests(raw: Any, folder: Path) -> tuple[list[dict[str, Any]], str | None]:
             case["assert"] = [_assertion(a) for a in test["assert"]]
         if test.get("description"):
             case["description"] = str(test["description"])
+        if test.get("metadata"):
+            case["metadata"] = test["metadata"]
         cases.append(case)
     return cases, None
 
@@ -134,6 +137,9 @@ def convert_promptfoo(data: dict[str, Any], *, folder: Path) -> dict[str, Any]:
     default = data.get("defaultTest") or {}
     if default.get("vars"):
         cases = [{**c, "vars": {**default["vars"], **c["vars"]}} for c in cases]
+    if default.get("metadata"):
+        meta = default["metadata"]
+        cases = [{**c, "metadata": {**meta, **c.get("metadata", {})}} for c in cases]
     suite: dict[str, Any] = {
         "description": str(data.get("description", "")),
         "targets": targets,

@@ -227,6 +227,8 @@ class ResultRow(_Model):
     case_id: str | None
     target: str
     vars: dict[str, Any]
+    metadata: dict[str, Any] = {}
+    """The case's metadata (tags, topic, source)."""
     output: str
     """The answer (cut at 1,000,000 characters, with a note)."""
     passed: bool | None

@@ -72,6 +72,7 @@ def _result_json(r: EvalResult) -> dict[str, Any]:
         "case_id": r.case_id,
         "target": r.target,
         "vars": r.vars,
+        "metadata": r.case_metadata or {},
         "output": r.output,
         "passed": r.passed,
         "score": r.score,

@@ -146,6 +146,9 @@ class Case(_Spec):
     id: str | None = None
     description: str = ""
     vars: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """What the case is about, for filtering and slicing results (promptfoo's ``metadata``):
+    ``{topic: geography, tags: [easy, europe]}``; a list value matches any of its items."""
     assert_: list[Assertion] = Field(default_factory=list, alias="assert")
     expected: str | None = None
     """Reference answer, for reference-guided grading (``reference-graded``)."""
@@ -359,7 +362,7 @@ def iter_cases(loaded: LoadedSuite) -> Iterator[NumberedCase]:
         index += 1
 
 
-_CASE_KEYS = frozenset({"vars", "assert", "expected", "id", "description", "human"})
+_CASE_KEYS = frozenset({"vars", "assert", "expected", "id", "description", "human", "metadata"})
 
 
 def _file_rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -339,7 +339,8 @@ def record_run(
     benchmarks and demos of what reads runs (comparisons, the dashboard, reviews).
 
     Each result needs ``case_index`` and ``target`` and may give ``case_id``, ``vars``,
-    ``output``, ``passed``, ``score``, ``assertions``, ``latency_ms``, ``cost`` and ``human``;
+    ``metadata``, ``output``, ``passed``, ``score``, ``assertions``, ``latency_ms``, ``cost``
+    and ``human``;
     each pair ``case_index`` and ``verdict`` (``A``, ``B``, ``TIE``), ``consistent``, ``human``.
     """
     from llmops.evals.results import new_eval_id
@@ -356,7 +357,12 @@ def record_run(
         "assertions": [], "prompt_tokens": 0, "completion_tokens": 0, "cost": 0.0,
         "latency_ms": 0.0, "cached": False, "human": None,
     }  # fmt: skip
-    rows = [{"kind": "result", "run_id": run_id, **defaults, **r} for r in results]
+    rows = [
+        {"kind": "result", "run_id": run_id, **defaults,
+         **{k: v for k, v in r.items() if k != "metadata"},
+         "case_metadata": r.get("metadata") or None}
+        for r in results
+    ]  # fmt: skip
     rows += [
         {"kind": "pair", "run_id": run_id, "consistent": True, "details": {}, "human": None, **p}
         for p in pairs

@@ -34,6 +34,7 @@ def capital_case(i: int, passed: bool, version: str) -> dict[str, Any]:
     return {
         "case_index": i, "target": "model", "case_id": f"case-{i:02d}",
         "vars": {"country": f"Country{i:02d}", "region": "europe" if i % 2 else "asia"},
+        "metadata": {"tags": ["geo", *(["hard"] if i % 5 == 0 else [])], "source": "atlas"},
         "output": f"The capital of Country{i:02d} is {'Capital' if passed else 'Unknown'}{i} ({version}).",
         "passed": passed, "score": 1.0 if passed else 0.0,
         "assertions": [{"type": "icontains", "passed": passed, "score": float(passed),

@@ -70,18 +70,30 @@ def test_compare_filters_and_pages(full_ws: dict[str, Any]) -> None:
     assert len(at.dataframe[1].value) == 20
     at.text_input(key="var").set_value("no equals sign").run()
     assert any("must look like NAME=VALUE" in w.value for w in at.warning)
+    at.text_input(key="var").set_value("")
+    at.text_input(key="meta").set_value("tags=hard").run()  # a tag: one item of a list
+    assert list(at.dataframe[1].value["case"]) == [f"case-{i:02d}" for i in range(0, 40, 5)]
+    assert "metadata: tags=['geo', 'hard'], source=atlas" in [t.value for t in at.text]
+    at.text_input(key="meta").set_value("source=elsewhere").run()
+    assert "No case matches these filters." in [i.value for i in at.info]
+    at.text_input(key="meta").set_value("tags").run()
+    assert any("metadata filter 'tags' must look like NAME=VALUE" in w.value for w in at.warning)
 
 
 def test_a_deep_link_opens_the_case_with_both_outputs_and_reasons(full_ws: dict[str, Any]) -> None:
     at = page("compare", a=full_ws["a"], b=full_ws["b"], case="case-03")
-    opened = [e for e in at.expander if e.label.startswith("case case-03")]
-    assert opened and "regressed" in opened[0].label
+    assert "**case case-03 · regressed**" in texts(at)
     reasons = "\n".join(
         "\n".join(d.value["reason"]) for d in at.dataframe if "reason" in d.value.columns
     )
     assert "no capital named" in reasons and "names the capital" in reasons
     codes = [c.value for c in at.code]
     assert any("Capital3 (a)" in c for c in codes) and any("Unknown3 (b)" in c for c in codes)
+    picker = next(s for s in at.selectbox if s.label == "Case in full")
+    picker.set_value(4).run()  # the fifth case of the page is shown in full, and linked
+    assert "**case case-04 · same**" in texts(at) and at.query_params["case"] == "case-04"
+    picker = next(s for s in at.selectbox if s.label == "Case in full")
+    picker.set_value(3).run()
     at.radio(key="mode_case-03").set_value("word diff").run()
     diff = "\n".join(h.proto.body for h in at.get("html"))
     assert "<del" in diff and "Capital3" in diff and "<ins" in diff and "Unknown3" in diff
@@ -196,7 +208,7 @@ def test_untrusted_text_is_never_markdown_and_odd_case_ids_do_not_clash(
     item = ws.reviews.add_single({"messages": [{"role": "user", "content": evil}]}, evil)
     ws.close()
     at = page("compare", a=a, b=b, case="3")
-    markdown = "\n".join(m.value for m in at.markdown) + "\n".join(e.label for e in at.expander)
+    markdown = "\n".join(m.value for m in at.markdown)
     assert "](http" not in markdown and "<b>" not in markdown
     at.radio(key="mode_3").set_value("word diff").run()
     assert not at.exception

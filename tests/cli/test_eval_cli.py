@@ -122,8 +122,10 @@ providers:
     config: {{apiBaseUrl: "{server.url}", temperature: 0}}
 defaultTest:
   assert: [{{type: icontains, value: "{{{{country}}}}"}}]
+  metadata: {{source: atlas, topic: capitals}}
 tests:
   - vars: {{country: France}}
+    metadata: {{topic: europe}}
     assert: [{{type: contains-any, value: "Paris, Lyon"}}]
   - vars: {{country: Peru}}
     assert: [{{type: contains, value: Lima}}]
@@ -134,6 +136,10 @@ tests:
     assert out["targets"][0]["pass_rate"] == 0.5
     shown = json.loads(llmops("eval", "show", out["run_id"], "--json", cwd=root).stdout)
     assert [r["passed"] for r in shown["results"]] == [True, False]
+    assert [r["metadata"] for r in shown["results"]] == [  # promptfoo's metadata, merged
+        {"source": "atlas", "topic": "europe"},
+        {"source": "atlas", "topic": "capitals"},
+    ]
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ def _case(i: int, passed: bool | None, *, target: str = "model", text: str = "")
     return {
         "case_index": i, "target": target, "case_id": f"c{i}",
         "vars": {"country": f"land{i}", "topic": "geo" if i % 2 else "math"},
+        "metadata": {"tags": ["hard"] if i % 4 == 0 else ["easy"], "level": i % 3},
         "output": text or f"answer {i} {'right' if passed else 'wrong'}",
         "passed": passed, "score": None if passed is None else float(passed),
         "error": "boom" if passed is None else None,
@@ -61,6 +62,14 @@ def test_filters_narrow_and_pages_cover_every_match_once(
     assert {r["case"] for r in failed_equals.rows} == {"c0", "c2", "c4", "c6", "c8"}
     geo = case_page(ws.eval_runs, c, where=CaseFilter(var=("topic", "geo"), status=("fixed",)))
     assert [r["case"] for r in geo.rows] == ["c1"]
+    hard = case_page(ws.eval_runs, c, where=CaseFilter(metadata=("tags", "hard")))
+    assert [r["case"] for r in hard.rows] == ["c0", "c4", "c8", "c12", "c16"]
+    assert hard.rows[0]["metadata"] == {"tags": ["hard"], "level": 0}
+    level = CaseFilter(metadata=CaseFilter.parse_var("level=2", what="metadata"))
+    assert [r["case"] for r in case_page(ws.eval_runs, c, where=level).rows] == [
+        f"c{i}" for i in range(2, 20, 3)
+    ]
+    assert case_page(ws.eval_runs, c, where=CaseFilter(metadata=("nope", "x"))).total == 0
     found = case_page(ws.eval_runs, c, where=CaseFilter(text="LAND13"))
     assert [r["case"] for r in found.rows] == ["c13"]
     assert case_page(ws.eval_runs, c, where=CaseFilter(text="100%_")).total == 0  # escaped

@@ -78,6 +78,32 @@ def test_results_to_pandas_flatten_vars_and_assertions(
     assert next(ws.evals.results(run.run_id))["target"] == "model"  # still iterates dicts
 
 
+def test_case_metadata_is_kept_with_each_result(
+    ws: Workspace, tmp_path: Path, server: MockServer
+) -> None:
+    cases = """
+  - vars: {country: France}
+    metadata: {topic: geography, tags: [europe, easy]}
+    assert: [{type: icontains, value: paris}]
+  - vars: {country: Peru}
+    assert: [{type: icontains, value: lima}]
+"""
+    (tmp_path / "more.jsonl").write_text(
+        '{"vars": {"country": "Japan"}, "metadata": {"topic": "geography", "tags": ["asia"]}}\n',
+        encoding="utf-8",
+    )
+    suite = write_suite(tmp_path, server.url, cases=cases, extra="\ncases_file: more.jsonl\n")
+    run = ws.evaluate(suite).run
+    rows = list(ws.eval_runs.rows(run.run_id))
+    assert [r.metadata for r in rows] == [
+        {"topic": "geography", "tags": ["europe", "easy"]},
+        {},
+        {"topic": "geography", "tags": ["asia"]},
+    ]
+    frame = ws.evals.results(run.run_id).to_pandas()
+    assert list(frame["metadata.topic"].fillna("")) == ["geography", "", "geography"]
+
+
 def test_show_json_names_each_targets_model(
     ws: Workspace, tmp_path: Path, server: MockServer
 ) -> None:
