@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from llmops.evals.results import EvalRuns
     from llmops.evals.reviews import Reviews
     from llmops.evals.runner import EvalOutcome
+    from llmops.pipelines import PipelineRunRecord, Pipelines
     from llmops.prompts import PromptRegistry
     from llmops.registry import ModelRegistry
     from llmops.registry.lineage import Lineage
@@ -450,6 +451,33 @@ class Workspace:
         from llmops.evals.reviews import Reviews
 
         return Reviews(self.db, actor=self.actor)
+
+    @cached_property
+    def pipelines(self) -> Pipelines:
+        """Pipeline runs: ``list``, ``get`` (with each step's key, outputs and status)."""
+        from llmops.pipelines.records import Pipelines
+
+        return Pipelines(self.db, actor=self.actor)
+
+    def run_pipeline(
+        self,
+        pipeline: str | os.PathLike[str] = "pipeline.yaml",
+        *,
+        from_step: str | None = None,
+        only: str | None = None,
+        force: tuple[str, ...] = (),
+        log: Any = None,
+    ) -> PipelineRunRecord:
+        """Run a pipeline file (relative paths from the workspace root), skipping the steps
+        whose inputs did not change; see :func:`llmops.pipelines.run_pipeline`.
+
+        Example:
+            >>> ws.run_pipeline("pipeline.yaml").status  # doctest: +SKIP
+            'completed'
+        """
+        from llmops.pipelines.runner import run_pipeline
+
+        return run_pipeline(self, pipeline, from_step=from_step, only=only, force=force, log=log)
 
     @property
     def evals(self) -> EvalRuns:

@@ -15,6 +15,7 @@ from llmops.cli import evals as evals_cmd
 from llmops.cli import gateway as gateway_cmd
 from llmops.cli import init as init_cmd
 from llmops.cli import models as models_cmd
+from llmops.cli import pipeline as pipeline_cmd
 from llmops.cli import prompts as prompts_cmd
 from llmops.cli import review as review_cmd
 from llmops.cli import serve as serve_cmd
@@ -80,4 +81,5 @@ app.add_typer(serve_cmd.app, name="serve")
 app.add_typer(gateway_cmd.app, name="gateway")
 app.add_typer(traffic_cmd.app, name="traffic")
 app.add_typer(canary_cmd.app, name="canary")
+app.add_typer(pipeline_cmd.app, name="pipeline")
 app.command("app")(dashboard_cmd.app_command)

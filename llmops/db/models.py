@@ -11,6 +11,7 @@ built so far; later stages add theirs here and through a new migration:
   (which model digests an eval run tested), ``registry_event`` and ``event_delivery`` (the
   outbox); model versions themselves are artifact versions;
 - human review: ``review_item`` and ``review_label`` (in :mod:`llmops.db.review_tables`);
+- pipelines: ``pipeline_run`` and ``pipeline_step`` (in :mod:`llmops.db.pipeline_tables`);
 - serving: ``serve_backend`` (who serves a model version, where), ``traffic_policy`` (a logical
   model's arms, split and stickiness), ``gateway_key`` (hashed API keys), ``serve_request`` (the
   gateway's per-request log: arm, status, latency, tokens; never contents), ``serve_feedback``
@@ -49,6 +50,8 @@ __all__ = [
     "ModelApproval",
     "ModelRequest",
     "ModelSemver",
+    "PipelineRun",
+    "PipelineStep",
     "Prompt",
     "PromptLabel",
     "PromptVersionRow",
@@ -464,6 +467,7 @@ class EventDelivery(SQLModel, table=True):
 
 # Serving and canary tables live in their own module; imported here so that every table is
 # registered on the metadata and importable from llmops.db.models.
+from llmops.db.pipeline_tables import PipelineRun, PipelineStep  # noqa: E402
 from llmops.db.review_tables import ReviewItem, ReviewLabel  # noqa: E402
 from llmops.db.serving_tables import (  # noqa: E402
     CanaryDecisionRow,

@@ -4,5 +4,5 @@ Add a migration with ``alembic -c llmops/db/migrations/alembic.ini revision -m "
 ``upgrade``, and bump :data:`HEAD` (a test checks that it matches Alembic's head).
 """
 
-HEAD = "0013"
+HEAD = "0014"
 """Newest revision; a database already at it is opened without importing Alembic."""

@@ -1,0 +1,122 @@
+"""``llmops pipeline ...``: run the main job as cached steps (``pipeline.yaml``), show and list
+runs, validate a pipeline file."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from llmops.cli._common import JsonOpt, emit_json, print_table, table, workspace
+
+app = typer.Typer(
+    help="Pipelines: prompts, data, training, evals and promotion as cached steps.",
+    no_args_is_help=True,
+)
+
+PipelineArg = Annotated[
+    str, typer.Argument(help="A pipeline file (relative to the workspace root).")
+]
+
+
+def _summary(run: Any) -> dict[str, Any]:
+    """The contract: ``run_id``, ``status``, ``steps`` of ``{name, status, seconds}``."""
+    data: dict[str, Any] = run.to_json()
+    data["steps"] = [
+        {"name": s.name, "status": s.status, "seconds": s.seconds, "error": s.error,
+         "outputs": s.outputs, "key": s.key, "cached_from": s.cached_from}
+        for s in run.steps
+    ]  # fmt: skip
+    return data
+
+
+def _print(run: Any) -> None:
+    t = table("step", "status", "seconds", "outputs / error", keep=("step", "status"))
+    for s in run.steps:
+        shown = s.error or ", ".join(f"{k}={v}" for k, v in s.outputs.items()) or ""
+        t.add_row(s.name, s.status, f"{s.seconds:.1f}", shown[:200])
+    print_table(t)
+    took = f" in {run.seconds:.1f} s" if run.seconds is not None else ""
+    typer.echo(f"pipeline {run.pipeline} run {run.run_id}: {run.status}{took}")
+
+
+@app.command("run")
+def run_command(
+    pipeline: PipelineArg = "pipeline.yaml",
+    from_step: Annotated[
+        str | None, typer.Option("--from", help="Start at this step (earlier ones from cache).")
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Run this step alone (its inputs from cache).")
+    ] = None,
+    force: Annotated[
+        list[str] | None, typer.Option("--force", help="Rerun this step even if cached.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a pipeline: each step whose inputs did not change is reused, not rerun."""
+    ws = workspace()
+    quiet = json_out
+
+    def log(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    run = ws.run_pipeline(
+        pipeline, from_step=from_step, only=only, force=tuple(force or ()), log=log
+    )
+    if json_out:
+        emit_json(_summary(run))
+    else:
+        _print(run)
+    if run.status != "completed":
+        raise typer.Exit(1)
+
+
+@app.command("show")
+def show_command(
+    run_id: Annotated[str, typer.Argument(help="A pipeline run id, or latest.")] = "latest",
+    json_out: JsonOpt = False,
+) -> None:
+    """One pipeline run: each step's status, time, outputs, cache key and error."""
+    run = workspace().pipelines.get(run_id)
+    if json_out:
+        emit_json(_summary(run))
+        return
+    _print(run)
+    for s in run.steps:
+        if s.key:
+            source = f" (cached from {s.cached_from})" if s.cached_from else ""
+            typer.echo(f"  {s.name}: key {s.key}{source}")
+
+
+@app.command("list")
+def list_command(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """Pipeline runs, newest first."""
+    runs = workspace().pipelines.list(limit=limit)
+    if json_out:
+        emit_json([_summary(r) for r in runs])
+        return
+    t = table("run", "pipeline", "status", "started", "ran/cached/failed", keep=("run",))
+    for r in runs:
+        counts = [sum(s.status == k for s in r.steps) for k in ("ran", "cached", "failed")]
+        t.add_row(r.run_id, r.pipeline, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                  "/".join(map(str, counts)))  # fmt: skip
+    print_table(t)
+
+
+@app.command("validate")
+def validate_command(pipeline: PipelineArg = "pipeline.yaml", json_out: JsonOpt = False) -> None:
+    """Check a pipeline file (every problem at once, with lines) and print its run order."""
+    from llmops.pipelines.spec import load_pipeline
+
+    ws = workspace()
+    p = load_pipeline(ws.resolve_path(pipeline))
+    if json_out:
+        emit_json({"pipeline": p.name, "digest": p.digest, "order": list(p.order)})
+        return
+    typer.echo(f"{p.path}: ok, {len(p.order)} steps: {' -> '.join(p.order)}")
