@@ -42,6 +42,7 @@ __all__ = ["CONFIG_FILE", "ModelSource", "Workspace", "WorkspaceConfig"]
 CONFIG_FILE = "llmops.toml"
 _STATE_DIR = ".llmops"
 _EXAMPLE_DIRS = ("prompts", "evals", "recipes")
+_EXAMPLE_FILES = ("pipeline.yaml",)
 
 
 def __getattr__(name: str) -> Any:
@@ -301,6 +302,9 @@ class Workspace:
                     if file.is_file() and not dest.exists():
                         dest.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(file, dest)
+            for name in _EXAMPLE_FILES:
+                if (source / name).is_file() and not (root / name).exists():
+                    shutil.copyfile(source / name, root / name)
         gitignore = root / ".gitignore"
         if not gitignore.exists():
             gitignore.write_text(f"{_STATE_DIR}/\n", encoding="utf-8")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults (SQLite, local files): set up, create a workspace, push the
 # example prompts, move the production label, render, change a prompt, diff and show its history,
-# then use the same registry from Python as a notebook would.
+# use the same registry from Python as a notebook would, then run the main job as a pipeline
+# (twice: the second run reuses every step) and walk through each stage's records.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$PWD"
@@ -51,8 +52,16 @@ messages = prompt.render(text="Registries make prompt changes reviewable.").mess
 for m in messages:
     print(f"{m['role']:>6}: {m['content'].strip()}")
 PY
-# Artifacts: the default model into the content-addressed store, and back out again.
-step llmops models import-smollm2
+# The main job as a pipeline (pipeline.yaml): prompts pushed and labelled, the default model
+# imported into the content-addressed store, the data gate, a short LoRA fine-tune (20 steps,
+# about a minute on 2 cores), base and adapter evaluated, the adapter promoted to staging.
+# Run again, every step's inputs are unchanged and every step is reused.
+step llmops pipeline validate
+step llmops pipeline run
+step llmops pipeline run
+step llmops pipeline show latest
+
+# Artifacts: the default model in the store, and back out again.
 step llmops models import-smollm2          # identical content: nothing new is stored
 step llmops artifacts alias smollm2-135m-instruct@1 production
 step llmops artifacts show smollm2-135m-instruct@production
@@ -77,11 +86,9 @@ out = model.generate(ids, max_new_tokens=20, do_sample=False)
 print("SmolLM2 (pulled from the store):", tok.decode(out[0][ids.shape[1]:], skip_special_tokens=True))
 PY
 
-# Fine-tuning: check the data, train the default model briefly (LoRA, 20 steps, about a minute on
-# 2 cores), then show the tracked run and the adapter stored with its lineage.
+# Fine-tuning: the recipes check out; the pipeline's training run is tracked and its adapter
+# stored with its lineage.
 step llmops recipes validate recipes/sft-lora.yaml recipes/sft-dora.yaml recipes/sft-qlora.yaml recipes/dpo-lora.yaml
-step llmops data validate recipes/data/pirate-chat.jsonl --format chat --tokenizer models/smollm2 --max-length 256
-step llmops train recipes/sft-lora.yaml --set training.max_steps=20
 step llmops runs show latest
 step llmops artifacts show smollm2-pirate-lora
 
@@ -109,9 +116,8 @@ for label, model in (("base", base), ("base + smollm2-pirate-lora", tuned)):
     print(f"{label:>27}: {tok.decode(out[0][ids.shape[1]:], skip_special_tokens=True)}")
 PY
 
-# Evaluation: the base model and base + adapter on countries the training data never mentioned,
-# scored by assertions, compared with paired statistics, then gated as CI would.
-step llmops eval run evals/pirate-style.yaml
+# Evaluation (the pipeline's run): the base model and base + adapter on countries the training
+# data never mentioned, scored by assertions, compared with paired statistics, gated as CI would.
 step llmops eval show latest --limit 4
 step llmops eval gate latest --max-errors 0
 # Human review: the run's base and adapter answers, queued as pairs for people to judge.
@@ -233,3 +239,4 @@ kill $GATEWAY 2>/dev/null || true
 step llmops serve stop --all
 printf '\nworkspace: %s (registry: %s)\n' "$WS" "$WS/.llmops/registry.db"
 printf 'dashboard: cd %s && llmops app   (then open http://127.0.0.1:8501)\n' "$WS"
+printf 'pipeline:  cd %s && llmops pipeline show latest; llmops lineage smollm2-pirate-lora@production\n' "$WS"

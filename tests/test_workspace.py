@@ -18,6 +18,7 @@ def test_init_writes_config_examples_and_database(tmp_path: Path) -> None:
     ]
     assert (ws.root / "evals" / "README.md").is_file()
     assert (ws.root / "recipes" / "README.md").is_file()
+    assert (ws.root / "pipeline.yaml").is_file()
     assert (ws.root / ".llmops" / "registry.db").is_file()
     assert ws.config.name == "demo"
     ws.close()
@@ -107,15 +108,16 @@ def test_bad_database_url_is_a_config_error(
 def test_wheel_ships_every_example_folder_that_init_copies() -> None:
     import tomllib
 
-    from llmops.workspace import _EXAMPLE_DIRS
+    from llmops.workspace import _EXAMPLE_DIRS, _EXAMPLE_FILES
 
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
     data = tomllib.loads(pyproject.read_text())
     shipped = data["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
-    examples = {k: v for k, v in shipped.items() if k in _EXAMPLE_DIRS}
-    assert examples == {d: f"llmops/_examples/{d}" for d in _EXAMPLE_DIRS}
+    names = (*_EXAMPLE_DIRS, *_EXAMPLE_FILES)
+    examples = {k: v for k, v in shipped.items() if k in names}
+    assert examples == {d: f"llmops/_examples/{d}" for d in names}
     # besides the examples, only the dashboard, where `llmops app` looks for it in a wheel
-    assert {k: v for k, v in shipped.items() if k not in _EXAMPLE_DIRS} == {"app": "llmops/_app"}
+    assert {k: v for k, v in shipped.items() if k not in names} == {"app": "llmops/_app"}
 
 
 def test_relative_paths_work_from_a_notebook_in_a_sub_folder(

@@ -99,3 +99,10 @@ def test_the_digest_is_the_content_not_the_layout(tmp_path: Path) -> None:
     b = parse(tmp_path, "steps:\n- name: a\n  python: mysteps:f\n  params:\n    y: 2\n    x: 1\n")
     c = parse(tmp_path, "steps:\n  - {name: a, python: 'mysteps:f', params: {x: 2, y: 2}}\n")
     assert a.digest == b.digest != c.digest  # type: ignore[attr-defined]
+
+
+def test_the_shipped_pipeline_is_valid() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "pipeline.yaml"
+    p = load_pipeline(shipped)
+    assert p.order == ("prompts", "base-model", "data", "train", "eval", "promote")  # type: ignore[attr-defined]
+    assert p.step("promote").params == {"model": "${train.adapter}", "alias": "staging"}  # type: ignore[attr-defined]
