@@ -302,9 +302,9 @@ class Workspace:
                     if file.is_file() and not dest.exists():
                         dest.parent.mkdir(parents=True, exist_ok=True)
                         shutil.copyfile(file, dest)
-            for name in _EXAMPLE_FILES:
-                if (source / name).is_file() and not (root / name).exists():
-                    shutil.copyfile(source / name, root / name)
+            for example in _EXAMPLE_FILES:
+                if (source / example).is_file() and not (root / example).exists():
+                    shutil.copyfile(source / example, root / example)
         gitignore = root / ".gitignore"
         if not gitignore.exists():
             gitignore.write_text(f"{_STATE_DIR}/\n", encoding="utf-8")
@@ -471,6 +471,7 @@ class Workspace:
         only: str | None = None,
         force: tuple[str, ...] = (),
         log: Any = None,
+        engine: str = "local",
     ) -> PipelineRunRecord:
         """Run a pipeline file (relative paths from the workspace root), skipping the steps
         whose inputs did not change; see :func:`llmops.pipelines.run_pipeline`.
@@ -481,7 +482,9 @@ class Workspace:
         """
         from llmops.pipelines.runner import run_pipeline
 
-        return run_pipeline(self, pipeline, from_step=from_step, only=only, force=force, log=log)
+        return run_pipeline(
+            self, pipeline, from_step=from_step, only=only, force=force, log=log, engine=engine
+        )
 
     @property
     def evals(self) -> EvalRuns:

@@ -4,6 +4,7 @@ runs, validate a pipeline file."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -53,6 +54,9 @@ def run_command(
     force: Annotated[
         list[str] | None, typer.Option("--force", help="Rerun this step even if cached.")
     ] = None,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (this process) or prefect (a Prefect flow).")
+    ] = "local",
     json_out: JsonOpt = False,
 ) -> None:
     """Run a pipeline: each step whose inputs did not change is reused, not rerun."""
@@ -64,8 +68,9 @@ def run_command(
             print(line, file=sys.stderr, flush=True)
 
     run = ws.run_pipeline(
-        pipeline, from_step=from_step, only=only, force=tuple(force or ()), log=log
-    )
+        pipeline, from_step=from_step, only=only, force=tuple(force or ()), log=log,
+        engine=engine,
+    )  # fmt: skip
     if json_out:
         emit_json(_summary(run))
     else:
@@ -120,3 +125,42 @@ def validate_command(pipeline: PipelineArg = "pipeline.yaml", json_out: JsonOpt 
         emit_json({"pipeline": p.name, "digest": p.digest, "order": list(p.order)})
         return
     typer.echo(f"{p.path}: ok, {len(p.order)} steps: {' -> '.join(p.order)}")
+
+
+@app.command("compile")
+def compile_command(
+    pipeline: PipelineArg = "pipeline.yaml",
+    to: Annotated[str, typer.Option("--to", help="The orchestrator: kfp.")] = "kfp",
+    output: Annotated[str, typer.Option("-o", "--output", help="The spec file to write.")] = (
+        "pipeline.kfp.yaml"
+    ),
+    image: Annotated[
+        str, typer.Option("--image", help="The image each task runs (llmops + the workspace).")
+    ] = "llmops:latest",
+    workspace_path: Annotated[
+        str, typer.Option("--workspace-path", help="The workspace's path inside the image.")
+    ] = "/workspace",
+    json_out: JsonOpt = False,
+) -> None:
+    """Compile a pipeline for an orchestrator: a Kubeflow Pipelines spec, one task per step."""
+    from llmops._atomic import write_atomic
+    from llmops.cli._common import output_path
+    from llmops.errors import InputError
+    from llmops.pipelines.engines import compile_kfp
+    from llmops.pipelines.spec import load_pipeline
+
+    if to != "kfp":
+        raise InputError(f"--to {to!r}: unknown target", hint="use --to kfp")
+    target = output_path(output)
+    ws = workspace()
+    p = load_pipeline(ws.resolve_path(pipeline))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "spec.yaml"
+        tasks = compile_kfp(p, staged, image=image, workspace=workspace_path)
+        write_atomic(target, [staged.read_text(encoding="utf-8")])
+    if json_out:
+        emit_json({"output": str(target), "tasks": tasks, "image": image})
+        return
+    typer.echo(f"wrote {target}: Kubeflow Pipelines spec with {len(tasks)} tasks")

@@ -23,6 +23,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -192,6 +193,7 @@ def run_pipeline(
     only: str | None = None,
     force: tuple[str, ...] = (),
     log: Log | None = None,
+    engine: str = "local",
 ) -> PipelineRunRecord:
     """Run a pipeline's steps in order, reusing completed steps whose key matches.
 
@@ -201,12 +203,19 @@ def run_pipeline(
         only: Run this step alone (the others it needs from their last completed run).
         force: Run these steps even when their key matches.
         log: Where progress lines go (default: nowhere).
+        engine: ``local`` (this process) or ``prefect`` (a Prefect flow, a task per step).
 
     Raises:
         PipelineError: The pipeline file is invalid.
         InputError: An unknown step named, or an earlier step never completed.
         ConflictError: The same pipeline is running in another process here.
     """
+    from llmops.pipelines.engines import ENGINES, _require
+
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}", hint=f"choose one of {', '.join(ENGINES)}")
+    if engine == "prefect":
+        _require("prefect", "--engine prefect")
     say: Log = log or (lambda _line: None)
     p = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(ws.resolve_path(pipeline))
     if from_step and only:
@@ -229,14 +238,20 @@ def run_pipeline(
                 hint="run the whole pipeline once (without --from/--only)",
             )
         reused[name] = last
-    options = {"from": from_step, "only": only, "force": list(force), "engine": "local"}
+    options = {"from": from_step, "only": only, "force": list(force), "engine": engine}
     with _lock(ws, p.name):
         run_id = records._start(pipeline=p.name, path=str(p.path), digest=p.digest,
                                 options=options,
                                 steps=[(n, p.step(n).kind) for n in p.order])  # fmt: skip
         say(f"pipeline {p.name} run {run_id}: {len(p.order)} steps")
         try:
-            status = _steps(ws, p, run_id, selected, reused, set(force), say)
+            if engine == "prefect":
+                from llmops.pipelines.engines import with_prefect
+
+                status = with_prefect(ws, p, lambda executor: _steps(
+                    ws, p, run_id, selected, reused, set(force), say, executor))  # fmt: skip
+            else:
+                status = _steps(ws, p, run_id, selected, reused, set(force), say)
         except BaseException as exc:
             records._finish(run_id, "interrupted", _error(exc) or "interrupted")
             raise
@@ -251,6 +266,7 @@ def _prefixed(say: Log, name: str) -> Log:
 def _steps(
     ws: Workspace, p: Pipeline, run_id: str, selected: set[str],
     reused: dict[str, tuple[str, str | None, dict[str, Any]]], force: set[str], say: Log,
+    executor: Executor | None = None,
 ) -> str:  # fmt: skip
     records = ws.pipelines
     done: dict[str, dict[str, Any]] = {}
@@ -274,7 +290,7 @@ def _steps(
             broken[name] = "skipped"
             say(f"  {name}: skipped ({why})")
             continue
-        outputs = _run_step(ws, p, run_id, name, done, name in force, say)
+        outputs = _run_step(ws, p, run_id, name, done, name in force, say, executor)
         if outputs is None:
             broken[name] = "failed"
         else:
@@ -283,15 +299,31 @@ def _steps(
     return "failed" if failed else "completed"
 
 
+@dataclass
+class Outcome:
+    """What executing a step gave: its outputs (None: it failed, see ``error``), the attempts
+    made, and where reused outputs came from (a run id, or the engine's cache)."""
+
+    outputs: dict[str, Any] | None
+    error: str | None = None
+    attempts: int = 0
+    cached_from: str | None = None
+
+
+Executor = Callable[["_Plan", bool, Callable[[], None]], Outcome]
+"""``execute(plan, forced, started)``: reuse or run one step; calls ``started()`` just before
+it really runs (the record says ``running`` from then)."""
+
+
 def _run_step(
     ws: Workspace, p: Pipeline, run_id: str, name: str, done: dict[str, dict[str, Any]],
-    forced: bool, say: Log,
+    forced: bool, say: Log, executor: Executor | None = None,
 ) -> dict[str, Any] | None:  # fmt: skip
     """One step whose needs completed: reused when its key matches, else run (with its
     retries); its outputs, or None when it failed (recorded either way)."""
     records = ws.pipelines
     step = p.step(name)
-    started = time.perf_counter()
+    started_at = time.perf_counter()
     upstream = {n: done[n] for n in step.needs}
     ctx = StepContext(ws=ws, folder=p.folder, name=name, upstream=upstream,
                       log=_prefixed(say, name))  # fmt: skip
@@ -299,39 +331,56 @@ def _run_step(
         plan = _Plan(step, ctx, done)
     except Exception as exc:
         records._step(run_id, name, status="failed", error=_error(exc),
-                      seconds=time.perf_counter() - started, ended_at=utcnow())  # fmt: skip
+                      seconds=time.perf_counter() - started_at, ended_at=utcnow())  # fmt: skip
         say(f"  {name}: failed before running: {_error(exc)}")
         return None
-    hit = None if forced else records.cached(plan.key)
-    if hit is not None:
+    execute = executor or _in_process(ws, run_id, say)
+
+    def started() -> None:
+        records._step(run_id, name, status="running", key=plan.key, inputs=plan.inputs,
+                      started_at=utcnow())  # fmt: skip
+        say(f"  {name}: running")
+
+    outcome = execute(plan, forced, started)
+    seconds = time.perf_counter() - started_at
+    if outcome.cached_from is not None:
         records._step(run_id, name, status="cached", key=plan.key, inputs=plan.inputs,
-                      outputs=hit[1], cached_from=hit[0],
-                      seconds=time.perf_counter() - started, ended_at=utcnow())  # fmt: skip
-        say(f"  {name}: cached (key {plan.key[7:19]}, from {hit[0]})")
-        return hit[1]
-    records._step(run_id, name, status="running", key=plan.key, inputs=plan.inputs,
-                  started_at=utcnow())  # fmt: skip
-    say(f"  {name}: running")
-    outputs: dict[str, Any] | None = None
-    error: str | None = None
-    attempts = 0
-    while attempts <= step.retries:
-        attempts += 1
-        records._step(run_id, name, attempts=attempts)
-        try:
-            outputs = plan.run()
-            break
-        except Exception as exc:
-            error = _error(exc)
-            if attempts <= step.retries:
-                say(f"  {name}: attempt {attempts} failed ({error}); trying again")
-    seconds = time.perf_counter() - started
-    if outputs is None:
-        records._step(run_id, name, status="failed", error=error, seconds=seconds,
-                      ended_at=utcnow())  # fmt: skip
-        say(f"  {name}: FAILED after {attempts} attempt(s): {error}")
+                      outputs=outcome.outputs, cached_from=outcome.cached_from,
+                      seconds=seconds, ended_at=utcnow())  # fmt: skip
+        say(f"  {name}: cached (key {plan.key[7:19]}, from {outcome.cached_from})")
+        return outcome.outputs
+    if outcome.outputs is None:
+        records._step(run_id, name, status="failed", error=outcome.error, seconds=seconds,
+                      attempts=outcome.attempts, ended_at=utcnow())  # fmt: skip
+        say(f"  {name}: FAILED after {outcome.attempts} attempt(s): {outcome.error}")
         return None
-    records._step(run_id, name, status="ran", outputs=outputs, seconds=seconds,
-                  ended_at=utcnow(), error=None)  # fmt: skip
+    records._step(run_id, name, status="ran", outputs=outcome.outputs, seconds=seconds,
+                  attempts=outcome.attempts, ended_at=utcnow(), error=None)  # fmt: skip
     say(f"  {name}: ran in {seconds:.1f} s")
-    return outputs
+    return outcome.outputs
+
+
+def _in_process(ws: Workspace, run_id: str, say: Log) -> Executor:
+    """Steps run in this process: reused from the records when a completed step had the key,
+    else run with the step's retries."""
+    records = ws.pipelines
+
+    def execute(plan: _Plan, forced: bool, started: Callable[[], None]) -> Outcome:
+        hit = None if forced else records.cached(plan.key)
+        if hit is not None:
+            return Outcome(hit[1], cached_from=hit[0])
+        started()
+        error: str | None = None
+        attempts = 0
+        while attempts <= plan.step.retries:
+            attempts += 1
+            records._step(run_id, plan.step.id, attempts=attempts)
+            try:
+                return Outcome(plan.run(), attempts=attempts)
+            except Exception as exc:
+                error = _error(exc)
+                if attempts <= plan.step.retries:
+                    say(f"  {plan.step.id}: attempt {attempts} failed ({error}); trying again")
+        return Outcome(None, error=error, attempts=attempts)
+
+    return execute
