@@ -69,3 +69,20 @@ def test_a_failed_step_exits_1_and_bad_input_exits_2(tmp_path: Path) -> None:
         assert done.stderr.count("\n") == 1, done.stderr
     ok = llmops("pipeline", "validate", "--json", cwd=root)
     assert json.loads(ok.stdout)["order"] == ["make", "total", "side"]
+
+
+def test_compile_to_kfp_writes_one_task_per_step(tmp_path: Path) -> None:
+    import yaml
+
+    root = _project(tmp_path)
+    done = llmops("pipeline", "compile", "--to", "kfp", "-o", "spec.yaml", "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tasks"] == ["make", "total", "side"]
+    spec = yaml.safe_load((root / "spec.yaml").read_text(encoding="utf-8"))
+    assert len(spec["root"]["dag"]["tasks"]) == 3
+    for args, message in (
+        (("--to", "argo", "-o", "x.yaml"), "--to 'argo': unknown target"),
+        (("--to", "kfp", "-o", "no/such/dir/x.yaml"), "does not exist"),
+    ):
+        bad = llmops("pipeline", "compile", *args, cwd=root)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
