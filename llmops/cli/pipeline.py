@@ -57,11 +57,44 @@ def run_command(
     engine: Annotated[
         str, typer.Option("--engine", help="local (this process) or prefect (a Prefect flow).")
     ] = "local",
+    if_changed: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--if-changed",
+            help="Run only if this step's inputs changed since the last completed run "
+            "(repeat for several; 'any': the trigger block's steps, else every step).",
+        ),
+    ] = None,
+    min_new_rows: Annotated[
+        int,
+        typer.Option(
+            "--min-new-rows",
+            min=0,
+            help="With --if-changed: a data step "
+            "counts as changed once its dataset has this many more rows.",
+        ),
+    ] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a pipeline: each step whose inputs did not change is reused, not rerun."""
     ws = workspace()
     quiet = json_out
+    if if_changed:
+        from llmops.pipelines.spec import load_pipeline
+        from llmops.pipelines.triggers import check_trigger
+
+        p = load_pipeline(ws.resolve_path(pipeline))
+        names = tuple(n for n in if_changed if n != "any")
+        check = check_trigger(ws, p, names, min_new_rows=min_new_rows)
+        if not check.changed:
+            if json_out:
+                emit_json({"run_id": None, "status": "unchanged", "reason": check.reason,
+                           "since": check.since, "steps": []})  # fmt: skip
+            else:
+                typer.echo(f"not running {p.name}: {check.reason}")
+            return
+        if not quiet:
+            print(f"running {p.name}: {check.reason}", file=sys.stderr, flush=True)
 
     def log(line: str) -> None:
         if not quiet:
