@@ -17,6 +17,7 @@ from llmops._record import Record
 from llmops.errors import InputError
 
 if TYPE_CHECKING:
+    from llmops.pipelines.records import PipelineRunRecord
     from llmops.pipelines.spec import Pipeline
     from llmops.workspace import Workspace
 
@@ -50,9 +51,6 @@ def check_trigger(
     Raises:
         InputError: A step named is not in the pipeline.
     """
-    from llmops.pipelines.runner import _Plan
-    from llmops.pipelines.steps import StepContext
-
     trigger = pipeline.spec.trigger
     names = steps or (tuple(trigger.steps) if trigger and trigger.steps else pipeline.order)
     min_rows = min_new_rows or (trigger.min_new_rows if trigger else 0)
@@ -65,25 +63,36 @@ def check_trigger(
         return TriggerCheck(True, "the pipeline has not completed yet", None)
     done = {s.name: s.outputs for s in last.steps}
     for name in names:
-        step = pipeline.step(name)
-        before = next((s for s in last.steps if s.name == name), None)
-        if before is None or not before.inputs:
-            return TriggerCheck(True, f"{name}: not run before", last.run_id)
-        ctx = StepContext(ws=ws, folder=pipeline.folder, name=name,
-                          upstream={n: done.get(n, {}) for n in step.needs})  # fmt: skip
-        try:
-            plan = _Plan(step, ctx, done)
-        except Exception as exc:  # its inputs cannot even be read: let the run say why
-            return TriggerCheck(True, f"{name}: {exc}", last.run_id)
-        if plan.inputs["params"] != before.inputs.get("params"):
-            return TriggerCheck(True, f"{name}: its parameters changed", last.run_id)
-        if plan.inputs["fingerprint"] == before.inputs.get("fingerprint"):
-            continue
-        if step.step == "data" and min_rows:
-            now, then = _rows(ctx.path(plan.params.path)), int(before.outputs.get("rows") or 0)
-            if now - then < min_rows:
-                continue  # changed, but not by enough new rows yet
-            return TriggerCheck(True, f"{name}: {now - then} new rows (>= {min_rows})",
-                                last.run_id)  # fmt: skip
-        return TriggerCheck(True, f"{name}: its inputs changed", last.run_id)
+        why = _changed(ws, pipeline, name, last, done, min_rows)
+        if why is not None:
+            return TriggerCheck(True, why, last.run_id)
     return TriggerCheck(False, f"nothing changed since {last.run_id}", last.run_id)
+
+
+def _changed(
+    ws: Workspace, pipeline: Pipeline, name: str, last: PipelineRunRecord,
+    done: dict[str, dict[str, Any]], min_rows: int,
+) -> str | None:  # fmt: skip
+    """Why step ``name`` changed since ``last``, or None."""
+    from llmops.pipelines.runner import _Plan
+    from llmops.pipelines.steps import StepContext
+
+    step = pipeline.step(name)
+    before = next((s for s in last.steps if s.name == name), None)
+    if before is None or not before.inputs:
+        return f"{name}: not run before"
+    ctx = StepContext(ws=ws, folder=pipeline.folder, name=name,
+                      upstream={n: done.get(n, {}) for n in step.needs})  # fmt: skip
+    try:
+        plan = _Plan(step, ctx, done)
+    except Exception as exc:  # its inputs cannot even be read: let the run say why
+        return f"{name}: {exc}"
+    if plan.inputs["params"] != before.inputs.get("params"):
+        return f"{name}: its parameters changed"
+    if plan.inputs["fingerprint"] == before.inputs.get("fingerprint"):
+        return None
+    if step.step == "data" and min_rows:
+        now, then = _rows(ctx.path(plan.params.path)), int(before.outputs.get("rows") or 0)
+        # changed, but held until enough new rows arrived
+        return f"{name}: {now - then} new rows (>= {min_rows})" if now - then >= min_rows else None
+    return f"{name}: its inputs changed"
