@@ -136,6 +136,12 @@ class _Plan:
                        "upstream": upstream}  # fmt: skip
         self.key = step_key(step.kind, self.raw_params, fingerprint, upstream)
 
+    def still_holds(self, outputs: dict[str, Any]) -> bool:
+        """Whether reused outputs still describe the world (a kind may check, e.g. that a
+        server it started still answers)."""
+        kind = KINDS.get(self.step.step or "")
+        return kind is None or kind.valid is None or kind.valid(self.ctx, outputs)
+
     def run(self) -> dict[str, Any]:
         outputs = self._run()
         if outputs is None:
@@ -367,8 +373,12 @@ def _in_process(ws: Workspace, run_id: str, say: Log) -> Executor:
 
     def execute(plan: _Plan, forced: bool, started: Callable[[], None]) -> Outcome:
         hit = None if forced else records.cached(plan.key)
-        if hit is not None:
+        if hit is not None and plan.still_holds(hit[1]):
             return Outcome(hit[1], cached_from=hit[0])
+        if hit is not None:
+            say(
+                f"  {plan.step.id}: its reused outputs no longer hold (its server is gone): running it again"
+            )
         started()
         error: str | None = None
         attempts = 0

@@ -10,6 +10,8 @@ API and returns JSON outputs that later steps reference as ``${step.output}``).
 - ``train``: a recipe; keyed on the resolved recipe, the dataset's content, the base model.
 - ``eval``: a suite; keyed on the suite and cases, the prompts and models its targets resolve to.
 - ``promote``: move an alias through the model's policy; keyed on its parameters and upstream.
+- ``serve`` and ``canary`` (:mod:`llmops.pipelines.serving_steps`): a backend for the versions
+  named, and a canary rollout behind the gateway with synthetic traffic.
 """
 
 from __future__ import annotations
@@ -79,7 +81,9 @@ class Kind:
     fingerprint: Callable[[StepContext, Any], dict[str, Any]]
     run: Callable[[StepContext, Any], dict[str, Any]]
     files: Callable[[Any], list[tuple[Loc, str]]] = lambda p: []
-    summary: str = ""
+    valid: Callable[[StepContext, dict[str, Any]], bool] | None = None
+    """Whether a completed step's outputs still hold (a server still answering); a cached
+    step whose outputs no longer hold runs again."""
 
 
 # -- prompts -------------------------------------------------------------------------------
@@ -269,3 +273,12 @@ KINDS: dict[str, Kind] = {
     "eval": Kind(EvalParams, _eval_fingerprint, _eval_run, lambda p: [(("suite",), p.suite)]),
     "promote": Kind(PromoteParams, _promote_fingerprint, _promote_run),
 }  # fmt: skip
+
+
+def _serving_kinds() -> None:
+    from llmops.pipelines.serving_steps import SERVING_KINDS
+
+    KINDS.update(SERVING_KINDS)
+
+
+_serving_kinds()
