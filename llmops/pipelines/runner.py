@@ -376,9 +376,7 @@ def _in_process(ws: Workspace, run_id: str, say: Log) -> Executor:
         if hit is not None and plan.still_holds(hit[1]):
             return Outcome(hit[1], cached_from=hit[0])
         if hit is not None:
-            say(
-                f"  {plan.step.id}: its reused outputs no longer hold (its server is gone): running it again"
-            )
+            say(f"  {plan.step.id}: its last outputs no longer hold (a server gone): rerunning")
         started()
         error: str | None = None
         attempts = 0
