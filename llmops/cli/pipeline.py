@@ -3,7 +3,10 @@ runs, validate a pipeline file."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +22,24 @@ app = typer.Typer(
 PipelineArg = Annotated[
     str, typer.Argument(help="A pipeline file (relative to the workspace root).")
 ]
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(*, enabled: bool) -> Iterator[None]:
+    """Whatever the steps write to stdout (prints, child processes) goes to stderr."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _summary(run: Any) -> dict[str, Any]:
@@ -100,10 +121,11 @@ def run_command(
         if not quiet:
             print(line, file=sys.stderr, flush=True)
 
-    run = ws.run_pipeline(
-        pipeline, from_step=from_step, only=only, force=tuple(force or ()), log=log,
-        engine=engine,
-    )  # fmt: skip
+    with _stdout_to_stderr(enabled=json_out):  # steps may print; stdout is the JSON document's
+        run = ws.run_pipeline(
+            pipeline, from_step=from_step, only=only, force=tuple(force or ()), log=log,
+            engine=engine,
+        )  # fmt: skip
     if json_out:
         emit_json(_summary(run))
     else:
@@ -118,7 +140,9 @@ def show_command(
     json_out: JsonOpt = False,
 ) -> None:
     """One pipeline run: each step's status, time, outputs, cache key and error."""
-    run = workspace().pipelines.get(run_id)
+    records = workspace().pipelines
+    records._reap()  # a run whose process died shows as interrupted, not running
+    run = records.get(run_id)
     if json_out:
         emit_json(_summary(run))
         return
@@ -135,7 +159,9 @@ def list_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Pipeline runs, newest first."""
-    runs = workspace().pipelines.list(limit=limit)
+    records = workspace().pipelines
+    records._reap()
+    runs = records.list(limit=limit)
     if json_out:
         emit_json([_summary(r) for r in runs])
         return

@@ -187,8 +187,11 @@ class Pipelines:
             found = session.execute(query).first()
         return (str(found[0]), dict(found[1] or {})) if found else None
 
-    def last_done(self, pipeline: str, step: str) -> tuple[str, str | None, dict[str, Any]] | None:
-        """``(run id, key, outputs)`` of the newest completed run of step ``step``."""
+    def last_done(
+        self, pipeline: str, step: str, *, kind: str | None = None
+    ) -> tuple[str, str | None, dict[str, Any]] | None:
+        """``(run id, key, outputs)`` of the newest completed run of step ``step`` (of that
+        ``kind``: a step since redefined as another kind does not count)."""
         query = (
             select(col(PipelineStep.run_id), col(PipelineStep.key), col(PipelineStep.outputs))
             .join(PipelineRun, col(PipelineRun.id) == col(PipelineStep.run_id))
@@ -196,6 +199,7 @@ class Pipelines:
                 col(PipelineRun.pipeline) == pipeline,
                 col(PipelineStep.name) == step,
                 col(PipelineStep.status).in_(DONE),
+                *([col(PipelineStep.kind) == kind] if kind is not None else []),
             )
             .order_by(col(PipelineStep.ended_at).desc())
             .limit(1)
@@ -252,17 +256,29 @@ class Pipelines:
             ).all()  # fmt: skip
             dead = [r for r in rows if r.pid != os.getpid() and not _alive(r.pid)]
             for r in dead:
-                r.status, r.ended_at = "interrupted", utcnow()
-                r.error = f"its process ({r.pid}) ended before the run did"
-                for s in session.scalars(select(PipelineStep).where(
-                    col(PipelineStep.run_id) == r.id,
-                    col(PipelineStep.status).in_(("running", "pending")),
-                )):  # fmt: skip
-                    s.status = "failed" if s.status == "running" else "skipped"
-                    s.error = "interrupted: the pipeline's process ended"
-                record_event(session, actor=self.actor, action="pipeline.run.interrupted",
-                             entity_type="pipeline_run", entity_key=r.id)  # fmt: skip
+                why = f"its process ({r.pid}) ended before the run did"
+                self._end_unfinished(session, r, why, "interrupted: the pipeline's process ended")
             return len(dead)
+
+    def _end_unfinished(self, session: Any, run: PipelineRun, why: str, step_why: str) -> None:
+        run.status, run.ended_at, run.error = "interrupted", utcnow(), why
+        for s in session.scalars(select(PipelineStep).where(
+            col(PipelineStep.run_id) == run.id,
+            col(PipelineStep.status).in_(("running", "pending")),
+        )):  # fmt: skip
+            s.status = "failed" if s.status == "running" else "skipped"
+            s.error = step_why
+        record_event(session, actor=self.actor, action="pipeline.run.interrupted",
+                     entity_type="pipeline_run", entity_key=run.id,
+                     after={"error": why})  # fmt: skip
+
+    def _interrupt(self, run_id: str, why: str) -> None:
+        """End a run stopped in this process (Ctrl-C, an exception outside any step): its
+        running step failed, the steps not reached skipped."""
+        with self.db.write() as session:
+            row = session.get(PipelineRun, run_id)
+            assert row is not None
+            self._end_unfinished(session, row, why, f"interrupted: {why}")
 
     def _step(self, run_id: str, name: str, **fields: Any) -> None:
         with self.db.write() as session:

@@ -89,6 +89,22 @@ def _on_path(folder: Path) -> Iterator[None]:
             sys.path.remove(str(folder))
 
 
+def _source_digest(fn: Callable[..., Any]) -> str:
+    """The step function's identity: the whole source file it lives in (a helper or a
+    constant it uses counts too), else its own source, else its name."""
+    try:
+        file = inspect.getsourcefile(fn)
+        if file:
+            return content_digest(Path(file))
+    except (OSError, TypeError):
+        pass
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        source = f"{fn.__module__}.{fn.__qualname__}"
+    return "sha256:" + hashlib.sha256(source.encode()).hexdigest()
+
+
 def _local(module: str, folder: Path) -> bool:
     """Whether ``module`` is a file of the pipeline's folder (the user's own step code)."""
     base = folder.joinpath(*module.split("."))
@@ -123,18 +139,16 @@ class _Plan:
             self._run: Callable[[], Any] = lambda: kind.run(ctx, self.params)
         else:
             fn = _function(step, ctx.folder)
-            try:
-                source = inspect.getsource(fn)
-            except (OSError, TypeError):
-                source = f"{fn.__module__}.{fn.__qualname__}"
             fingerprint = {
-                "source": hashlib.sha256(source.encode()).hexdigest(),
+                "source": _source_digest(fn),
                 "inputs": {p: content_digest(ctx.path(p), ws=ctx.ws) for p in step.inputs},
             }
             self._run = lambda: fn(ctx, **self.raw_params)
-        self.inputs = {"params": self.raw_params, "fingerprint": fingerprint,
-                       "upstream": upstream}  # fmt: skip
-        self.key = step_key(step.kind, self.raw_params, fingerprint, upstream)
+        # a built-in kind reads upstream outputs only through its parameters (resolved above,
+        # so in the key); a function gets them all (ctx.upstream), so they all count
+        keyed = upstream if step.step is None or KINDS[step.step].upstream else {}
+        self.inputs = {"params": self.raw_params, "fingerprint": fingerprint, "upstream": keyed}
+        self.key = step_key(step.kind, self.raw_params, fingerprint, keyed)
 
     def still_holds(self, outputs: dict[str, Any]) -> bool:
         """Whether reused outputs still describe the world (a kind may check, e.g. that a
@@ -150,15 +164,15 @@ class _Plan:
             raise StepFailed(f"step {self.step.id!r} returned {type(outputs).__name__}, "
                              "not a mapping of outputs")  # fmt: skip
         try:
-            return dict(json.loads(json.dumps(outputs)))
+            return dict(json.loads(json.dumps(outputs, allow_nan=False)))
         except (TypeError, ValueError) as exc:
             raise StepFailed(f"step {self.step.id!r} outputs are not JSON: {exc}") from None
 
 
 def _error(exc: BaseException) -> str:
-    if isinstance(exc, LLMOpsError):
-        return exc.one_line()
-    return f"{type(exc).__name__}: {str(exc)[:2000]}"
+    """One line (a record's error, a progress line, a table cell)."""
+    text = exc.one_line() if isinstance(exc, LLMOpsError) else f"{type(exc).__name__}: {exc}"
+    return " / ".join(line.strip() for line in text[:2000].splitlines() if line.strip())
 
 
 @contextlib.contextmanager
@@ -226,21 +240,26 @@ def run_pipeline(
     p = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(ws.resolve_path(pipeline))
     if from_step and only:
         raise InputError("give --from or --only, not both")
-    _check_names(p, [from_step] if from_step else [], "--from")
-    _check_names(p, [only] if only else [], "--only")
+    _check_names(p, [from_step] if from_step is not None else [], "--from")
+    _check_names(p, [only] if only is not None else [], "--only")
     _check_names(p, list(force), "--force")
     selected = set(p.order)
     if only:
         selected = {only}
     elif from_step:
         selected = p.downstream(from_step)
+    for name in force:
+        if name not in selected:
+            hint = "force a step that --from/--only selects, or drop --force"
+            raise InputError(f"--force {name!r}: that step does not run in this run", hint=hint)
     records = ws.pipelines
     reused: dict[str, tuple[str, str | None, dict[str, Any]]] = {}
     for name in set().union(*(p.upstream(s) for s in selected)) - selected:
-        last = records.last_done(p.name, name)
+        last = records.last_done(p.name, name, kind=p.step(name).kind)
         if last is None:
             raise InputError(
-                f"step {name!r} has not completed in any run of pipeline {p.name!r}",
+                f"step {name!r} ({p.step(name).kind}) has not completed in any run of pipeline "
+                f"{p.name!r}",
                 hint="run the whole pipeline once (without --from/--only)",
             )
         reused[name] = last
@@ -259,7 +278,8 @@ def run_pipeline(
             else:
                 status = _steps(ws, p, run_id, selected, reused, set(force), say)
         except BaseException as exc:
-            records._finish(run_id, "interrupted", _error(exc) or "interrupted")
+            why = "stopped by the user" if isinstance(exc, KeyboardInterrupt) else _error(exc)
+            records._interrupt(run_id, why or "interrupted")
             raise
         records._finish(run_id, status)
     return records.get(run_id)
@@ -385,7 +405,7 @@ def _in_process(ws: Workspace, run_id: str, say: Log) -> Executor:
             records._step(run_id, plan.step.id, attempts=attempts)
             try:
                 return Outcome(plan.run(), attempts=attempts)
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # a step calling sys.exit fails, not the run
                 error = _error(exc)
                 if attempts <= plan.step.retries:
                     say(f"  {plan.step.id}: attempt {attempts} failed ({error}); trying again")

@@ -46,7 +46,7 @@ __all__ = ["Pipeline", "PipelineError", "StepSpec", "load_pipeline", "parse_pipe
 MAX_PIPELINE_BYTES = 1_000_000
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 PYTHON_REF = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-REFERENCE = re.compile(r"\$\{([A-Za-z][A-Za-z0-9_-]*)\.([A-Za-z0-9_.-]+)\}")
+REFERENCE = re.compile(r"\$\{([A-Za-z][A-Za-z0-9_-]*)\.([A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*)\}")
 """``${step.output}`` (``${step.a.b}`` reaches into a mapping)."""
 
 
@@ -105,11 +105,25 @@ class StepSpec(_Spec):
         return self.name or self.step or (self.python or "").rpartition(":")[2]
 
 
+MAX_STEPS = 500
+
+
 class PipelineSpec(_Spec):
-    name: str = "pipeline"
+    name: str | None = None
+    """What runs are recorded under (default: the file's name without ``.yaml``)."""
     description: str = ""
-    steps: list[StepSpec] = Field(min_length=1)
+    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
     trigger: TriggerSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME.fullmatch(value):
+            raise ValueError(
+                f"pipeline name {value!r} must start with a letter and be up to 64 letters, "
+                "digits, '-' or '_'"
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -124,7 +138,11 @@ class Pipeline:
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        """The ``name:``, else the file's stem (``pipeline.yaml``: ``pipeline``)."""
+        if self.spec.name:
+            return self.spec.name
+        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in self.path.stem)[:64]
+        return stem if stem[:1].isalpha() else f"p-{stem}"[:64]
 
     @property
     def folder(self) -> Path:
@@ -165,21 +183,54 @@ def references(value: Any) -> set[str]:
     return set()
 
 
+def value_problems(value: Any, where: str = "params") -> list[str]:
+    """What in ``value`` is not plain JSON (binary, sets, dates, NaN) or is a malformed
+    ``${...}`` reference."""
+    import math
+
+    found: list[str] = []
+    if isinstance(value, str):
+        if value.count("${") != len(REFERENCE.findall(value)):
+            found.append(f"{where}: {value[:80]!r} has a '${{' that is not ${{step.output}}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        found.append(f"{where}: {value} is not a JSON number")
+    elif isinstance(value, dict):
+        found = [p for k, v in value.items() for p in value_problems(v, f"{where}.{k}")]
+    elif isinstance(value, list):
+        found = [p for i, v in enumerate(value) for p in value_problems(v, f"{where}[{i}]")]
+    elif not (isinstance(value, bool | int | float) or value is None):
+        found.append(f"{where}: a {type(value).__name__} is not a JSON value (write it as text)")
+    return found
+
+
 def _order(steps: list[StepSpec]) -> tuple[list[str], list[str] | None]:
     """A run order (Kahn's algorithm, ties in file order) and a cycle if there is one."""
+    import heapq
+
     names = list(dict.fromkeys(s.id for s in steps))  # a duplicate is reported elsewhere
-    needs: dict[str, list[str]] = {}
+    position = {n: i for i, n in enumerate(names)}
+    needs: dict[str, set[str]] = {}
     for s in steps:  # the first step of a name counts
-        needs.setdefault(s.id, [n for n in s.needs if n in names])
+        needs.setdefault(s.id, {n for n in s.needs if n in position})
+    waiting = {n: len(needs[n]) for n in names}
+    users: dict[str, list[str]] = {n: [] for n in names}
+    for n in names:
+        for d in needs[n]:
+            users[d].append(n)
+    ready = [position[n] for n in names if not waiting[n]]
+    heapq.heapify(ready)
     done: list[str] = []
-    while len(done) < len(names):
-        ready = [n for n in names if n not in done and all(d in done for d in needs[n])]
-        if not ready:
-            break
-        done.append(ready[0])
+    while ready:
+        n = names[heapq.heappop(ready)]
+        done.append(n)
+        for u in users[n]:
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, position[u])
     if len(done) == len(names):
         return done, None
-    left = [n for n in names if n not in done]  # find one cycle among them to name it
+    finished = set(done)
+    left = [n for n in names if n not in finished]  # find one cycle among them to name it
     path, node = [left[0]], left[0]
     while True:
         node = next(d for d in needs[node] if d in left)
@@ -240,15 +291,25 @@ def _step_problems(found: _Found, i: int, s: StepSpec, names: list[str], folder:
         hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(KINDS)}"
         found.at((*where, "step"), f"unknown step kind {s.step!r} ({hint}; or use python:)")
     _needs_problems(found, where, s, names)
+    for message in value_problems(s.params):
+        found.at((*where, "params"), f"step {s.id!r} {message}")
     if s.step in KINDS:
         _params_problems(found, where, s, folder)
     if s.python is not None:
-        module = s.python.partition(":")[0]
-        if _find(module, folder) is None:
+        module, _, function = s.python.partition(":")
+        spec = _find(module, folder)
+        if spec is None:
             found.at((*where, "python"), f"step {s.id!r}: no module {module!r} to import")
+        elif not _defines(spec, function):
+            message = f"step {s.id!r}: module {module!r} defines no function {function!r}"
+            found.at((*where, "python"), message)
     for j, path in enumerate(s.inputs):
-        if not (folder / path).exists():
+        target = folder / path
+        if not target.exists():
             found.at((*where, "inputs", j), f"step {s.id!r}: input {path!r} does not exist")
+        elif not (target.is_file() or target.is_dir()):
+            found.at((*where, "inputs", j),
+                     f"step {s.id!r}: input {path!r} is not a file or folder")  # fmt: skip
 
 
 def _needs_problems(found: _Found, where: tuple[str, int], s: StepSpec, names: list[str]) -> None:
@@ -280,16 +341,63 @@ def _params_problems(found: _Found, where: tuple[str, int], s: StepSpec, folder:
             found.problems.append(Problem(p.line, p.column, f"step {s.id!r} params: {p.message}"))
         return
     for loc, path in kind.files(params):
-        if not references(path) and not (folder / path).exists():
+        if references(path):
+            continue
+        target = folder / path
+        if not target.exists():
             found.at((*where, "params", *loc),
                      f"step {s.id!r}: {path!r} does not exist (from {folder})")  # fmt: skip
+        elif not (target.is_file() or (kind.folders and target.is_dir())):
+            what = "a file or folder" if kind.folders else "a regular file"
+            found.at((*where, "params", *loc), f"step {s.id!r}: {path!r} is not {what}")
 
 
 def _required(model: type[BaseModel]) -> str:
     return ", ".join(n for n, f in model.model_fields.items() if f.is_required())
 
 
+def _defines(spec: Any, name: str) -> bool:
+    """Whether a module's source defines ``name`` at its top level (read, not imported; a
+    module without a readable source is given the benefit of the doubt)."""
+    import ast
+
+    origin = getattr(spec, "origin", None)
+    if not origin or not str(origin).endswith(".py"):
+        return True
+    try:
+        tree = ast.parse(Path(origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return True  # importing it says what is wrong
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name == name:
+                return True
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.ImportFrom | ast.Import):
+            targets = (
+                [t for t in node.targets] if isinstance(node, ast.Assign)
+                else [node.target] if isinstance(node, ast.AnnAssign)
+                else []
+            )  # fmt: skip
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return True
+            if isinstance(node, ast.ImportFrom | ast.Import) and any(
+                (a.asname or a.name).split(".")[0] == name for a in node.names
+            ):
+                return True
+    return False
+
+
 def _find(module: str, folder: Path) -> Any:
+    """The module's spec: a file of the pipeline's folder first (whatever this process
+    imported under that name before), else wherever Python finds it."""
+    base = folder.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return importlib.util.spec_from_file_location(module, candidate)
+    return _find_installed(module, folder)
+
+
+def _find_installed(module: str, folder: Path) -> Any:
     import sys
 
     sys.path.insert(0, str(folder))

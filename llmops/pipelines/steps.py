@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import blake3
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,6 +84,11 @@ class Kind:
     valid: Callable[[StepContext, dict[str, Any]], bool] | None = None
     """Whether a completed step's outputs still hold (a server still answering); a cached
     step whose outputs no longer hold runs again."""
+    folders: bool = False
+    """Its ``files`` may be folders."""
+    upstream: bool = False
+    """Keyed on the outputs of the steps it needs too, not only on what its parameters take
+    from them (a promotion decides on evidence those steps produced)."""
 
 
 # -- prompts -------------------------------------------------------------------------------
@@ -118,7 +123,7 @@ def _prompts_run(ctx: StepContext, p: PromptsParams) -> dict[str, Any]:
 
 class DataParams(_Params):
     path: str
-    format: str = "chat"
+    format: Literal["chat", "prompt-completion", "preference"] = "chat"
     tokenizer: str | None = None
     """A model folder or artifact reference: checks the chat template and token lengths."""
     max_length: int | None = Field(default=None, ge=1)
@@ -267,11 +272,11 @@ def _promote_run(ctx: StepContext, p: PromoteParams) -> dict[str, Any]:
 
 KINDS: dict[str, Kind] = {
     "prompts": Kind(PromptsParams, _prompts_fingerprint, _prompts_run,
-                    lambda p: [(("paths", i), x) for i, x in enumerate(p.paths)]),
+                    lambda p: [(("paths", i), x) for i, x in enumerate(p.paths)], folders=True),
     "data": Kind(DataParams, _data_fingerprint, _data_run, _data_files),
     "train": Kind(TrainParams, _train_fingerprint, _train_run, lambda p: [(("recipe",), p.recipe)]),
     "eval": Kind(EvalParams, _eval_fingerprint, _eval_run, lambda p: [(("suite",), p.suite)]),
-    "promote": Kind(PromoteParams, _promote_fingerprint, _promote_run),
+    "promote": Kind(PromoteParams, _promote_fingerprint, _promote_run, upstream=True),
 }  # fmt: skip
 
 

@@ -104,7 +104,9 @@ steps:
 
 def test_from_only_and_force(root: Path) -> None:
     ws = Workspace.open(root)
-    with pytest.raises(InputError, match="'make' has not completed in any run"):
+    with pytest.raises(
+        InputError, match=r"'make' \(python:mysteps:make\) has not completed in any run"
+    ):
         ws.run_pipeline("pipeline.yaml", only="total")
     first = ws.run_pipeline("pipeline.yaml")
     run = ws.run_pipeline("pipeline.yaml", from_step="total")

@@ -81,7 +81,7 @@ steps:
     # nothing it reads changed: both reused
     second = ws.run_pipeline()
     assert second.step("eval").status == "cached" and second.step("promote").status == "cached"
-    # a suite edit (a new case) reruns the eval and, through its outputs, the promotion
+    # a suite edit (a new case) reruns the eval and, on its new evidence, the promotion
     suite.write_text(suite.read_text(encoding="utf-8") + "  - vars: {country: Chile}\n",
                      encoding="utf-8")  # fmt: skip
     third = ws.run_pipeline()
