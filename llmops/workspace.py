@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from llmops.evals.results import EvalRuns
     from llmops.evals.reviews import Reviews
     from llmops.evals.runner import EvalOutcome
+    from llmops.evals.suite import LoadedSuite
     from llmops.pipelines import PipelineRunRecord, Pipelines
     from llmops.prompts import PromptRegistry
     from llmops.registry import ModelRegistry
@@ -493,7 +494,7 @@ class Workspace:
 
     def evaluate(
         self,
-        suite: str | os.PathLike[str],
+        suite: str | os.PathLike[str] | LoadedSuite,
         *,
         concurrency: int | None = None,
         no_cache: bool = False,
@@ -511,9 +512,11 @@ class Workspace:
         from llmops._liveline import in_notebook
         from llmops.evals.runner import run_suite
         from llmops.evals.selection import CaseSelection
+        from llmops.evals.suite import LoadedSuite
 
         return run_suite(
-            local_path(suite, self.root), prompts=self.prompts, results=self.eval_runs,
+            suite if isinstance(suite, LoadedSuite) else local_path(suite, self.root),
+            prompts=self.prompts, results=self.eval_runs,
             cache=self.eval_cache, models=self.resolver, concurrency=concurrency,
             no_cache=no_cache, selection=CaseSelection(filter, limit, repeat), resume=resume,
             live=in_notebook() if live is None else live,

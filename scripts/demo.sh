@@ -27,6 +27,8 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 step llmops init "$WS"
 touch "$WS/.llmops-demo"
 cd "$WS"
+# Servers the pipeline and the walkthrough start are stopped when the demo ends, however it ends.
+trap 'llmops serve stop --all >/dev/null 2>&1 || true' EXIT
 step llmops prompts push -m "import the example prompts"
 step llmops prompts label summarize@1 production
 step llmops prompts render summarize@production \
@@ -54,7 +56,9 @@ for m in messages:
 PY
 # The main job as a pipeline (pipeline.yaml): prompts pushed and labelled, the default model
 # imported into the content-addressed store, the data gate, a short LoRA fine-tune (20 steps,
-# about a minute on 2 cores), base and adapter evaluated, the adapter promoted to staging.
+# about a minute on 2 cores), base and adapter evaluated, the adapter promoted to staging, a
+# second fine-tune (another seed) served beside it by the local backend and rolled out as a
+# canary behind the gateway on synthetic traffic, promoted or rolled back with the reason.
 # Run again, every step's inputs are unchanged and every step is reused.
 step llmops pipeline validate
 step llmops pipeline run
@@ -154,8 +158,9 @@ LLMOPS_USER=bob step llmops models approve smollm2-pirate-lora@1 production
 step llmops models promote smollm2-pirate-lora@1 production
 step llmops models history smollm2-pirate-lora
 
-# A second, shorter training (another seed) gives a new version to roll out as a canary below.
-step llmops train recipes/sft-lora.yaml --set training.max_steps=6 --set training.seed=7
+# The pipeline's second, shorter training (another seed) made version 2: the pipeline rolled it
+# out on its own logical model; below it is rolled out again, by hand, step by step.
+step llmops runs list
 
 # Serving: the local backend (transformers + peft) serves the base model and both adapters
 # under digest names; the gateway routes the logical model pirate-bot by its traffic policy,

@@ -104,8 +104,9 @@ def _canary_run(ctx: StepContext, p: CanaryParams) -> dict[str, Any]:
                 time.sleep(p.traffic.pause_s)
                 status = serving.canaries.status(p.logical)
                 state = status.state
-                ctx.log(f"after {sent} requests: {state}, step {status.step + 1}, "
-                        f"weight {status.weight:g}%")  # fmt: skip
+                where = (f"step {status.step + 1}, weight {status.weight:g}%" if state == "running"
+                         else status.reason or state)  # fmt: skip
+                ctx.log(f"after {sent} requests: {state} ({where})")
     finally:
         gateway.stop()
     status = serving.canaries.status(p.logical)

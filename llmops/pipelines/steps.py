@@ -205,15 +205,36 @@ def _train_run(ctx: StepContext, p: TrainParams) -> dict[str, Any]:
 
 class EvalParams(_Params):
     suite: str
+    adapter: str | None = None
+    """For the targets whose model has an adapter: this version instead (usually
+    ``${train.adapter}``), so the run tests what the pipeline trained, not the latest."""
     min_pass_rate: dict[str, float] = Field(default_factory=dict)
     """``{target: rate}``: the step fails when a target's pass rate is below its rate."""
     max_errors: int | None = Field(default=None, ge=0)
 
 
-def _eval_fingerprint(ctx: StepContext, p: EvalParams) -> dict[str, Any]:
+def _suite(ctx: StepContext, p: EvalParams) -> Any:
+    """The suite, with ``adapter`` put in place of its targets' adapters."""
+    import dataclasses
+    import hashlib
+
     from llmops.evals.suite import load_suite
 
     loaded = load_suite(ctx.path(p.suite))
+    if p.adapter is None:
+        return loaded
+    targets = [
+        t.model_copy(update={"model": t.model.model_copy(update={"adapter": p.adapter})})
+        if t.model.adapter else t
+        for t in loaded.suite.targets
+    ]  # fmt: skip
+    suite = loaded.suite.model_copy(update={"targets": targets})
+    digest = hashlib.sha256(f"{loaded.digest}\nadapter={p.adapter}".encode()).hexdigest()
+    return dataclasses.replace(loaded, suite=suite, digest=f"sha256:{digest}")
+
+
+def _eval_fingerprint(ctx: StepContext, p: EvalParams) -> dict[str, Any]:
+    loaded = _suite(ctx, p)
     targets: dict[str, Any] = {}
     for t in loaded.suite.targets:
         ident: dict[str, Any] = {}
@@ -227,7 +248,7 @@ def _eval_fingerprint(ctx: StepContext, p: EvalParams) -> dict[str, Any]:
 
 
 def _eval_run(ctx: StepContext, p: EvalParams) -> dict[str, Any]:
-    outcome = ctx.ws.evaluate(ctx.path(p.suite))
+    outcome = ctx.ws.evaluate(_suite(ctx, p))
     run = outcome.run
     summary = run.summary_model
     rates = {t.name: t.pass_rate or 0.0 for t in summary.targets} if summary else {}

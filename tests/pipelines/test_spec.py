@@ -104,5 +104,7 @@ def test_the_digest_is_the_content_not_the_layout(tmp_path: Path) -> None:
 def test_the_shipped_pipeline_is_valid() -> None:
     shipped = Path(__file__).resolve().parents[2] / "pipeline.yaml"
     p = load_pipeline(shipped)
-    assert p.order == ("prompts", "base-model", "data", "train", "eval", "promote")  # type: ignore[attr-defined]
+    assert p.order == (  # type: ignore[attr-defined]
+        "prompts", "base-model", "data", "train", "eval", "promote", "candidate", "serve", "canary"
+    )  # fmt: skip
     assert p.step("promote").params == {"model": "${train.adapter}", "alias": "staging"}  # type: ignore[attr-defined]
