@@ -108,3 +108,19 @@ steps:
     assert maybe.status == "ran" and maybe.outputs["promoted"] is False
     assert maybe.outputs["unmet"] == ["approvals"]
     ws.close()
+
+
+def test_an_eval_step_can_test_the_adapter_just_trained(ws_root: Path) -> None:
+    from llmops.pipelines.steps import EvalParams, StepContext, _suite
+
+    ws = Workspace.open(ws_root)
+    ctx = StepContext(ws=ws, folder=ws_root, name="eval")
+    plain = _suite(ctx, EvalParams(suite="evals/pirate-style.yaml"))
+    pinned = _suite(ctx, EvalParams(suite="evals/pirate-style.yaml", adapter="pirate@7"))
+    adapters = {t.name: t.model.adapter for t in pinned.suite.targets}
+    assert adapters == {"base": None, "pirate-lora": "pirate@7"}  # only targets with one
+    assert {t.name: t.model.adapter for t in plain.suite.targets}["pirate-lora"] == (
+        "smollm2-pirate-lora"
+    )
+    assert pinned.digest != plain.digest and pinned.name == plain.name
+    ws.close()
