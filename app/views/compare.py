@@ -67,6 +67,9 @@ def _pick_side(label: str, runs: list[Any], run_id: str | None, target: str | No
         key=f"run_{label}",
     )
     targets = runs[ids.index(chosen)].targets
+    if target is not None and target not in targets and chosen == run_id:
+        st.warning(f"Run {label} has no target {target!r} (from the link); showing "
+                   f"{targets[0]!r}. Its targets: {', '.join(targets)}.")  # fmt: skip
     t_index = targets.index(target) if target in targets else 0
     picked = col_target.selectbox(f"Target {label}", targets, index=t_index, key=f"target_{label}")
     return Side(chosen, picked)

@@ -104,6 +104,8 @@ def test_compare_two_targets_of_one_run(full_ws: dict[str, Any]) -> None:
     at = page("compare", a=run, b=run, ta="base", tb="tuned")
     assert metrics(at)["B wins / ties / losses"] == "0 / 6 / 0"
     assert not at.warning
+    bogus = page("compare", a=run, b=run, ta="base", tb="nope")
+    assert any("Run B has no target 'nope' (from the link)" in w.value for w in bogus.warning)
 
 
 def test_runs_page_lists_runs_and_shows_one(full_ws: dict[str, Any]) -> None:
