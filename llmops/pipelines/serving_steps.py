@@ -27,7 +27,8 @@ class ServeParams(_Params):
     base: str
     adapters: list[str] = Field(default_factory=list)
     backend: str = Field(default="local", pattern="^(local|vllm)$")
-    port: int = Field(default=8111, ge=1, le=65535)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """Default: a free port on this machine."""
     timeout_s: float = Field(default=600.0, gt=0)
 
 
@@ -37,13 +38,22 @@ def _serve_fingerprint(ctx: StepContext, p: ServeParams) -> dict[str, Any]:
 
 
 def _serve_run(ctx: StepContext, p: ServeParams) -> dict[str, Any]:
-    launched, proc = ctx.ws.serving.start(p.base, p.adapters, kind=p.backend, port=p.port,
+    port = p.port or _free_port()
+    launched, proc = ctx.ws.serving.start(p.base, p.adapters, kind=p.backend, port=port,
                                           timeout_s=p.timeout_s)  # fmt: skip
     _SERVERS.append(proc)
     ctx.log(f"{p.backend} backend ready on {launched.url} in {launched.seconds:.0f} s "
             f"(pid {launched.pid}; `llmops serve stop --all` stops it)")  # fmt: skip
     served = {b.ref: b.served_name for b in launched.backends}
     return {"url": launched.url, "pid": launched.pid, "served": served}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _serve_alive(ctx: StepContext, outputs: dict[str, Any]) -> bool:
