@@ -75,11 +75,16 @@ def with_prefect(ws: Workspace, pipeline: Pipeline, body: Callable[[Executor], s
             attempts[0] += 1
             return plan.run()
 
-        step_task = task(
-            name=plan.step.id, cache_key_fn=lambda *_: key, retries=plan.step.retries,
-            persist_result=True, result_serializer="json", refresh_cache=forced or None,
-        )(run_step)  # fmt: skip
-        state = step_task(return_state=True)
+        def submit(refresh: bool) -> Any:
+            step_task = task(
+                name=plan.step.id, cache_key_fn=lambda *_: key, retries=plan.step.retries,
+                persist_result=True, result_serializer="json", refresh_cache=refresh or None,
+            )(run_step)  # fmt: skip
+            return step_task(return_state=True)
+
+        state = submit(forced)
+        if state.is_completed() and attempts[0] == 0 and not plan.still_holds(state.result()):
+            state = submit(True)  # Prefect's cached outputs no longer hold (a server gone)
         if state.is_completed():
             outputs = state.result()
             cached = state.name == "Cached" or attempts[0] == 0
