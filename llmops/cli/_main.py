@@ -115,12 +115,45 @@ def _group_names() -> frozenset[str]:
     return frozenset(g.name for g in app.registered_groups if g.name)
 
 
+_ROOT_ONLY = ("--help", "--version", "--install-completion", "--show-completion")
+
+
+def _pruned(app: Any, argv: list[str]) -> Any:
+    """The app with only the group or command the line names. Typer builds the click command
+    of every command on each start (about 80 ms here, most of it evaluating annotations); a
+    line that names one group needs only that group's. The root's help, completion and lines
+    naming no known command get the whole app (its listing and "did you mean")."""
+    import copy
+
+    if any(k.startswith("_LLMOPS_COMPLETE") for k in os.environ):
+        return app
+    i, name = 0, None
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--workspace", "-w"):
+            i += 2
+            continue
+        if arg in _ROOT_ONLY:
+            return app
+        if not arg.startswith("-"):
+            name = arg
+            break
+        i += 1
+    groups = [g for g in app.registered_groups if g.name == name]
+    commands = [c for c in app.registered_commands if c.name == name]
+    if name is None or not (groups or commands):
+        return app
+    pruned = copy.copy(app)
+    pruned.registered_groups, pruned.registered_commands = groups, commands
+    return pruned
+
+
 def _run(app: Any, argv: list[str]) -> int:
     from llmops._redact import redact
 
     try:
         # Standalone mode: typer prints usage errors itself and exits 2.
-        app(args=argv, prog_name="llmops")
+        _pruned(app, argv)(args=argv, prog_name="llmops")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_BAD_INPUT)
