@@ -301,7 +301,12 @@ class ArtifactStore:
             return not self.index.packs() and any(self.backend.list("packs/"))
 
         owner, where = read_owner()
-        if owner is None and foreign_data():  # another process may have claimed it since
+        # Another process may be claiming it right now (its claim comes before its data, but
+        # what this process sees of the two can lag): look again for a moment before judging.
+        for _ in range(20):
+            if owner is not None or not foreign_data():
+                break
+            time.sleep(0.1)
             owner, where = read_owner()
         if owner is None and foreign_data():
             # No (readable) owner record, data in the store, none of it indexed here: the data
