@@ -10,6 +10,7 @@ missing.
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -282,40 +283,34 @@ class ArtifactStore:
         Raises:
             StoreError: The store belongs to another registry.
         """
-        import json
-
         if self._owner_checked:
             return
-        mine = self.db.registry_id
 
         def read_owner() -> tuple[str | None, str]:
             if self.backend.exists(_OWNER_KEY):
                 try:
                     found = json.loads(self.backend.get_bytes(_OWNER_KEY))
                     return found.get("registry_id"), found.get("url", "?")
-                except (ValueError, AttributeError):
-                    pass
+                except (ValueError, AttributeError):  # unreadable: as if there were none
+                    return None, "?"
             return None, "?"
 
         def foreign_data() -> bool:
             return not self.index.packs() and any(self.backend.list("packs/"))
 
         owner, where = read_owner()
-        # Another process may be claiming it right now (its claim comes before its data, but
-        # what this process sees of the two can lag): look again for a moment before judging.
-        for _ in range(20):
+        for _ in range(20):  # another process may be claiming it now: look again for 2 s
             if owner is not None or not foreign_data():
                 break
             time.sleep(0.1)
             owner, where = read_owner()
-        if owner is None and foreign_data():
-            # No (readable) owner record, data in the store, none of it indexed here: the data
-            # belongs to a registry we cannot see, and claiming the store would let gc take it.
+        if owner is None and foreign_data():  # data none of which is ours: gc would take it
             raise StoreError(
                 f"store {self.backend.url} holds data but no valid owner record"
                 f" ({_OWNER_KEY}), and this registry indexes none of it",
                 hint="use the registry that wrote the store, or restore its registry.json",
             )
+        mine = self.db.registry_id
         if owner is not None and owner != mine:
             raise StoreError(
                 f"store {self.backend.url} belongs to another registry (id {str(owner)[:12]},"
