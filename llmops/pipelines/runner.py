@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from llmops.db.timestamps import utcnow
 from llmops.errors import ConflictError, InputError, LLMOpsError
 from llmops.pipelines.records import PipelineRunRecord
-from llmops.pipelines.spec import REFERENCE, Pipeline, StepSpec, load_pipeline
+from llmops.pipelines.spec import REFERENCE, Pipeline, StepSpec, load_pipeline, local_module
 from llmops.pipelines.steps import KINDS, StepContext, StepFailed, content_digest
 
 if TYPE_CHECKING:
@@ -105,16 +105,12 @@ def _source_digest(fn: Callable[..., Any]) -> str:
     return "sha256:" + hashlib.sha256(source.encode()).hexdigest()
 
 
-def _local(module: str, folder: Path) -> bool:
-    """Whether ``module`` is a file of the pipeline's folder (the user's own step code)."""
-    base = folder.joinpath(*module.split("."))
-    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
-
-
 def _function(step: StepSpec, folder: Path) -> Callable[..., Any]:
     module, _, name = str(step.python).partition(":")
     with _on_path(folder):
-        if _local(module, folder):  # the user's code: imported afresh, edits take effect
+        if (
+            local_module(module, folder) is not None
+        ):  # the user's code: imported afresh, edits take effect
             for loaded in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
                 del sys.modules[loaded]
             importlib.invalidate_caches()

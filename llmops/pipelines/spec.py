@@ -387,13 +387,21 @@ def _defines(spec: Any, name: str) -> bool:
     return False
 
 
-def _find(module: str, folder: Path) -> Any:
-    """The module's spec: a file of the pipeline's folder first (whatever this process
-    imported under that name before), else wherever Python finds it."""
+def local_module(module: str, folder: Path) -> Path | None:
+    """The file of ``module`` in the pipeline's folder (the user's own step code), or None."""
     base = folder.joinpath(*module.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
-            return importlib.util.spec_from_file_location(module, candidate)
+            return candidate
+    return None
+
+
+def _find(module: str, folder: Path) -> Any:
+    """The module's spec: a file of the pipeline's folder first (whatever this process
+    imported under that name before), else wherever Python finds it."""
+    local = local_module(module, folder)
+    if local is not None:
+        return importlib.util.spec_from_file_location(module, local)
     return _find_installed(module, folder)
 
 
