@@ -120,7 +120,7 @@ class LocalBackend:
 
     def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
-        with _disk_errors(self.url):
+        with disk_errors(f"store {self.url}"):
             target.parent.mkdir(parents=True, exist_ok=True)
             if path.parent.resolve() == self.staging_dir():
                 _fsync(path)
@@ -145,7 +145,7 @@ class LocalBackend:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         target = self._path(key)
-        with _disk_errors(self.url):
+        with disk_errors(f"store {self.url}"):
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(dir=self.staging_dir(), prefix="put-")
             tmp = Path(name)
@@ -219,14 +219,15 @@ def _fsync(path: Path) -> None:
 
 
 @contextmanager
-def _disk_errors(url: str) -> Iterator[None]:
-    """Turn "disk full" into :class:`StoreFullError`."""
+def disk_errors(where: str) -> Iterator[None]:
+    """Turn "disk full" while writing ``where`` (e.g. ``store file:///...``) into
+    :class:`StoreFullError`."""
     try:
         yield
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StoreFullError(
-                f"store {url} is full ({exc.strerror})",
+                f"{where} is full ({exc.strerror})",
                 hint="free space or run `llmops artifacts gc`; nothing of this push became visible",
             ) from exc
         raise

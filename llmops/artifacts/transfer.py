@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from llmops.artifacts._hashcache import HashCache
 from llmops.artifacts._index import ChunkIndex, PackEntry
-from llmops.artifacts.backends import Backend, StoreError
+from llmops.artifacts.backends import Backend, StoreError, disk_errors
 from llmops.artifacts.chunking import (
     Span,
     compress,
@@ -353,7 +353,11 @@ def push_tree(
     ]
     work = _ChunkWorker(files, index, compress_chunks=compress_chunks, reused=cached_packs)
     n_workers = workers or default_workers()
-    writer = _PackWriter(backend, index, stats)
+    # Chunks are appended to a pack in the staging folder before the backend gets it: a full
+    # disk there is "store full" too, with nothing of the push visible.
+    staging = f"the staging folder {backend.staging_dir()} of store {backend.url}"
+    with disk_errors(staging):
+        writer = _PackWriter(backend, index, stats)
     jobs: Iterator[tuple[int, int, Span]] = (
         (i, j, span)
         for i, f in enumerate(files)
@@ -366,16 +370,17 @@ def push_tree(
             if progress is not None:
                 progress(f.size)
     try:
-        with ThreadPoolExecutor(n_workers, thread_name_prefix="llmops-push") as pool:
-            window: list[tuple[int, int, Future[_ChunkResult]]] = []
-            limit = 2 * n_workers
-            for file_no, chunk_no, span in jobs:
-                window.append((file_no, chunk_no, pool.submit(work, file_no, span)))
-                if len(window) >= limit:
+        with disk_errors(staging):
+            with ThreadPoolExecutor(n_workers, thread_name_prefix="llmops-push") as pool:
+                window: list[tuple[int, int, Future[_ChunkResult]]] = []
+                limit = 2 * n_workers
+                for file_no, chunk_no, span in jobs:
+                    window.append((file_no, chunk_no, pool.submit(work, file_no, span)))
+                    if len(window) >= limit:
+                        _drain(window.pop(0), digests, writer, stats, progress)
+                while window:
                     _drain(window.pop(0), digests, writer, stats, progress)
-            while window:
-                _drain(window.pop(0), digests, writer, stats, progress)
-        writer.finish()
+            writer.finish()
     except BaseException:
         writer.abort()
         raise

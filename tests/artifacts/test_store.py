@@ -216,6 +216,41 @@ def test_store_full_leaves_nothing_visible(
     assert store.push(make_model(), name="m").created
 
 
+def test_a_full_staging_disk_is_store_full_and_leaves_no_staging_file(
+    store: ArtifactStore, make_model: ModelMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks go to a pack in the staging folder first (on every backend): ENOSPC there is
+    the same one-line "is full" error, not a raw OSError traceback."""
+    import errno
+
+    from llmops.artifacts import StoreFullError
+    from llmops.artifacts import transfer
+
+    class FullFile:
+        def __init__(self, fh: object) -> None:
+            self.fh = fh
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.fh, name)
+
+    original = transfer._PackWriter._open
+
+    def open_full(self: transfer._PackWriter) -> None:
+        original(self)
+        self.fh = FullFile(self.fh)  # type: ignore[assignment]
+
+    monkeypatch.setattr(transfer._PackWriter, "_open", open_full)
+    with pytest.raises(StoreFullError, match="staging folder .* is full"):
+        store.push(make_model(), name="m")
+    monkeypatch.undo()
+    assert store.ls() == []
+    assert list(store.backend.staging_dir().glob("pack-*")) == []
+    assert store.push(make_model(), name="m").created
+
+
 def test_versions_of_another_store_say_where_they_live(
     store: ArtifactStore, make_model: ModelMaker, tmp_path: Path
 ) -> None:
