@@ -10,6 +10,7 @@ run killed mid-way keeps every answer it paid for. Failed calls are never cached
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 from pathlib import Path
@@ -62,6 +63,9 @@ class ResponseCache:
             cost=data["cost"],
             latency_s=data["latency_s"],
             cached=True,
+            choice_logprobs=tuple(
+                -math.inf if x is None else float(x) for x in data.get("choice_logprobs", ())
+            ),
         )
 
     def put(self, key: str, completion: Completion) -> None:

@@ -38,11 +38,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILTIN_PROMPTS",
+    "CHOICES",
+    "LIKELIHOOD_PROMPTS",
     "PairVerdict",
     "aggregate",
     "combine_orders",
     "delimit",
     "ensure_judge_prompts",
+    "likelihood_verdict",
     "parse_pairwise",
     "parse_single",
 ]
@@ -108,13 +111,65 @@ BUILTIN_PROMPTS: dict[str, dict[str, Any]] = {
 }
 """Built-in judge prompt specs, pushed to the registry on first use."""
 
+_SYSTEM_ONE_WORD = _SYSTEM.replace("Think briefly, then give your verdict.", "Reply with one word.")
+_ONE_WORD = {
+    "rubric": "Does the answer satisfy the rubric? Reply PASS or FAIL.",
+    "reference": "Is the answer consistent with the reference answer? Reply PASS or FAIL.",
+    "pairwise": ("Which answer is better? Position and length are not merits. Reply A, B or TIE."),
+}
+
+
+def _one_word(name: str, kind: str) -> dict[str, Any]:
+    """A built-in prompt asking for the verdict word alone (``judge.method: likelihood``)."""
+    body = BUILTIN_PROMPTS[name]
+    user = str(body["messages"][1]["content"])
+    question = user[: user.rindex("\n") + 1] if kind != "pairwise" else user[: user.index("Which")]
+    return {
+        "description": body["description"].rstrip(".") + ", by the likelihood of each verdict.",
+        "messages": [
+            {"role": "system", "content": _SYSTEM_ONE_WORD},
+            {"role": "user", "content": question + _ONE_WORD[kind]},
+        ],
+    }
+
+
+LIKELIHOOD_PROMPTS: dict[str, dict[str, Any]] = {
+    f"{name}-likelihood": _one_word(name, kind)
+    for name, kind in (
+        ("llmops-judge-rubric", "rubric"),
+        ("llmops-judge-reference", "reference"),
+        ("llmops-judge-pairwise", "pairwise"),
+    )
+}
+"""Built-in judge prompts for ``judge.method: likelihood``: the same questions, answered by one
+word whose probability is the verdict."""
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "rubric": ("PASS", "FAIL"),
+    "reference": ("PASS", "FAIL"),
+    "pairwise": ("A", "B", "TIE"),
+}
+"""The verdict words a likelihood judge is scored on, by kind of judgement."""
+
+
+def likelihood_verdict(choices: tuple[str, ...], logprobs: Sequence[float]) -> dict[str, float]:
+    """Each verdict word's probability, normalized over ``choices`` (uniform when the judge
+    gave none of them any probability)."""
+    finite = [x for x in logprobs if not math.isinf(x)]
+    if not finite:
+        return dict.fromkeys(choices, 1 / len(choices))
+    top = max(finite)
+    weights = [0.0 if math.isinf(x) else math.exp(x - top) for x in logprobs]
+    total = sum(weights)
+    return {c: w / total for c, w in zip(choices, weights, strict=True)}
+
 
 def ensure_judge_prompts(prompts: PromptRegistry) -> dict[str, PromptVersion]:
     """Push the built-in judge prompts (identical content makes no new version); return them."""
     from llmops.prompts import PromptSpec
 
     out = {}
-    for name, body in BUILTIN_PROMPTS.items():
+    for name, body in {**BUILTIN_PROMPTS, **LIKELIHOOD_PROMPTS}.items():
         spec = PromptSpec.model_validate({"name": name, **body})
         pushed = prompts.push(spec, message="built-in judge prompt")
         out[name] = prompts.get(f"{name}@{pushed.version}")

@@ -5,14 +5,17 @@ the prompts, the fences and the verdict parsing)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from llmops.evals.engine import Engine, make_request
 from llmops.evals.judge import (
+    CHOICES,
     aggregate,
     combine_orders,
     delimit,
     ensure_judge_prompts,
+    likelihood_verdict,
     parse_pairwise,
     parse_single,
 )
@@ -71,35 +74,44 @@ class Judges:
                 self.prompts = dict.fromkeys(("rubric", "reference", "pairwise"), inline)
             else:
                 built = ensure_judge_prompts(prompts)
+                suffix = "-likelihood" if self.judge.method == "likelihood" else ""
                 self.prompts = {
-                    "rubric": built["llmops-judge-rubric"].spec,
-                    "reference": built["llmops-judge-reference"].spec,
-                    "pairwise": built["llmops-judge-pairwise"].spec,
+                    kind: built[f"llmops-judge-{kind}{suffix}"].spec
+                    for kind in ("rubric", "reference", "pairwise")
                 }
 
-    async def _verdicts(self, kind: str, values: dict[str, str]) -> list[tuple[str, str | None]]:
-        """Every judge x epoch reply: ``(text, error)``."""
+    async def _verdicts(self, kind: str, values: dict[str, str]) -> list[_Reply]:
+        """Every judge x epoch reply (a likelihood judge's text describes its probabilities)."""
         assert self.judge is not None
         spec = self.prompts[kind]
         known = {k: v for k, v in values.items() if k in spec.variables}
         messages = spec.render(known).messages
+        choices = CHOICES[kind] if self.judge.method == "likelihood" else ()
         calls = []
         for model in self.judge.judges:
             provider = self.providers[model_key(model)]
             request = make_request(messages, model)
+            if choices:
+                request = dataclasses.replace(request, choices=choices, max_tokens=1)
             calls += [
                 self.engine.call(provider, model, request, epoch)
                 for epoch in range(self.judge.epochs)
             ]
         replies = await asyncio.gather(*calls, return_exceptions=True)
-        out: list[tuple[str, str | None]] = []
+        out: list[_Reply] = []
         for reply in replies:
             if isinstance(reply, ProviderError):
-                out.append(("", f"judge call failed: {reply}"))
+                out.append(_Reply("", f"judge call failed: {reply}"))
             elif isinstance(reply, BaseException):
                 raise reply
+            elif choices and len(reply.choice_logprobs) != len(choices):
+                out.append(_Reply("", "judge error: the provider scored no verdict words"))
+            elif choices:
+                probs = likelihood_verdict(choices, reply.choice_logprobs)
+                text = "likelihood: " + ", ".join(f"P({c})={p:.3f}" for c, p in probs.items())
+                out.append(_Reply(text, None, probs))
             else:
-                out.append((reply.text, None))
+                out.append(_Reply(reply.text, None))
         return out
 
     def hook(self, messages: list[dict[str, str]], case: Case) -> JudgeHook:
@@ -138,23 +150,25 @@ class Judges:
             values["rubric"] = self.judge.rubric
         replies = await self._verdicts(kind, values)
         results = [
-            ScoreResult(None, 0.0, error)
-            if error
+            ScoreResult(None, 0.0, reply.error)
+            if reply.error
+            else _single_likelihood(reply.probs, threshold, reply.text)
+            if reply.probs
             else parse_single(
-                text,
+                reply.text,
                 field=self.judge.field,
                 pattern=self.judge.pattern,
                 threshold=threshold,
                 untrusted=shown,
             )
-            for text, error in replies
+            for reply in replies
         ]
         verdict = aggregate(results, self.judge.aggregate, threshold)
         if verdict.passed is not None and self.judge.aggregate == "mean":
             verdict = ScoreResult(verdict.score >= threshold, verdict.score, verdict.reason)
         details: dict[str, Any] = {
             "judge_samples": [r.score for r in results if r.passed is not None],
-            "judge_replies": [t[-2000:] for t, _ in replies],
+            "judge_replies": [r.text[-2000:] for r in replies],
         }
         if len(output) > MAX_JUDGE_CHARS:
             details["judge_saw_chars"] = MAX_JUDGE_CHARS
@@ -199,14 +213,18 @@ class Judges:
         )
         judge = self.judge
 
-        def read(text: str, error: str | None) -> Any:
-            if error:
+        def read(reply: _Reply) -> Any:
+            if reply.error:
                 return None
-            return parse_pairwise(text, field=judge.field, pattern=judge.pattern, untrusted=shown)
+            if reply.probs:
+                probs = reply.probs
+                return max(probs, key=lambda v: (probs[v], v == "TIE"))
+            return parse_pairwise(
+                reply.text, field=judge.field, pattern=judge.pattern, untrusted=shown
+            )
 
         combined = [
-            combine_orders(read(t1, e1), read(t2, e2))
-            for (t1, e1), (t2, e2) in zip(first, second, strict=True)
+            combine_orders(read(r1), read(r2)) for r1, r2 in zip(first, second, strict=True)
         ]
         valid = [c for c in combined if c.verdict is not None]
         verdict, consistent = None, None
@@ -218,8 +236,8 @@ class Judges:
             )
         details = {
             "orders": [[c.verdict, c.consistent] for c in combined],
-            "replies": [t[-1000:] for t, _ in first + second],
-            "errors": [e for _, e in first + second if e],
+            "replies": [r.text[-1000:] for r in first + second],
+            "errors": [r.error for r in first + second if r.error],
         }
         return verdict, consistent, details
 
@@ -238,6 +256,20 @@ def for_judge(text: str, limit: int = MAX_JUDGE_CHARS) -> str:
 
 def model_key(model: ModelSpec) -> str:
     return model.model_dump_json()
+
+
+class _Reply(NamedTuple):
+    """One judge reply: its text, or why there is none; a likelihood judge's probabilities."""
+
+    text: str
+    error: str | None
+    probs: dict[str, float] | None = None
+
+
+def _single_likelihood(probs: dict[str, float], threshold: float, text: str) -> ScoreResult:
+    """A likelihood judge's grade: P(PASS) is the score, passing at ``threshold``."""
+    score = probs["PASS"]
+    return ScoreResult(score >= threshold, score, text)
 
 
 def _pair_row(

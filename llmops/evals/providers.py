@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import os
 import threading
 import time
@@ -51,15 +52,22 @@ class Request:
     temperature: float
     max_tokens: int
     seed: int | None = None
+    choices: tuple[str, ...] = ()
+    """Score these replies instead of generating one (a likelihood judge): the completion's
+    ``choice_logprobs`` holds the log-probability of each as the start of the reply, and its
+    text is the most likely one."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain data (also the cache key's content)."""
-        return {
+        out: dict[str, Any] = {
             "messages": [{"role": r, "content": c} for r, c in self.messages],
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
+        if self.choices:
+            out["choices"] = list(self.choices)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +80,21 @@ class Completion:
     cost: float = 0.0
     latency_s: float = 0.0
     cached: bool = False
+    choice_logprobs: tuple[float, ...] = ()
+    """For a request with ``choices``: each choice's log-probability (``-inf``: never)."""
 
     def to_json(self) -> dict[str, Any]:
         """Plain data for the cache."""
-        return {
+        out: dict[str, Any] = {
             "text": self.text,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost": self.cost,
             "latency_s": self.latency_s,
         }
+        if self.choice_logprobs:  # JSON has no -inf: None stands for it
+            out["choice_logprobs"] = [None if math.isinf(x) else x for x in self.choice_logprobs]
+        return out
 
 
 class ProviderError(Exception):
@@ -150,7 +163,11 @@ class OpenAIProvider:
     async def complete(self, request: Request) -> Completion:
         import aiohttp
 
-        body = {"model": self.spec.name, **request.to_json(), **self.spec.extra}
+        payload = request.to_json()
+        payload.pop("choices", None)
+        if request.choices:  # one token, with the most likely next tokens and their logprobs
+            payload.update(max_tokens=1, temperature=0, logprobs=True, top_logprobs=20)
+        body = {"model": self.spec.name, **payload, **self.spec.extra}
         if body.get("seed") is None:
             body.pop("seed")
         session = await self._client()
@@ -184,12 +201,45 @@ class OpenAIProvider:
             ) from None
         usage = data.get("usage") or {}
         pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        if request.choices:
+            scores = _first_token_scores(data, request.choices, self.url)
+            best = max(range(len(scores)), key=lambda i: scores[i])
+            text = request.choices[best]
+            return Completion(
+                text, pt, ct, _cost(self.spec, pt, ct), latency, choice_logprobs=scores
+            )
         return Completion(str(text), pt, ct, _cost(self.spec, pt, ct), latency)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _first_token_scores(data: Any, choices: tuple[str, ...], url: str) -> tuple[float, ...]:
+    """Each choice's log-probability from a reply's ``top_logprobs`` of its first token: the
+    tokens (stripped) that begin exactly one choice count for it; a choice none begins is -inf.
+
+    Raises:
+        ProviderError: The server sent no log-probabilities (it does not support them).
+    """
+    try:
+        top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        seen = [(str(t["token"]).strip(), float(t["logprob"])) for t in top]
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise ProviderError(
+            f"{url} sent no top_logprobs for the first token, which judge.method 'likelihood'"
+            " needs; use a server that supports logprobs (vLLM, OpenAI) or method 'generate'",
+            retryable=False,
+        ) from None
+    scores = [-math.inf] * len(choices)
+    for token, logprob in seen:
+        owners = [i for i, c in enumerate(choices) if token and c.startswith(token)]
+        if len(owners) == 1:
+            i = owners[0]
+            high, low = max(scores[i], logprob), min(scores[i], logprob)
+            scores[i] = high if math.isinf(low) else high + math.log1p(math.exp(low - high))
+    return tuple(scores)
 
 
 def _seconds(value: str | None) -> float | None:
@@ -212,6 +262,12 @@ class LiteLLMProvider:
         self.key = f"litellm|{spec.api_base or ''}|{spec.name}{_extra_key(spec)}"
 
     async def complete(self, request: Request) -> Completion:
+        if request.choices:
+            raise ProviderError(
+                "judge.method 'likelihood' needs a provider with token log-probabilities:"
+                " 'transformers', or 'openai' with a server that sends them (vLLM, OpenAI)",
+                retryable=False,
+            )
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         if importlib.util.find_spec("litellm") is None:
             raise ProviderError(
@@ -333,6 +389,12 @@ class LocalProvider:
             ids = self._tokenizer.apply_chat_template(
                 messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
             )["input_ids"]
+            if request.choices:
+                scores = self._score_choices(ids, request.choices)
+                best = max(range(len(scores)), key=lambda i: scores[i])
+                latency = time.perf_counter() - started
+                return Completion(request.choices[best], int(ids.shape[1]), 0, 0.0, latency,
+                                  choice_logprobs=scores)  # fmt: skip
             sample = request.temperature > 0
             if request.seed is not None:
                 torch.manual_seed(request.seed)
@@ -351,6 +413,38 @@ class LocalProvider:
             return Completion(
                 text, int(ids.shape[1]), int(new.shape[0]), 0.0, time.perf_counter() - started
             )
+
+    def _score_choices(self, ids: Any, choices: tuple[str, ...]) -> tuple[float, ...]:
+        """The log-probability of each choice's tokens following the prompt ``ids``: the prompt
+        is read once; a choice of several tokens continues from a copy of its cache."""
+        import copy
+        import inspect
+
+        import torch
+
+        # transformers 5.x names the key/value cache ``cache``; 4.x ``past_key_values``.
+        inner = (
+            self._model.get_base_model() if hasattr(self._model, "get_base_model") else self._model
+        )
+        name = "cache" if "cache" in inspect.signature(inner.forward).parameters else None
+        with torch.no_grad():
+            out = self._model(ids, use_cache=True)
+            cache = getattr(out, "cache", None) or out.past_key_values
+            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+            scores = []
+            for choice in choices:
+                tokens = self._tokenizer(choice, add_special_tokens=False)["input_ids"]
+                score = float(first[tokens[0]])
+                if len(tokens) > 1:
+                    rest = self._model(
+                        torch.tensor([tokens[:-1]]),
+                        use_cache=True,
+                        **{name or "past_key_values": copy.deepcopy(cache)},
+                    )
+                    logprobs = torch.log_softmax(rest.logits[0].float(), dim=-1)
+                    score += float(sum(logprobs[i, t] for i, t in enumerate(tokens[1:])))
+                scores.append(score)
+        return tuple(scores)
 
     async def complete(self, request: Request) -> Completion:
         try:

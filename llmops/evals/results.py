@@ -452,12 +452,17 @@ class EvalRuns:
         )
         with self.db.connect() as conn:
             labelled = conn.execute(query).all()
+        # A case's label is about one answer (pass/fail) or about a pair (A/B/TIE): each kind
+        # calibrates only the judgements it is about.
+        single = [(p, str(h).lower()) for p, h in labelled if str(h).lower() in ("pass", "fail")]
         out: dict[str, Any] = {}
-        if labelled:
-            judge = ["pass" if p else "fail" for p, _ in labelled]
-            human = [str(h).lower() for _, h in labelled]
+        if single:
+            judge = ["pass" if p else "fail" for p, _ in single]
+            human = [h for _, h in single]
             out["single"] = agreement(judge, human).to_json()
-        labelled_pairs = [p for p in pairs if p["human"] and p["verdict"]]
+        labelled_pairs = [
+            p for p in pairs if str(p["human"]).upper() in ("A", "B", "TIE") and p["verdict"]
+        ]
         if labelled_pairs:
             out["pairwise"] = agreement(
                 [p["verdict"] for p in labelled_pairs],

@@ -171,6 +171,12 @@ class JudgeSpec(_Spec):
     field: str | None = None
     """The JSON field carrying the verdict (default ``pass``, or ``verdict`` for pairwise)."""
     mode: Literal["single", "pairwise"] = "single"
+    method: Literal["generate", "likelihood"] = "generate"
+    """``generate``: the judge writes a reply with its verdict, which is parsed. ``likelihood``:
+    nothing is generated; the judge's probability of each verdict word (PASS/FAIL, or A/B/TIE)
+    as its reply is the verdict, and P(PASS) the score. A small local model can follow the
+    latter where it cannot write a verdict (providers ``transformers``, or ``openai`` with a
+    server that sends ``top_logprobs``)."""
     rubric: str = "The answer is correct, relevant and follows the instructions."
     """What pairwise judging compares on, and the rubric of ``llm-rubric`` without a value."""
     epochs: int = Field(default=1, ge=1, le=20)
@@ -178,6 +184,23 @@ class JudgeSpec(_Spec):
     threshold: float = Field(default=0.5, ge=0, le=1)
 
     _messages_block = field_validator("prompt", mode="before")(_unwrap_messages)
+
+    @model_validator(mode="after")
+    def _likelihood(self) -> JudgeSpec:
+        if self.method == "likelihood":
+            if self.pattern or self.field:
+                raise ValueError(
+                    "judge.pattern and judge.field read a written reply; method 'likelihood'"
+                    " writes none (drop them, or use method 'generate')"
+                )
+            for model in self.judges:
+                if model.provider not in ("transformers", "openai"):
+                    raise ValueError(
+                        f"judge.method 'likelihood' needs token log-probabilities, which"
+                        f" provider {model.provider!r} does not give here: use 'transformers'"
+                        " or 'openai' (vLLM, OpenAI), or method 'generate'"
+                    )
+        return self
 
     @property
     def judges(self) -> list[ModelSpec]:

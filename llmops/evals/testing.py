@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -71,6 +72,7 @@ class _State:
     requests: list[dict[str, Any]] = field(default_factory=list)
     count: int = 0
     chunk_delay_s: float = 0.0
+    logprobs: bool = True
     cancelled: int = 0
     """Streams the client went away from before the end."""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,20 +89,23 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
-def _completion(body: dict[str, Any], text: str) -> dict[str, Any]:
+def _completion(body: dict[str, Any], text: str, *, logprobs: bool = True) -> dict[str, Any]:
     prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "finish_reason": "stop",
+    }
+    if logprobs and body.get("logprobs"):  # the reply's first word is the one likely token
+        first = (text.split() or [""])[0]
+        top = {"token": first, "logprob": math.log(0.9)}
+        choice["logprobs"] = {"content": [{**top, "top_logprobs": [top]}]}
     return {
         "id": f"chatcmpl-mock-{time.monotonic_ns()}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body.get("model", "mock"),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-            }
-        ],
+        "choices": [choice],
         "usage": {
             "prompt_tokens": _tokens(prompt),
             "completion_tokens": _tokens(text),
@@ -119,6 +124,8 @@ class MockServer:
         fault_every: Also inject ``fault_kind`` on every n-th request (0: never).
         fault_kind: The fault ``fault_every`` injects.
         chunk_delay_s: Streaming (``"stream": true``): delay before each word's chunk.
+        logprobs: A request asking for ``logprobs`` gets the reply's first word as its one
+            likely first token (probability 0.9); False: none, as a server without them.
         port: 0 picks a free port.
     """
 
@@ -131,6 +138,7 @@ class MockServer:
         fault_every: int = 0,
         fault_kind: FaultKind = "500",
         chunk_delay_s: float = 0.0,
+        logprobs: bool = True,
         port: int = 0,
     ) -> None:
         self.state = _State(
@@ -140,6 +148,7 @@ class MockServer:
             fault_every=fault_every,
             fault_kind=fault_kind,
             chunk_delay_s=chunk_delay_s,
+            logprobs=logprobs,
         )
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -224,7 +233,7 @@ class MockServer:
             return await self._fault(request, reply, body)
         if body.get("stream") is True:
             return await self._stream(request, body, reply)
-        return web.json_response(_completion(body, reply))
+        return web.json_response(_completion(body, reply, logprobs=state.logprobs))
 
     async def _stream(self, request: Any, body: dict[str, Any], text: str) -> Any:
         """Server-sent events as OpenAI streams them: a role chunk, one chunk per word (after
