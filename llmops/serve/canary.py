@@ -70,6 +70,9 @@ class CanarySpec(BaseModel):
     "api_base": ...}``); with it, mirrored requests are judged and the win rate counts."""
     judge_rubric: str = "The answer is correct, helpful and follows the instructions."
     """What the judge compares the two answers on."""
+    judge_method: Literal["generate", "likelihood"] = "generate"
+    """How the judge gives its verdict (an eval judge's ``method``): ``likelihood`` scores
+    the verdict words, for small local judges that cannot write one."""
     min_win_rate: float = Field(default=0.45, ge=0, le=1)
     """Roll back once the candidate's judged win rate (ties count half) is surely below this."""
     min_judged: int = Field(default=30, ge=1)
@@ -114,6 +117,10 @@ class CanarySpec(BaseModel):
     def _shadow_needs_judge(self) -> CanarySpec:
         if self.shadow_first and self.judge_model is None:
             raise ValueError("shadow_first needs a judge_model to judge the shadow pairs")
+        if self.judge_model is not None and self.judge_method == "likelihood":
+            from llmops.evals.suite import JudgeSpec
+
+            JudgeSpec(model=self.judge, method="likelihood")  # a provider that can score words
         if self.strategy == "thompson":
             if len(self.candidates) < 2:
                 raise ValueError("strategy thompson needs two or more candidates")

@@ -208,6 +208,7 @@ def judge_canary(
         model=model,
         rubric=spec.judge_rubric,
         limit=limit,
+        method=spec.judge_method,
     )
 
 
@@ -306,10 +307,11 @@ class Controller:
         self.replica = replica
         self.interval_s = interval_s
 
-    def judge(self, *, limit: int = 32) -> dict[str, int]:
+    def judge(self, *, limit: int = 8) -> dict[str, int]:
         """Judge pending shadow pairs of the live canaries with a judge that this replica
         leads: ``{logical: pairs judged}`` (the gateway runs it beside :meth:`tick`, so a slow
-        judge never delays a rollback)."""
+        judge never delays a rollback). Passes are small (``limit`` pairs each), so verdicts
+        count as they come instead of after a long batch."""
         with self.serving.db.read() as session:
             rows = session.scalars(
                 select(CanaryRow).where(col(CanaryRow.state).not_in(sorted(FINAL_STATES)))

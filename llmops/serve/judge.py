@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Integer, func, select, update
 from sqlmodel import col
@@ -138,6 +138,7 @@ def judge_pairs(
     limit: int = 32,
     concurrency: int = 4,
     timeout_s: float = 60.0,
+    method: Literal["generate", "likelihood"] = "generate",
 ) -> JudgeOutcome:
     """Judge up to ``limit`` unjudged pairs of ``candidates`` (model versions) on ``logical``
     made since ``since``. A pair the judge could not be reached for waits for the next pass,
@@ -167,7 +168,7 @@ def judge_pairs(
         return JudgeOutcome(0)
     from llmops._redact import Redactor
 
-    results = asyncio.run(_judge_all(serving, pairs, model, rubric, concurrency, timeout_s))
+    results = asyncio.run(_judge_all(serving, pairs, model, rubric, concurrency, timeout_s, method))
     # A judge's error may echo its key (as OpenAI-style 401s do): nothing stored keeps one.
     scrub = Redactor([model.api_key_env] if model.api_key_env else [])
     results = [
@@ -210,6 +211,10 @@ MAX_SHOWN = 20_000
 so): a hostile request cannot blow the judge prompt's render limit or the judge's context."""
 
 
+_local_judges: dict[str, Any] = {}
+"""Local (transformers) judge providers by identity (weights), kept for later passes."""
+
+
 async def _judge_all(
     serving: Serving,
     pairs: Any,
@@ -217,6 +222,7 @@ async def _judge_all(
     rubric: str,
     concurrency: int,
     timeout_s: float,
+    method: Literal["generate", "likelihood"] = "generate",
 ) -> list[tuple[str | None, bool | None, dict[str, Any], bool]]:
     from llmops.evals.engine import Engine, RunStats
     from llmops.evals.judging import Judges, for_judge, model_key
@@ -225,10 +231,12 @@ async def _judge_all(
 
     if serving.prompts is None:
         raise RuntimeError("this Serving has no prompt registry for the judge's prompts")
-    judge = JudgeSpec(model=model, mode="pairwise", rubric=rubric)
+    judge = JudgeSpec(model=model, mode="pairwise", rubric=rubric, method=method)
     resolver = serving.resolver() if serving.resolver is not None else None
     prompts = serving.prompts()
     provider = make_provider(model, models=resolver, timeout_s=timeout_s)
+    if model.provider == "transformers":  # keyed by its weights' digests: they load once
+        provider = _local_judges.setdefault(provider.key, provider)
     try:
         engine = Engine(
             _Limits(max_retries=2, timeout_s=timeout_s),

@@ -38,7 +38,9 @@ steps:
       logical: bot
       stable: tiny-lora@1
       candidate: tiny-lora@2
-      spec: {{steps: [50, 100], min_requests: 4, min_seconds: 0, min_stable_requests: 4}}
+      spec: {{steps: [50, 100], min_requests: 4, min_seconds: 0, min_stable_requests: 4,
+              judge_model: {{provider: transformers, name: tiny@1}}, judge_method: likelihood,
+              judge_sample: 1.0, min_judged: 2}}
       traffic: {{requests: 300, batch: 8, pause_s: 0.3, max_tokens: 4}}
 """, encoding="utf-8")  # fmt: skip
     try:
@@ -48,6 +50,13 @@ steps:
         assert canary.status == "ran", canary.error
         assert canary.outputs["state"] in ("promoted", "rolled_back")
         assert canary.outputs["decisions"][0] == "start" and canary.outputs["reason"]
+        # Mirrored requests were judged by the tiny model through verdict-word likelihoods.
+        judged = canary.outputs["judged"]
+        assert judged["judged"] >= 2
+        assert judged["wins"] + judged["ties"] + judged["losses"] == judged["judged"]
+        pairs = ws.serving.shadow_pairs("bot", limit=1000)
+        replies = [r for p in pairs for r in ((p["judge_details"] or {}).get("replies") or [])]
+        assert replies and all(r.startswith("likelihood: P(A)=") for r in replies)
         if canary.outputs["state"] == "promoted":
             assert ws.serving.traffic.get("bot").stable == "tiny-lora@2"
         again = ws.run_pipeline()

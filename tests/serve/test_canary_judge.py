@@ -286,6 +286,9 @@ def test_bad_judge_specs_are_one_line_errors(judged_ws: Workspace) -> None:
     with pytest.raises(InputError, match="api_base carries credentials"):
         canaries.start("support-bot", candidate="support-lora@2",
                        judge_model={"name": "j", "api_base": "http://u:sk-1@h/v1"})  # fmt: skip
+    with pytest.raises(InputError, match="likelihood' needs token log-probabilities"):
+        canaries.start("support-bot", candidate="support-lora@2", judge_method="likelihood",
+                       judge_model={"provider": "litellm", "name": "gpt-4o-mini"})  # fmt: skip
     canaries.start("support-bot", candidate="support-lora@2")
     with pytest.raises(InputError, match="has no judge"):
         canaries.judge("support-bot")
