@@ -48,6 +48,9 @@ def _prefect_settings(ws: Workspace) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    # Its temporary server starts as a subprocess: 20 s (Prefect's default) is not enough on
+    # a busy 2-core machine, where a start of 25 s was seen.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def with_prefect(ws: Workspace, pipeline: Pipeline, body: Callable[[Executor], str]) -> str:
