@@ -124,11 +124,23 @@ def _canary_run(ctx: StepContext, p: CanaryParams) -> dict[str, Any]:
         status = serving.canaries.rollback(p.logical, reason=f"no decision after {sent} requests")
     last = status.decisions[-1] if status.decisions else None
     reason = last.reason if last else status.reason
+    quality = status.analysis.get("quality") or {}
+    judged = {k: quality[k] for k in ("judged", "wins", "ties", "losses") if k in quality}
+    if judged:
+        consistency = quality.get("position_consistency")
+        shown = "n/a" if consistency is None else f"{consistency:.2f}"
+        weak = consistency is None or consistency < 0.5
+        ctx.log(f"judged {judged['judged']} mirrored pairs: candidate won {judged['wins']},"
+                f" tied {judged['ties']}, lost {judged['losses']}; position consistency {shown}"
+                + (" -- the judge mostly picks by position: its verdicts say little"
+                   if weak else ""))  # fmt: skip
+    ctx.log(f"{p.candidate}: {status.state} ({reason})")
     if p.require_promotion and status.state != "promoted":
         raise StepFailed(f"the canary of {p.candidate} ended {status.state}: {reason}",
                          hint=f"llmops canary status {p.logical}")  # fmt: skip
     return {"state": status.state, "requests": sent, "reason": reason,
-            "decisions": [d.action for d in status.decisions]}  # fmt: skip
+            "decisions": [d.action for d in status.decisions],
+            **({"judged": judged} if judged else {})}  # fmt: skip
 
 
 SERVING_KINDS: dict[str, Kind] = {

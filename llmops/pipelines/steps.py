@@ -16,6 +16,7 @@ API and returns JSON outputs that later steps reference as ``${step.output}``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,13 +255,50 @@ def _eval_run(ctx: StepContext, p: EvalParams) -> dict[str, Any]:
     rates = {t.name: t.pass_rate or 0.0 for t in summary.targets} if summary else {}
     errors = sum(t.errors for t in summary.targets) if summary else 0
     ctx.log(f"run {run.run_id}: " + ", ".join(f"{k} {v:.0%}" for k, v in rates.items()))
+    judged = _judge_lines(summary) if summary else {}
+    for line in judged.pop("lines", []):
+        ctx.log(line)
     low = [f"{k} {rates.get(k, 0.0):.0%} < {v:.0%}" for k, v in p.min_pass_rate.items()
            if rates.get(k, 0.0) < v]  # fmt: skip
     if low or (p.max_errors is not None and errors > p.max_errors):
         why = "; ".join(low) or f"{errors} errored case(s) > {p.max_errors}"
         raise StepFailed(f"eval run {run.run_id} did not pass: {why}",
                          hint=f"llmops eval show {run.run_id}")  # fmt: skip
-    return {"run_id": run.run_id, "pass_rate": rates, "errors": errors}
+    return {"run_id": run.run_id, "pass_rate": rates, "errors": errors, **judged}
+
+
+WEAK_KAPPA = 0.4
+"""Below this Cohen's kappa against people's labels, a judge is called weak (Landis and
+Koch's "moderate" agreement starts at 0.41)."""
+
+
+def _judge_lines(summary: Any) -> dict[str, Any]:
+    """What the run's judge said and how far people agree with it: log lines and outputs."""
+    out: dict[str, Any] = {"lines": []}
+    if summary.pairwise is not None:
+        pw = summary.pairwise
+        wins = ", ".join(f"{k} {v}" for k, v in pw.wins.items())
+        consistency = summary.position_consistency
+        out["lines"].append(
+            f"judge (pairwise): wins {wins}, ties {pw.ties}, judge errors {pw.judge_errors},"
+            f" position consistency {'n/a' if consistency is None else f'{consistency:.2f}'}"
+        )
+        out["judge_wins"] = dict(pw.wins)
+    for kind, cal in (summary.calibration or {}).items():
+        kappa = cal.get("kappa")
+        known = isinstance(kappa, int | float) and math.isfinite(kappa)
+        agree = round((cal.get("agreement") or 0) * cal["n"])
+        line = f"judge vs human labels ({kind}): agrees on {agree} of {cal['n']}, " + (
+            f"Cohen's kappa {kappa:.2f}" if known else "Cohen's kappa undefined"
+        )
+        if not known or kappa < WEAK_KAPPA:
+            line += (
+                f" -- a weak judge (kappa < {WEAK_KAPPA}): do not gate on its verdicts;"
+                " calibrate a stronger one against these labels first"
+            )
+        out["lines"].append(line)
+        out[f"judge_kappa_{kind}"] = kappa
+    return out
 
 
 # -- promote -------------------------------------------------------------------------------

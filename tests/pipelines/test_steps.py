@@ -124,3 +124,45 @@ def test_an_eval_step_can_test_the_adapter_just_trained(ws_root: Path) -> None:
     )
     assert pinned.digest != plain.digest and pinned.name == plain.name
     ws.close()
+
+
+def test_an_eval_step_reports_its_judge_and_the_judges_agreement_with_people(
+    ws_root: Path, tmp_path: Path
+) -> None:
+    """A judge that always names the first answer shown is position-biased: every pair is a
+    tie, it agrees with no human label, and the step says it is weak (and why)."""
+    from tests.evals.conftest import is_judge, user_text
+    from tests.evals.test_judge import pair_targets
+
+    def respond(body: dict[str, object]) -> str:
+        return "A" if is_judge(body) else ("Paris" if "formal" in user_text(body) else "?")
+
+    with MockServer(respond) as server:
+        suite = write_suite(
+            ws_root,
+            server.url,
+            targets=pair_targets(server.url),
+            cases="\n  - {vars: {country: France}, human: B}\n"
+            "  - {vars: {country: Spain}, human: B}\n",
+            extra="judge: {mode: pairwise, method: likelihood,"
+            f' model: {{provider: openai, name: j, api_base: "{server.url}"}}}}\n',
+        )
+        (ws_root / "pipeline.yaml").write_text(
+            f"steps:\n  - {{name: eval, step: eval, params: {{suite: {suite.name}}}}}\n",
+            encoding="utf-8",
+        )
+        ws = Workspace.open(ws_root)
+        lines: list[str] = []
+        try:
+            run = ws.run_pipeline(log=lines.append)
+        finally:
+            ws.close()
+    step = run.step("eval")
+    assert step.status == "ran", step.error
+    assert step.outputs["judge_wins"] == {"plain": 0, "formal": 0}
+    assert step.outputs["judge_kappa_pairwise"] == 0.0
+    text = "\n".join(lines)
+    assert "judge (pairwise): wins plain 0, formal 0, ties 2" in text
+    assert "position consistency 0.00" in text
+    assert "judge vs human labels (pairwise): agrees on 0 of 2" in text
+    assert "a weak judge" in text
