@@ -19,10 +19,12 @@ from llmops.artifacts.tensors import UnsafeFileError
 from llmops.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
+    from llmops.artifacts._hashcache import HashCache
     from llmops.artifacts.store import ArtifactStore, PushResult
 
 __all__ = [
     "INDEX_FILE",
+    "bytes_digest",
     "folder_digest",
     "import_model",
     "shard_folder",
@@ -199,7 +201,9 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def _file_digest(path: Path) -> str:
+def bytes_digest(path: Path) -> str:
+    """``blake3:`` of a file's bytes, read in 8 MiB blocks (not the store's chunked file
+    digest: this names a source file as it is)."""
     import blake3
 
     h = blake3.blake3()
@@ -209,13 +213,13 @@ def _file_digest(path: Path) -> str:
     return "blake3:" + h.hexdigest()
 
 
-def folder_digest(folder: Path) -> str:
+def folder_digest(folder: Path, *, cache: HashCache | None = None) -> str:
     """A local model folder's identity: the digest of the manifest its files make, the same as
     the artifact digest of those files once pushed (same files, same digest), without storing
-    them."""
+    them (with a store's hash ``cache``, unchanged files are not read again)."""
     from llmops.artifacts.transfer import manifest_of
 
-    return manifest_of(folder).digest()
+    return manifest_of(folder, cache=cache).digest()
 
 
 def import_model(
@@ -233,7 +237,7 @@ def import_model(
     announce = step or (lambda _text: None)
     src = Path(source)
     if src.is_file() and src.suffix == ".gguf":
-        source_digest = _file_digest(src)
+        source_digest = bytes_digest(src)
         for version in store.ls(name):
             if version.meta.get("source_digest") == source_digest:
                 # Converting takes half a minute; the same GGUF always gives the same weights.

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import blake3
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmops.errors import InputError, LLMOpsError
@@ -60,16 +59,11 @@ class StepContext:
 
 def content_digest(path: Path, *, ws: Workspace | None = None) -> str:
     """``blake3:`` of a file's bytes, or of a folder's manifest (names and contents)."""
-    if path.is_dir():
-        from llmops.artifacts.transfer import manifest_of
+    from llmops.artifacts.models import bytes_digest, folder_digest
 
-        cache = ws.artifacts.hash_cache if ws is not None else None
-        return str(manifest_of(path, cache=cache).digest())
-    h = blake3.blake3()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return f"blake3:{h.hexdigest()}"
+    if path.is_dir():
+        return folder_digest(path, cache=ws.artifacts.hash_cache if ws is not None else None)
+    return bytes_digest(path)
 
 
 class _Params(BaseModel):
