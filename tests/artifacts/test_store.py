@@ -223,8 +223,7 @@ def test_a_full_staging_disk_is_store_full_and_leaves_no_staging_file(
     the same one-line "is full" error, not a raw OSError traceback."""
     import errno
 
-    from llmops.artifacts import StoreFullError
-    from llmops.artifacts import transfer
+    from llmops.artifacts import StoreFullError, transfer
 
     class FullFile:
         def __init__(self, fh: object) -> None:
@@ -243,7 +242,7 @@ def test_a_full_staging_disk_is_store_full_and_leaves_no_staging_file(
         self.fh = FullFile(self.fh)  # type: ignore[assignment]
 
     monkeypatch.setattr(transfer._PackWriter, "_open", open_full)
-    with pytest.raises(StoreFullError, match="staging folder .* is full"):
+    with pytest.raises(StoreFullError, match=r"staging folder .* is full"):
         store.push(make_model(), name="m")
     monkeypatch.undo()
     assert store.ls() == []
