@@ -197,6 +197,13 @@ def start(
     judge_rubric: Annotated[
         str | None, typer.Option("--judge-rubric", help="What the judge compares on.")
     ] = None,
+    judge_method: Annotated[
+        str | None,
+        typer.Option(
+            "--judge-method",
+            help="generate (default) or likelihood: the verdict words' probabilities.",
+        ),
+    ] = None,
     min_win_rate: Annotated[
         float | None,
         typer.Option("--min-win-rate", help="Roll back below this judged win rate (0.45)."),
@@ -254,6 +261,7 @@ def start(
         "alpha": alpha,
         "judge_model": _judge_model(judge_model) if judge_model is not None else None,
         "judge_rubric": judge_rubric,
+        "judge_method": judge_method,
         "min_win_rate": min_win_rate,
         "min_judged": min_judged,
         "judge_sample": judge_sample,

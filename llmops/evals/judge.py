@@ -152,16 +152,19 @@ CHOICES: dict[str, tuple[str, ...]] = {
 """The verdict words a likelihood judge is scored on, by kind of judgement."""
 
 
-def likelihood_verdict(choices: tuple[str, ...], logprobs: Sequence[float]) -> dict[str, float]:
-    """Each verdict word's probability, normalized over ``choices`` (uniform when the judge
-    gave none of them any probability)."""
+def likelihood_verdict(
+    choices: tuple[str, ...], logprobs: Sequence[float]
+) -> tuple[dict[str, float], float] | None:
+    """Each verdict word's probability normalized over ``choices``, and the share of the
+    judge's probability the words had at all; None when it gave none of them any."""
     finite = [x for x in logprobs if not math.isinf(x)]
     if not finite:
-        return dict.fromkeys(choices, 1 / len(choices))
+        return None
     top = max(finite)
     weights = [0.0 if math.isinf(x) else math.exp(x - top) for x in logprobs]
     total = sum(weights)
-    return {c: w / total for c, w in zip(choices, weights, strict=True)}
+    mass = min(1.0, math.exp(top) * total)
+    return {c: w / total for c, w in zip(choices, weights, strict=True)}, mass
 
 
 def ensure_judge_prompts(prompts: PromptRegistry) -> dict[str, PromptVersion]:

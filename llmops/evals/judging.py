@@ -107,8 +107,14 @@ class Judges:
             elif choices and len(reply.choice_logprobs) != len(choices):
                 out.append(_Reply("", "judge error: the provider scored no verdict words"))
             elif choices:
-                probs = likelihood_verdict(choices, reply.choice_logprobs)
+                scored = likelihood_verdict(choices, reply.choice_logprobs)
+                if scored is None:
+                    words = "/".join(choices)
+                    out.append(_Reply("", f"judge error: no likely reply starts with {words}"))
+                    continue
+                probs, mass = scored
                 text = "likelihood: " + ", ".join(f"P({c})={p:.3f}" for c, p in probs.items())
+                text += f" (the verdict words held {mass:.1%} of the judge's probability)"
                 out.append(_Reply(text, None, probs))
             else:
                 out.append(_Reply(reply.text, None))

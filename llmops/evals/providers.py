@@ -217,27 +217,37 @@ class OpenAIProvider:
 
 
 def _first_token_scores(data: Any, choices: tuple[str, ...], url: str) -> tuple[float, ...]:
-    """Each choice's log-probability from a reply's ``top_logprobs`` of its first token: the
-    tokens (stripped) that begin exactly one choice count for it; a choice none begins is -inf.
+    """Each choice's log-probability from a reply's ``top_logprobs`` of its first token: a
+    token counts for the one choice it begins, compared without case, spaces or trailing
+    punctuation (``Pass``, `` A:``); a choice no likely token begins is -inf.
 
     Raises:
-        ProviderError: The server sent no log-probabilities (it does not support them).
+        ProviderError: The server sent no log-probabilities (it does not support them), or
+            malformed ones (not a number, NaN, above 0).
     """
     try:
         top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-        seen = [(str(t["token"]).strip(), float(t["logprob"])) for t in top]
-    except (KeyError, IndexError, TypeError, ValueError):
+        pairs = [(t["token"], t["logprob"]) for t in top]
+    except (KeyError, IndexError, TypeError):
         raise ProviderError(
             f"{url} sent no top_logprobs for the first token, which judge.method 'likelihood'"
             " needs; use a server that supports logprobs (vLLM, OpenAI) or method 'generate'",
             retryable=False,
         ) from None
     scores = [-math.inf] * len(choices)
-    for token, logprob in seen:
-        owners = [i for i, c in enumerate(choices) if token and c.startswith(token)]
+    for token, logprob in pairs:
+        ok = isinstance(logprob, int | float) and not isinstance(logprob, bool)
+        if not ok or math.isnan(logprob) or logprob > 1e-6 or not isinstance(token, str):
+            raise ProviderError(
+                f"{url} sent a malformed top_logprobs entry (token {str(token)[:40]!r},"
+                f" logprob {str(logprob)[:40]!r}): a log-probability is a number <= 0",
+                retryable=False,
+            )
+        word = token.strip().rstrip(".,:;!?)\"'").upper()
+        owners = [i for i, c in enumerate(choices) if word and c.upper().startswith(word)]
         if len(owners) == 1:
-            i = owners[0]
-            high, low = max(scores[i], logprob), min(scores[i], logprob)
+            i, value = owners[0], min(float(logprob), 0.0)
+            high, low = max(scores[i], value), min(scores[i], value)
             scores[i] = high if math.isinf(low) else high + math.log1p(math.exp(low - high))
     return tuple(scores)
 

@@ -445,16 +445,21 @@ class EvalRuns:
         }
 
     def _calibration(self, run_id: str, pairs: builtins.list[dict[str, Any]]) -> dict[str, Any]:
-        query = select(col(EvalResult.passed), col(EvalResult.human)).where(
-            col(EvalResult.run_id) == run_id,
-            col(EvalResult.human).is_not(None),
-            col(EvalResult.passed).is_not(None),
+        from llmops.evals.scorers import MODEL_GRADED
+
+        query = select(col(EvalResult.assertions), col(EvalResult.human)).where(
+            col(EvalResult.run_id) == run_id, col(EvalResult.human).is_not(None)
         )
         with self.db.connect() as conn:
             labelled = conn.execute(query).all()
         # A case's label is about one answer (pass/fail) or about a pair (A/B/TIE): each kind
-        # calibrates only the judgements it is about.
-        single = [(p, str(h).lower()) for p, h in labelled if str(h).lower() in ("pass", "fail")]
+        # calibrates only the judgements it is about. A single answer's judgement is what its
+        # judge-graded assertions said (all passed), never its other checks.
+        single = []
+        for assertions, h in labelled:
+            graded = [a.get("passed") for a in assertions or [] if a.get("type") in MODEL_GRADED]
+            if str(h).lower() in ("pass", "fail") and graded and None not in graded:
+                single.append((all(graded), str(h).lower()))
         out: dict[str, Any] = {}
         if single:
             judge = ["pass" if p else "fail" for p, _ in single]

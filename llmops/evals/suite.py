@@ -175,8 +175,9 @@ class JudgeSpec(_Spec):
     """``generate``: the judge writes a reply with its verdict, which is parsed. ``likelihood``:
     nothing is generated; the judge's probability of each verdict word (PASS/FAIL, or A/B/TIE)
     as its reply is the verdict, and P(PASS) the score. A small local model can follow the
-    latter where it cannot write a verdict (providers ``transformers``, or ``openai`` with a
-    server that sends ``top_logprobs``)."""
+    latter where it cannot write a verdict (providers ``transformers``, which scores each
+    whole word, or ``openai`` with a server that sends ``top_logprobs``, which scores the
+    first token). A custom ``prompt`` must ask for the bare word."""
     rubric: str = "The answer is correct, relevant and follows the instructions."
     """What pairwise judging compares on, and the rubric of ``llm-rubric`` without a value."""
     epochs: int = Field(default=1, ge=1, le=20)
@@ -188,10 +189,15 @@ class JudgeSpec(_Spec):
     @model_validator(mode="after")
     def _likelihood(self) -> JudgeSpec:
         if self.method == "likelihood":
-            if self.pattern or self.field:
+            if self.pattern is not None or self.field is not None:
                 raise ValueError(
                     "judge.pattern and judge.field read a written reply; method 'likelihood'"
                     " writes none (drop them, or use method 'generate')"
+                )
+            if self.epochs > 1:
+                raise ValueError(
+                    "judge.epochs repeats sampled verdicts; a likelihood judge's is the same"
+                    " every time (use epochs: 1, or method 'generate')"
                 )
             for model in self.judges:
                 if model.provider not in ("transformers", "openai"):

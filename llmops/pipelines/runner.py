@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 from llmops.db.timestamps import utcnow
 from llmops.errors import ConflictError, InputError, LLMOpsError
 from llmops.pipelines.records import PipelineRunRecord
-from llmops.pipelines.spec import REFERENCE, Pipeline, StepSpec, load_pipeline, local_module
+from llmops.pipelines.spec import (
+    REFERENCE,
+    Pipeline,
+    StepSpec,
+    load_pipeline,
+    local_imports,
+    local_module,
+)
 from llmops.pipelines.steps import KINDS, StepContext, StepFailed, content_digest
 
 if TYPE_CHECKING:
@@ -105,14 +112,23 @@ def _source_digest(fn: Callable[..., Any]) -> str:
     return "sha256:" + hashlib.sha256(source.encode()).hexdigest()
 
 
+def _is_local(module: str, folder: Path) -> bool:
+    """Whether an imported module's file lies in the pipeline's folder."""
+    file = getattr(sys.modules.get(module), "__file__", None)
+    return bool(file) and Path(str(file)).resolve().is_relative_to(folder.resolve())
+
+
 def _function(step: StepSpec, folder: Path) -> Callable[..., Any]:
     module, _, name = str(step.python).partition(":")
     with _on_path(folder):
-        if (
-            local_module(module, folder) is not None
-        ):  # the user's code: imported afresh, edits take effect
-            for loaded in [m for m in sys.modules if m == module or m.startswith(module + ".")]:
-                del sys.modules[loaded]
+        if local_module(module, folder) is not None:  # the user's code: imported afresh, with
+            # the folder's modules it imports, so that edits to any of them take effect
+            fresh = {module, *local_imports(module, folder)}
+            stale = [m for m in sys.modules
+                     if any(m == f or m.startswith(f + ".") for f in fresh)]  # fmt: skip
+            for loaded in stale:
+                if loaded == module or _is_local(loaded, folder):
+                    del sys.modules[loaded]
             importlib.invalidate_caches()
         fn = getattr(importlib.import_module(module), name, None)
     if not callable(fn):
@@ -139,6 +155,10 @@ class _Plan:
                 "source": _source_digest(fn),
                 "inputs": {p: content_digest(ctx.path(p), ws=ctx.ws) for p in step.inputs},
             }
+            module = str(step.python).partition(":")[0]
+            imported = local_imports(module, ctx.folder) if local_module(module, ctx.folder) else {}
+            if imported:  # the folder's modules the step's code imports count as its code
+                fingerprint["imports"] = {m: content_digest(f) for m, f in imported.items()}
             self._run = lambda: fn(ctx, **self.raw_params)
         # a built-in kind reads upstream outputs only through its parameters (resolved above,
         # so in the key); a function gets them all (ctx.upstream), so they all count

@@ -396,6 +396,41 @@ def local_module(module: str, folder: Path) -> Path | None:
     return None
 
 
+def local_imports(module: str, folder: Path) -> dict[str, Path]:
+    """The pipeline folder's modules that ``module`` imports, directly or through each other
+    (read from their source, not imported): ``{name: file}``, ``module`` itself left out."""
+    import ast
+
+    found: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        file = local_module(name, folder)
+        if file is None or (name in found and name != module):
+            continue
+        if name != module:
+            found[name] = file
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"), str(file))
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+            continue  # the import itself reports it
+        package = name if file.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the module's own package upwards
+                    parts = package.split(".") if package else []
+                    parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                    base = ".".join([*parts, *([base] if base else [])])
+                if base:
+                    todo.append(base)
+                todo += [f"{base}.{a.name}" if base else a.name for a in node.names]
+        todo = [t for t in todo if t and t != module and t not in found]
+    return found
+
+
 def _find(module: str, folder: Path) -> Any:
     """The module's spec: a file of the pipeline's folder first (whatever this process
     imported under that name before), else wherever Python finds it."""

@@ -92,10 +92,16 @@ class CanarySpec(BaseModel):
     def _shadow_needs_judge(self) -> CanarySpec:
         if self.shadow_first and self.judge_model is None:
             raise ValueError("shadow_first needs a judge_model to judge the shadow pairs")
-        if self.judge_model is not None and self.judge_method == "likelihood":
+        if self.judge_method == "likelihood":
             from llmops.evals.suite import JudgeSpec
 
-            JudgeSpec(model=self.judge, method="likelihood")  # a provider that can score words
+            if self.judge_model is None:
+                raise ValueError("judge_method 'likelihood' needs a judge_model")
+            try:  # a provider that can score words
+                JudgeSpec(model=self.judge, method="likelihood")
+            except ValidationError as exc:
+                why = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                raise ValueError(why.replace("judge.method", "judge_method")) from None
         if self.strategy == "thompson":
             if len(self.candidates) < 2:
                 raise ValueError("strategy thompson needs two or more candidates")

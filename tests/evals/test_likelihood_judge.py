@@ -23,16 +23,62 @@ from tests.evals.test_judge import pair_targets
 
 
 def test_probabilities_are_normalized_over_the_verdict_words() -> None:
-    probs = likelihood_verdict(("A", "B", "TIE"), (math.log(0.2), math.log(0.6), -math.inf))
+    scored = likelihood_verdict(("A", "B", "TIE"), (math.log(0.2), math.log(0.6), -math.inf))
+    assert scored is not None
+    probs, mass = scored
     assert probs == pytest.approx({"A": 0.25, "B": 0.75, "TIE": 0.0})
-    assert likelihood_verdict(("PASS", "FAIL"), (-math.inf, -math.inf)) == {
-        "PASS": 0.5,
-        "FAIL": 0.5,
-    }
+    assert mass == pytest.approx(0.8)
+    # No verdict word had any probability: no verdict (a judge error), not a coin flip.
+    assert likelihood_verdict(("PASS", "FAIL"), (-math.inf, -math.inf)) is None
     # Very unlikely words everywhere still normalize (no underflow to 0/0).
-    assert likelihood_verdict(("PASS", "FAIL"), (-2000.0, -2001.0))["PASS"] == pytest.approx(
-        1 / (1 + math.exp(-1))
+    low = likelihood_verdict(("PASS", "FAIL"), (-2000.0, -2001.0))
+    assert low is not None and low[0]["PASS"] == pytest.approx(1 / (1 + math.exp(-1)))
+
+
+def _reply(top: list[tuple[object, object]]) -> dict[str, object]:
+    entries = [{"token": t, "logprob": lp} for t, lp in top]
+    return {"choices": [{"logprobs": {"content": [{"top_logprobs": entries}]}}]}
+
+
+def test_first_token_matching_ignores_case_spaces_and_trailing_punctuation() -> None:
+    from llmops.evals.providers import _first_token_scores
+
+    scores = _first_token_scores(_reply([(" Pass", -0.05), ("FAIL.", -3.0)]), ("PASS", "FAIL"), "u")
+    assert scores == pytest.approx((-0.05, -3.0))
+    pair = _first_token_scores(
+        _reply([("A:", -0.1), (" b", -2.0), ("T", -4)]), ("A", "B", "TIE"), "u"
     )
+    assert pair == pytest.approx((-0.1, -2.0, -4.0))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 5.0, True, "-0.1", None], ids=repr)
+def test_malformed_logprobs_are_judge_errors_not_verdicts(bad: object) -> None:
+    from llmops.evals.providers import ProviderError, _first_token_scores
+
+    with pytest.raises(ProviderError, match="malformed top_logprobs entry"):
+        _first_token_scores(_reply([("PASS", bad), ("FAIL", -3.0)]), ("PASS", "FAIL"), "u")
+
+
+def test_a_judge_whose_likely_replies_are_not_verdict_words_gives_judge_errors(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    def respond(body: dict[str, Any]) -> str:
+        return "Maybe" if is_judge(body) else "Paris"
+
+    with MockServer(respond) as server:
+        suite = write_suite(
+            tmp_path,
+            server.url,
+            cases="""
+  - vars: {country: France}
+    assert: [{type: llm-rubric, value: names the capital}]
+""",
+            extra=_likelihood_judge(server.url, mode="single"),
+        )
+        run = ws.evaluate(suite).run
+    result = next(ws.evals.results(run.run_id))
+    assert result["passed"] is None
+    assert "no likely reply starts with PASS/FAIL" in str(result["assertions"][0]["reason"])
 
 
 def _likelihood_judge(url: str, mode: str = "pairwise") -> str:
@@ -176,6 +222,10 @@ judge:
     [
         ("{method: likelihood, pattern: 'V: (\\w+)', model: {provider: transformers, name: m}}",
          "writes none"),
+        ("{method: likelihood, pattern: '', model: {provider: transformers, name: m}}",
+         "writes none"),
+        ("{method: likelihood, epochs: 3, model: {provider: transformers, name: m}}",
+         "same every time"),
         ("{method: likelihood, model: {provider: litellm, name: gpt-4o-mini}}",
          "provider 'litellm'"),
     ],
@@ -191,3 +241,56 @@ def test_likelihood_judges_refuse_what_cannot_work(
     )
     with pytest.raises(SuiteError, match=message):
         ws.evaluate(suite)
+
+
+def test_single_calibration_is_the_judges_verdict_not_the_other_checks(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """The judge passes both answers; a literal check fails one. People said pass to both:
+    the judge agrees with them twice, whatever the literal check said. A suite with no judge
+    gives no calibration at all."""
+
+    def respond(body: dict[str, Any]) -> str:
+        return "PASS" if is_judge(body) else "Paris"
+
+    with MockServer(respond) as server:
+        judged = write_suite(
+            tmp_path,
+            server.url,
+            cases="""
+  - vars: {country: France}
+    human: pass
+    assert: [{type: llm-rubric, value: ok}, {type: contains, value: Paris}]
+  - vars: {country: Spain}
+    human: pass
+    assert: [{type: llm-rubric, value: ok}, {type: contains, value: Madrid}]
+""",
+            extra=_likelihood_judge(server.url, mode="single"),
+        )
+        out = ws.evaluate(judged).to_json()
+        literal = write_suite(
+            tmp_path,
+            server.url,
+            name="literal.yaml",
+            cases="""
+  - {vars: {country: France}, human: fail, assert: [{type: contains, value: Paris}]}
+""",
+        )
+        plain = ws.evaluate(literal).to_json()
+    assert out["calibration"]["single"]["n"] == 2
+    assert out["calibration"]["single"]["agreement"] == 1.0
+    assert "single" not in (plain.get("calibration") or {})
+
+
+def test_canary_likelihood_judges_are_checked_when_the_canary_starts() -> None:
+    from llmops.errors import InputError
+    from llmops.serve.canary import parse_spec
+
+    with pytest.raises(InputError, match="judge_method 'likelihood' needs a judge_model"):
+        parse_spec({"judge_method": "likelihood"})
+    with pytest.raises(InputError, match="judge_method 'likelihood' needs token log-prob"):
+        parse_spec({"judge_method": "likelihood",
+                    "judge_model": {"provider": "litellm", "name": "gpt-4o-mini"}})  # fmt: skip
+    spec = parse_spec({"judge_method": "likelihood",
+                       "judge_model": {"provider": "transformers", "name": "m"}})  # fmt: skip
+    assert spec.judge_method == "likelihood"

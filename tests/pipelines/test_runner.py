@@ -166,3 +166,32 @@ def test_a_lock_held_in_this_process_is_a_conflict(root: Path) -> None:
         ws.run_pipeline("pipeline.yaml")
     assert ws.run_pipeline("pipeline.yaml").status == "completed"  # released
     ws.close()
+
+
+def test_an_edit_to_a_local_module_a_step_imports_reruns_it_with_the_new_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``stepcode`` imports ``helpers.rates`` (a package of the pipeline's folder) and
+    ``.shared`` relatively: editing either is an edit of the step, and the rerun (in the same
+    process, as a notebook would) uses the new code."""
+    monkeypatch.delenv("LLMOPS_DB_URL", raising=False)
+    ws = Workspace.init(tmp_path / "ws", examples=False)
+    (ws.root / "helpers").mkdir()
+    (ws.root / "helpers" / "__init__.py").write_text("from .shared import BASE\n")
+    (ws.root / "helpers" / "shared.py").write_text("BASE = 10\n")
+    (ws.root / "helpers" / "rates.py").write_text("RATE = 2\n")
+    (ws.root / "stepcode.py").write_text(
+        "from helpers.rates import RATE\nimport helpers\n\n"
+        "def compute(ctx):\n    return {'value': RATE * helpers.BASE}\n"
+    )
+    (ws.root / "pipeline.yaml").write_text("steps:\n  - {name: calc, python: 'stepcode:compute'}\n")
+    first = ws.run_pipeline()
+    assert first.step("calc").outputs == {"value": 20}
+    assert ws.run_pipeline().step("calc").status == "cached"
+    (ws.root / "helpers" / "rates.py").write_text("RATE = 3\n")
+    second = ws.run_pipeline()
+    assert second.step("calc").status == "ran" and second.step("calc").outputs == {"value": 30}
+    (ws.root / "helpers" / "shared.py").write_text("BASE = 100\n")
+    third = ws.run_pipeline()
+    assert third.step("calc").status == "ran" and third.step("calc").outputs == {"value": 300}
+    ws.close()
