@@ -79,7 +79,8 @@ class StepSpec(_Spec):
     step: str | None = None
     """``prompts``, ``data``, ``train``, ``eval`` or ``promote``."""
     python: str | None = None
-    """``module:function``, called as ``function(ctx, **params)``; returns its outputs."""
+    """``module:function``, called as ``function(ctx, **params)``; returns its outputs. Its
+    key covers the module's file and the pipeline folder's modules it imports."""
     needs: list[str] = Field(default_factory=list)
     params: dict[str, Any] = Field(default_factory=dict)
     inputs: list[str] = Field(default_factory=list)
