@@ -1,8 +1,9 @@
 """Artifact store benchmarks (issue: artifact store). Run: python benchmarks/bench_artifacts.py
 
 Side by side in one run, on a temporary folder of the same disk:
-  1. push and pull of --gib GiB of safetensors shards into the local store, against
-     `cp -r` + `sync` of the same files (cp hashes nothing);
+  1. `llmops artifacts push` and `pull` of --gib GiB of safetensors shards (local store) as
+     whole processes, against `cp -r` of the same folder, each followed by `sync`, in
+     alternating pairs after a warm-up pair (cp hashes nothing);
   2. peak RSS of push and pull for each size in --rss-gib (separate processes);
   3. dedup: a second version with 10% of its tensors changed, and a re-push of identical content;
   4. the S3 backend against a local moto server, against boto3's own transfer manager
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,55 +78,88 @@ def sync() -> None:
     subprocess.run(["sync"], check=True)
 
 
-def bench_local(root: Path, gib: float, repeats: int) -> None:
-    """Each measurement starts after a `sync` (so no earlier writeback competes with it) and
-    ends with one (so every byte is on disk); cp and llmops alternate, and the median is kept."""
+def _run(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def _pairs(
+    ours: list[str],
+    cp: list[str],
+    *,
+    pairs: int,
+    cleanup: list[Path],
+    before_ours: Callable[[], None] = lambda: None,
+) -> tuple[list[float], list[float]]:
+    """Whole processes, each followed by ``sync`` inside its timing, then by removing what it
+    wrote and another ``sync`` (outside). Ours and cp alternate, and which goes first alternates
+    too. The first pair is a warm-up and dropped. Returns (our times, cp times)."""
+    times: dict[str, list[float]] = {"ours": [], "cp": []}
+    for i in range(pairs + 1):
+        for side in ("cp", "ours") if i % 2 == 0 else ("ours", "cp"):
+            if side == "ours":
+                before_ours()
+            sync()
+            cmd = ours if side == "ours" else cp
+            seconds = timed(lambda cmd=cmd: (_run(cmd), sync()))  # type: ignore[misc]
+            if i > 0:
+                times[side].append(seconds)
+            for path in cleanup:
+                shutil.rmtree(path, ignore_errors=True)
+            sync()
+    return times["ours"], times["cp"]
+
+
+def _report(what: str, size: int, ours_s: list[float], cp_s: list[float]) -> float:
+    ratios = [c / o for o, c in zip(ours_s, cp_s, strict=True)]
+    median = statistics.median(ours_s)
+    print(
+        f"  {what}: {median:.2f} s ({size / median / 1e9:.2f} GB/s) vs cp -r"
+        f" {statistics.median(cp_s):.2f} s; median pair ratio {statistics.median(ratios):.2f}x cp"
+        f" (range {min(ratios):.2f}-{max(ratios):.2f}); ours {_fmt(ours_s)}, cp {_fmt(cp_s)}"
+    )
+    return median
+
+
+def bench_local(root: Path, gib: float, pairs: int) -> None:
+    """``llmops artifacts push DIR --name N --kind base-model`` and ``llmops artifacts pull N@1
+    DEST`` as whole processes against ``cp -r`` of the same folder (see :func:`_pairs`), then
+    dedup of a changed version and an identical re-push."""
     from llmops import Workspace
 
-    model = make_model(root / "model", gib)
+    llmops = str(Path(sys.executable).with_name("llmops"))
+    model = make_model(root / f"model-{gib:g}", gib)
     size = du(model)
     sync()
-    time.sleep(5)  # let the disk settle after writing the model
     subprocess.run(["cat", *map(str, model.iterdir())], stdout=subprocess.DEVNULL, check=True)
-    times: dict[str, list[float]] = {"cp": [], "push": [], "pull": []}
-    # Nothing is deleted until the end: freeing blocks on this disk (mounted with `discard`)
-    # slows the writes that follow, which would tax whichever side ran next.
-    for i in range(repeats):
-        ws = Workspace.init(root / f"ws{i}", examples=False)
-        ws.artifacts  # noqa: B018 - create and migrate the registry outside the timing
-        sync()
-        times["cp"].append(
-            timed(
-                lambda: (
-                    subprocess.run(["cp", "-r", str(model), str(root / f"cp{i}")], check=True),
-                    sync(),
-                )
-            )
-        )
-        sync()
-        times["push"].append(timed(lambda: (ws.artifacts.push(model, name="m"), sync())))
-        sync()
-        times["pull"].append(timed(lambda: (ws.artifacts.pull("m", root / f"pulled{i}"), sync())))
-        if i < repeats - 1:
-            ws.close()
-    cp_s, push_s, pull_s = (statistics.median(times[k]) for k in ("cp", "push", "pull"))
-    stored = du(ws.state_dir / "store" / "packs")  # the last run's store
     print(
-        f"[local] {size / 1e9:.2f} GB of safetensors, stored as {stored / 1e9:.2f} GB;"
-        f" median of {repeats} runs, each synced before and after"
+        f"[local] {size / 1e9:.2f} GB of safetensors: whole processes, each + sync, {pairs}"
+        " alternating pairs after a warm-up pair"
     )
-    print(
-        f"  cp -r + sync      : {cp_s:6.2f} s  {size / cp_s / 1e9:.2f} GB/s  runs {_fmt(times['cp'])}"
-    )
-    print(
-        f"  push + sync       : {push_s:6.2f} s  {size / push_s / 1e9:.2f} GB/s  = {cp_s / push_s:.2f}x cp"
-        f"  runs {_fmt(times['push'])}"
-    )
-    print(
-        f"  pull + sync       : {pull_s:6.2f} s  {size / pull_s / 1e9:.2f} GB/s  = {cp_s / pull_s:.2f}x cp"
-        f"  runs {_fmt(times['pull'])}"
-    )
+    ws_dir = root / "ws"
+    Workspace.init(ws_dir, examples=False).close()
+    state = ws_dir / ".llmops"
+    empty = root / "empty-state"
+    shutil.copytree(state, empty)  # the migrated, empty registry every push starts from
 
+    def fresh_state() -> None:
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.copytree(empty, state)
+
+    copy = root / "cp"
+    push = [llmops, "--workspace", str(ws_dir), "artifacts", "push", str(model), "--name", "m",
+            "--kind", "base-model"]  # fmt: skip
+    ours, cps = _pairs(
+        push, ["cp", "-r", str(model), str(copy)], pairs=pairs, cleanup=[copy],
+        before_ours=fresh_state,
+    )  # fmt: skip
+    push_s = _report("push", size, ours, cps)
+
+    dest = root / "pulled"  # from the store the last push filled
+    pull = [llmops, "--workspace", str(ws_dir), "artifacts", "pull", "m@1", str(dest)]
+    ours, cps = _pairs(pull, ["cp", "-r", str(model), str(dest)], pairs=pairs, cleanup=[dest])
+    _report("pull", size, ours, cps)
+
+    ws = Workspace.open(ws_dir)
     changed = make_model(root / "model-v2", gib, changed_fraction=0.1)
     v2 = ws.artifacts.push(changed, name="m", kind="base-model", parents=["m@1"])
     print(
@@ -132,13 +167,13 @@ def bench_local(root: Path, gib: float, repeats: int) -> None:
         f" {v2.stats.bytes_total / 1e9:.2f} GB = {v2.stats.bytes_new / v2.stats.bytes_total:.1%}"
     )
     sync()
-    again = ws.artifacts.push(model, name="m2", kind="base-model")
+    again = ws.artifacts.push(model, name="m", kind="base-model")
     print(
-        f"  identical re-push : {again.stats.bytes_new} bytes new, {again.seconds:.2f} s ="
-        f" {again.seconds / push_s:.1%} of the first push"
+        f"  identical re-push: {again.stats.bytes_new} bytes new, {again.seconds:.3f} s in-process"
+        f" = {again.seconds / push_s:.1%} of the first push's process time"
     )
     ws.close()
-    for folder in root.iterdir():
+    for folder in (ws_dir, empty, changed, model):
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -244,10 +279,10 @@ def bench_s3(root: Path, gib: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gib", type=float, default=4.0)
+    parser.add_argument("--gib", default="1.1,4", help="sizes of the local pairs, GiB")
     parser.add_argument("--rss-gib", default="1,8")
     parser.add_argument("--s3-gib", type=float, default=1.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="pairs after the warm-up")
     parser.add_argument("--dir", default=None, help="scratch folder (default: a temp dir)")
     args = parser.parse_args()
     os.environ.setdefault("LLMOPS_USER", "bench")
@@ -256,8 +291,8 @@ def main() -> None:
     print(json.dumps({"cpus": os.cpu_count(), "python": sys.version.split()[0]}))
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
-        if args.gib > 0:
-            bench_local(root, args.gib, args.repeats)
+        for gib in [float(g) for g in args.gib.split(",") if g]:
+            bench_local(root, gib, args.repeats)
         for gib in [float(g) for g in args.rss_gib.split(",") if g]:
             bench_rss(root, gib)
         if args.s3_gib > 0:

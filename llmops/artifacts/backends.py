@@ -82,6 +82,11 @@ class Backend(Protocol):
         """Whether ``key`` exists."""
         ...
 
+    def local_file(self, key: str) -> Path | None:
+        """The file on this machine that holds ``key`` when the backend is a local folder (pulls
+        then copy its bytes in the kernel), else None."""
+        ...
+
     def delete(self, key: str) -> None:
         """Remove ``key`` (no error when it is already gone)."""
         ...
@@ -186,6 +191,9 @@ class LocalBackend:
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def local_file(self, key: str) -> Path | None:
+        return self._path(key)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -376,6 +384,9 @@ class S3Backend:
             return True
 
         return self._retry(f"HEAD {key}", head)
+
+    def local_file(self, key: str) -> Path | None:
+        return None
 
     def delete(self, key: str) -> None:
         full = self._key(key)

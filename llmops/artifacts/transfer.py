@@ -1,11 +1,18 @@
 """Streaming push of a folder into a store.
 
 Push: files are scanned and checked (no pickle weights, valid safetensors headers, no links or
-device files), cut into chunks (see :mod:`llmops.artifacts.chunking`), and worker threads read,
-hash and compress chunks in parallel (BLAKE3, zstd and ``os.pread`` all release the GIL) while the
-calling thread appends new chunks to a pack file; full packs (64 MiB) are stored and indexed in the
-background. Memory is bounded by the number of chunks in flight (two per worker, at most 16 MiB
-each), whatever the artifact's size.
+device files), cut into chunks (see :mod:`llmops.artifacts.chunking`), and worker threads hash
+chunks in parallel while the calling thread appends new chunks to a pack file; full packs (64 MiB)
+are stored and indexed in the background.
+
+Uncompressed (the default on local disk), chunk bytes never enter Python: workers hash a memory
+map of the source file, the kernel copies new chunks from the source into the pack
+(``copy_file_range``, see :mod:`llmops.artifacts._ranges`), and before a pack is stored each
+copied chunk is hashed again where it landed, so a source changed between the two reads is an
+error, never a chunk whose bytes differ from its digest. Compressed, workers read, hash and
+compress each chunk (BLAKE3, zstd and ``os.pread`` release the GIL) and the pack gets the
+compressed bytes. Memory is bounded by the chunks in flight (two per worker, at most 16 MiB each,
+and only when compressing), whatever the artifact's size.
 
 Pull lives in :mod:`llmops.artifacts.pull`.
 """
@@ -13,17 +20,20 @@ Pull lives in :mod:`llmops.artifacts.pull`.
 from __future__ import annotations
 
 import os
-import stat
 import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import NamedTuple
 
+from llmops.artifacts import _ranges
 from llmops.artifacts._hashcache import HashCache
 from llmops.artifacts._index import ChunkIndex, PackEntry
+from llmops.artifacts._ranges import ShortSource, copy_range, hash_range, write_at
+from llmops.artifacts._sources import PICKLE_SUFFIXES, check_relpath, scan
 from llmops.artifacts.backends import Backend, StoreError, disk_errors
 from llmops.artifacts.chunking import (
     Span,
@@ -33,7 +43,7 @@ from llmops.artifacts.chunking import (
     plan_safetensors,
 )
 from llmops.artifacts.manifest import ChunkRef, FileEntry, Manifest, TensorEntry, file_digest
-from llmops.artifacts.tensors import SafetensorsHeader, UnsafeFileError, read_header
+from llmops.artifacts.tensors import SafetensorsHeader, read_header
 
 __all__ = [
     "MISSING_CHUNK",
@@ -46,23 +56,18 @@ __all__ = [
     "push_tree",
 ]
 
-PICKLE_SUFFIXES = frozenset(
-    {".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".dill", ".pkl.gz"}
-)
-"""Weight formats that unpickle (run code) when loaded; refused unless ``allow_pickle``.
-Files under other names are refused too when their content is a pickle (see ``_pickled``)."""
-
 MISSING_CHUNK = (
     "is missing from the store index (never stored, or dropped by `llmops artifacts verify` as"
     " corrupt: push the intact source again, or run `llmops artifacts verify --repair SOURCE`)"
 )
 
-TOOL_STATE = frozenset({".git", ".llmops"})
-"""Folders of tools, not content: left out of pushes, and refused in manifests (a pull must
-never write a repository's hooks or a workspace's registry)."""
-
 PACK_TARGET = 64 * 1024 * 1024
 """Packs are sealed at 64 MiB: object stores see few, large objects (one PUT per 64 MiB)."""
+
+SEALERS = 2
+"""Packs being stored (fsync, rename, index) at once while the next fills: bounds the staging
+folder. Measured with 1.1 GiB: 2 or 4 sealers, 64 or 256 MiB packs took the same time within
+this disk's noise; one 1 GiB pack at a time took 40% longer."""
 
 Progress = Callable[[int], None]
 """Called with a number of bytes just processed."""
@@ -96,123 +101,6 @@ class _SourceFile:
     mode: int
     spans: list[Span]
     header: SafetensorsHeader | None
-
-
-def check_relpath(path: str) -> str:
-    """Return ``path`` if it is a safe relative POSIX path inside an artifact, else raise.
-
-    Raises:
-        UnsafeFileError: Absolute, parent references, backslashes, empty or control characters.
-    """
-    parts = PurePosixPath(path).parts
-    if any("\ud800" <= ch <= "\udfff" for ch in path):
-        raise UnsafeFileError(
-            f"file name {path!a} is not valid UTF-8",
-            hint="rename the file (artifact paths are UTF-8 text)",
-        )
-    if any(part.lower() in TOOL_STATE for part in path.split("/")):
-        raise UnsafeFileError(
-            f"artifact path {path!r} is inside {sorted(TOOL_STATE)} (tool state, never part of"
-            " an artifact)",
-            hint="pushes leave .git and .llmops folders out; this manifest was made otherwise",
-        )
-    bad = (
-        not path
-        or path.startswith("/")
-        or "\\" in path
-        or any(p in ("..", ".", "") for p in path.split("/"))
-        or any(ord(ch) < 32 for ch in path)
-        or (parts and parts[0].startswith(".llmops-pull-"))
-    )
-    if bad:
-        raise UnsafeFileError(
-            f"unsafe path {path!r} in artifact",
-            hint="artifact paths must be relative, without '..', '\\' or control characters",
-        )
-    return path
-
-
-def _scan(
-    source: Path, *, allow_pickle: bool, follow_links: bool = False
-) -> list[tuple[str, Path, os.stat_result]]:
-    """Every file under ``source`` with its relative path and stat. Links are refused (a push
-    stores what is there, never what a link points at) unless ``follow_links``, used when only
-    hashing a folder such as a Hugging Face cache snapshot, whose files are links to blobs."""
-    if source.is_symlink() and not follow_links:
-        raise UnsafeFileError(f"{source} is a symbolic link", hint="push the real folder or file")
-    if source.is_file():
-        return [(source.name, source, source.stat())]
-    if not source.is_dir():
-        raise UnsafeFileError(f"{source} does not exist or is not a file or folder")
-    found = []
-    for root, dirs, names in os.walk(source, followlinks=follow_links):
-        dirs[:] = sorted(d for d in dirs if d.lower() not in TOOL_STATE)  # never pushed
-        files = [f for f in names if f.lower() not in TOOL_STATE]
-        for name in sorted(dirs + files):
-            path = Path(root) / name
-            st = path.stat() if follow_links else path.lstat()
-            if stat.S_ISDIR(st.st_mode):
-                continue
-            rel = path.relative_to(source).as_posix()
-            if stat.S_ISLNK(st.st_mode):
-                raise UnsafeFileError(
-                    f"{path} is a symbolic link", hint="replace it with the file it points to"
-                )
-            if not stat.S_ISREG(st.st_mode):
-                raise UnsafeFileError(f"{path} is not a regular file (device, socket or fifo)")
-            found.append((check_relpath(rel), path, st))
-    found.sort(key=lambda item: item[0])
-    if not allow_pickle:
-        pickles = [rel for rel, path, _ in found if _pickled(rel, path)]
-        if pickles:
-            raise UnsafeFileError(
-                f"refusing pickle-based weight file(s) {', '.join(pickles[:5])}: loading them can"
-                " run arbitrary code",
-                hint="convert to safetensors (transformers: save_pretrained(...,"
-                " safe_serialization=True)), or pass --allow-pickle if you trust the source",
-            )
-    return found
-
-
-def _pickled(rel: str, path: Path) -> bool:
-    """Whether loading the file would unpickle: a pickle suffix, or pickle content under any
-    name (a pickle stream, a zip holding one as torch saves, a numpy object array)."""
-    if Path(rel).suffix.lower() in PICKLE_SUFFIXES:
-        return True
-    if rel.lower().endswith(".safetensors"):
-        return False  # its header is validated; it cannot hold code
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(512)
-    except OSError:
-        return False
-    if head.startswith(b"PK\x03\x04"):
-        return _zip_holds_pickle(path)
-    return _pickle_bytes(head)
-
-
-def _pickle_bytes(head: bytes) -> bool:
-    """A pickle stream (protocol 2-5), or a ``.npy`` array of Python objects."""
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return True
-    return head.startswith(b"\x93NUMPY") and b"'descr': '|O'" in head
-
-
-def _zip_holds_pickle(path: Path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist()[:10_000]:
-                if name.endswith((".pkl", ".pickle")):
-                    return True  # torch.save's zip format (data.pkl inside)
-                if name.endswith(".npy"):
-                    with archive.open(name) as member:
-                        if _pickle_bytes(member.read(512)):
-                            return True
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return False
-    return False
 
 
 def _plan(
@@ -259,57 +147,99 @@ def _cached_chunks(
 
 
 class _PackWriter:
-    """Appends chunks to a staging pack file; seals full packs in the background."""
+    """Appends chunks to a staging pack file; seals full packs in the background.
+
+    Chunks come as bytes (compressed ones) or as a range of a source file that the kernel copies
+    into the pack; those are hashed again in the pack before it is stored.
+    """
 
     def __init__(self, backend: Backend, index: ChunkIndex, stats: PushStats) -> None:
         self.backend = backend
         self.index = index
         self.stats = stats
-        self.sealer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="llmops-seal")
+        self.sealer = ThreadPoolExecutor(max_workers=SEALERS, thread_name_prefix="llmops-seal")
         self.pending: list[Future[None]] = []
+        self.source: tuple[Path, int] | None = None
         self._open()
 
     def _open(self) -> None:
         self.pack_id = uuid.uuid4().hex
-        fd, name = tempfile.mkstemp(dir=self.backend.staging_dir(), prefix="pack-")
+        self.fd, name = tempfile.mkstemp(dir=self.backend.staging_dir(), prefix="pack-")
         self.path = Path(name)
-        self.fh = os.fdopen(fd, "wb")
         self.entries: list[PackEntry] = []
+        self.copied: list[tuple[PackEntry, str]] = []
         self.size = 0
 
     def add(self, digest: str, stored: bytes | memoryview, codec: str, raw_length: int) -> None:
-        self.fh.write(stored)
-        self.entries.append(PackEntry(digest, self.size, len(stored), raw_length, codec))
-        self.size += len(stored)
-        self.stats.bytes_stored += len(stored)
+        write_at(self.fd, stored, self.size)
+        self._added(PackEntry(digest, self.size, len(stored), raw_length, codec))
+
+    def add_range(self, digest: str, source: _SourceFile, span: Span) -> None:
+        """Copy a chunk from its source file into the pack (in the kernel)."""
+        if self.source is None or self.source[0] != source.path:
+            self._close_source()
+            self.source = (source.path, os.open(source.path, os.O_RDONLY))
+        try:
+            copy_range(
+                self.source[1], self.fd, span.length, src_offset=span.offset, dst_offset=self.size
+            )
+        except ShortSource:
+            raise StoreError(
+                f"{source.rel} changed while it was being pushed (it got shorter)",
+                hint="push it again once it is written",
+            ) from None
+        entry = PackEntry(digest, self.size, span.length, span.length, "raw")
+        self.copied.append((entry, source.rel))
+        self._added(entry)
+
+    def _added(self, entry: PackEntry) -> None:
+        self.entries.append(entry)
+        self.size += entry.stored_length
+        self.stats.bytes_stored += entry.stored_length
         if self.size >= PACK_TARGET:
             self.seal()
 
+    def _close_source(self) -> None:
+        if self.source is not None:
+            os.close(self.source[1])
+            self.source = None
+
     def seal(self) -> None:
-        self.fh.close()
+        os.close(self.fd)
+        self.fd = -1  # never closed twice: the number may belong to another file by then
         if not self.entries:
             self.path.unlink(missing_ok=True)
             self._open()
             return
         key = f"packs/{self.pack_id[:2]}/{self.pack_id}.pack"
-        path, entries, size = self.path, self.entries, self.size
+        sealed = (key, self.path, self.entries, self.size, self.copied)
         self.stats.packs_written += 1
         # At most two seals in flight: bounds staging disk and memory.
-        while len([f for f in self.pending if not f.done()]) >= 2:
+        while len([f for f in self.pending if not f.done()]) >= SEALERS:
             next(f for f in self.pending if not f.done()).result()
-        self.pending.append(self.sealer.submit(self._store, key, path, entries, size))
+        self.pending.append(self.sealer.submit(self._store, *sealed))
         self._open()
 
-    def _store(self, key: str, path: Path, entries: list[PackEntry], size: int) -> None:
+    def _store(
+        self,
+        key: str,
+        path: Path,
+        entries: list[PackEntry],
+        size: int,
+        copied: list[tuple[PackEntry, str]],
+    ) -> None:
         try:
+            _check_copies(path, copied)
             self.backend.put_file(key, path)
         finally:
             path.unlink(missing_ok=True)
         self.index.add_pack(key, size, entries, stored=lambda: self.backend.exists(key))
 
     def finish(self) -> None:
+        self._close_source()
         self.seal()
-        self.fh.close()
+        os.close(self.fd)
+        self.fd = -1
         self.path.unlink(missing_ok=True)
         try:
             for future in self.pending:
@@ -318,9 +248,29 @@ class _PackWriter:
             self.sealer.shutdown(wait=True)
 
     def abort(self) -> None:
-        self.fh.close()
+        self._close_source()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
         self.path.unlink(missing_ok=True)
         self.sealer.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_copies(pack: Path, copied: list[tuple[PackEntry, str]]) -> None:
+    """Hash each chunk the kernel copied where it landed in ``pack``: a source that changed
+    after its chunk was hashed must not be stored under the old digest (dedup would trust it)."""
+    if not copied:
+        return
+    fd = os.open(pack, os.O_RDONLY)
+    try:
+        for entry, rel in copied:
+            if _ranges.hash_range(fd, entry.offset, entry.raw_length) != entry.digest:
+                raise StoreError(
+                    f"{rel} changed while it was being pushed",
+                    hint="push it again once it is written",
+                )
+    finally:
+        os.close(fd)
 
 
 def push_tree(
@@ -344,7 +294,7 @@ def push_tree(
         UnsafeFileError: Pickle weights, a bad safetensors header, links or special files.
         StoreError: The store failed (after retries).
     """
-    scanned = _scan(source, allow_pickle=allow_pickle)
+    scanned = scan(source, allow_pickle=allow_pickle)
     cached, cached_packs = _cached_chunks(scanned, cache, index)
     files = [_plan(rel, path, st, known=cached.get(rel)) for rel, path, st in scanned]
     stats = PushStats(bytes_total=sum(f.size for f in files))
@@ -377,9 +327,9 @@ def push_tree(
                 for file_no, chunk_no, span in jobs:
                     window.append((file_no, chunk_no, pool.submit(work, file_no, span)))
                     if len(window) >= limit:
-                        _drain(window.pop(0), digests, writer, stats, progress)
+                        _drain(window.pop(0), files, digests, writer, stats, progress)
                 while window:
-                    _drain(window.pop(0), digests, writer, stats, progress)
+                    _drain(window.pop(0), files, digests, writer, stats, progress)
             writer.finish()
     except BaseException:
         writer.abort()
@@ -399,7 +349,7 @@ def manifest_of(
         UnsafeFileError: Links, special files or a bad safetensors header (pickles are allowed:
             nothing is loaded or stored here).
     """
-    scanned = _scan(source, allow_pickle=True, follow_links=True)
+    scanned = scan(source, allow_pickle=True, follow_links=True)
     known: dict[str, list[tuple[str, int, int]]] = {}
     if cache is not None:
         for rel, path, st in scanned:
@@ -415,7 +365,9 @@ def manifest_of(
         fd = os.open(f.path, os.O_RDONLY)
         try:
             for span in f.spans:
-                out.append(hash_chunk(os.pread(fd, span.length, span.offset)))
+                out.append(hash_range(fd, span.offset, span.length))
+        except ShortSource:
+            raise StoreError(f"{f.rel} got shorter while it was being hashed") from None
         finally:
             os.close(fd)
         return out
@@ -426,14 +378,20 @@ def manifest_of(
     return _manifest(files, digests)
 
 
-_ChunkResult = tuple[str, bytes | memoryview | None, str, int]
+class _ChunkResult(NamedTuple):
+    digest: str
+    stored: bytes | memoryview | None
+    """The bytes to store (compressed or not), or None when the store has them already or
+    ``copy`` says the pack gets them from the source file."""
+    codec: str
+    raw_length: int
+    copy: bool = False
+    """New, uncompressed: the kernel copies the range from the source file into the pack."""
 
 
 class _ChunkWorker:
-    """Reads, hashes and (when asked) compresses one chunk; called from worker threads.
-
-    Returns ``(digest, stored bytes or None when the store has it already, codec, raw length)``.
-    """
+    """Hashes one chunk (and reads and compresses it when compressing); called from worker
+    threads."""
 
     def __init__(
         self, files: list[_SourceFile], index: ChunkIndex, *, compress_chunks: bool,
@@ -448,28 +406,37 @@ class _ChunkWorker:
 
     def __call__(self, file_no: int, span: Span) -> _ChunkResult:
         f = self.files[file_no]
+        data: bytes | None = None
         fd = os.open(f.path, os.O_RDONLY)
         try:
-            data = os.pread(fd, span.length, span.offset)
+            if self.compress_chunks:
+                data = os.pread(fd, span.length, span.offset)
+                if len(data) != span.length:
+                    raise ShortSource("short read")
+                digest = hash_chunk(data)
+            else:
+                digest = hash_range(fd, span.offset, span.length)
+        except ShortSource:
+            raise StoreError(
+                f"{f.rel} changed while it was being pushed (it got shorter)",
+                hint="push it again once it is written",
+            ) from None
         finally:
             os.close(fd)
-        if len(data) != span.length:
-            raise StoreError(f"{f.rel} changed while it was being pushed (it got shorter)")
-        digest = hash_chunk(data)
         with self.lock:
             duplicate = digest in self.seen
             self.seen.add(digest)
         if duplicate:
-            return digest, None, "", span.length
+            return _ChunkResult(digest, None, "", span.length)
         pack = self.index.pack_of(digest)
         if pack is not None:
             with self.lock:
                 self.reused_packs.add(pack)
-            return digest, None, "", span.length
-        if not self.compress_chunks:
-            return digest, data, "raw", span.length
+            return _ChunkResult(digest, None, "", span.length)
+        if data is None:
+            return _ChunkResult(digest, None, "raw", span.length, copy=True)
         stored, codec = compress(data)
-        return digest, stored, codec, span.length
+        return _ChunkResult(digest, stored, codec, span.length)
 
 
 def _remember(
@@ -521,18 +488,23 @@ def _manifest(files: list[_SourceFile], digests: list[list[str]]) -> Manifest:
 
 def _drain(
     item: tuple[int, int, Future[_ChunkResult]],
+    files: list[_SourceFile],
     digests: list[list[str]],
     writer: _PackWriter,
     stats: PushStats,
     progress: Progress | None,
 ) -> None:
     file_no, chunk_no, future = item
-    digest, stored, codec, raw_length = future.result()
-    digests[file_no][chunk_no] = digest
+    chunk = future.result()
+    digests[file_no][chunk_no] = chunk.digest
     stats.chunks_total += 1
-    if stored is not None:
-        writer.add(digest, stored, codec, raw_length)
-        stats.bytes_new += raw_length
+    if chunk.copy or chunk.stored is not None:
+        if chunk.copy:
+            writer.add_range(chunk.digest, files[file_no], files[file_no].spans[chunk_no])
+        else:
+            assert chunk.stored is not None
+            writer.add(chunk.digest, chunk.stored, chunk.codec, chunk.raw_length)
+        stats.bytes_new += chunk.raw_length
         stats.chunks_new += 1
     if progress is not None:
-        progress(raw_length)
+        progress(chunk.raw_length)

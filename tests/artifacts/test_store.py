@@ -225,23 +225,12 @@ def test_a_full_staging_disk_is_store_full_and_leaves_no_staging_file(
 
     from llmops.artifacts import StoreFullError, transfer
 
-    class FullFile:
-        def __init__(self, fh: object) -> None:
-            self.fh = fh
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-        def write(self, data: bytes) -> int:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __getattr__(self, name: str) -> object:
-            return getattr(self.fh, name)
-
-    original = transfer._PackWriter._open
-
-    def open_full(self: transfer._PackWriter) -> None:
-        original(self)
-        self.fh = FullFile(self.fh)  # type: ignore[assignment]
-
-    monkeypatch.setattr(transfer._PackWriter, "_open", open_full)
+    # Raw chunks are copied into the pack by the kernel, compressed ones written: both fill up.
+    monkeypatch.setattr(transfer, "copy_range", full)
+    monkeypatch.setattr(transfer, "write_at", full)
     with pytest.raises(StoreFullError, match=r"staging folder .* is full"):
         store.push(make_model(), name="m")
     monkeypatch.undo()
