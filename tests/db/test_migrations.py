@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 import llmops.db.migrations as migrations
 from llmops.db import Database
-from llmops.db.models import SQLModel
+from llmops.db.models import load_all
 from llmops.errors import DatabaseError
 
 
@@ -25,7 +25,7 @@ def test_migrated_schema_matches_the_models(db_url: str) -> None:
     db = Database(db_url)
     try:
         with db.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+            diff = compare_metadata(MigrationContext.configure(conn), load_all())
         assert diff == []
         assert db.current_revision() == migrations.HEAD
     finally:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from llmops.db.models import SQLModel
+from llmops.db.models import load_all
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = load_all()
 connection = config.attributes.get("connection")
 
 if connection is not None:
