@@ -29,12 +29,12 @@ def main(argv: list[str] | None = None) -> None:
 def run(argv: list[str]) -> int:
     """Run the CLI on ``argv`` and return the exit code (for tests and embedding)."""
     from llmops.cli._common import state
-    from llmops.cli.app import app
+    from llmops.cli.app import build
 
     argv = _hoist(argv) if argv else ["--help"]  # bare `llmops` is a request for help
     try:
         with _third_party_quiet(enabled="--verbose" not in argv and "-v" not in argv):
-            return _run(app, argv)
+            return _run(build(_selected(argv)), argv)
     finally:
         state.close()
 
@@ -108,44 +108,35 @@ def _hoist(argv: list[str], groups: frozenset[str] | None = None) -> list[str]:
 
 
 def _group_names() -> frozenset[str]:
-    """Names of the command groups (``prompts``, ``eval`` ...), from the app's registrations
-    (building the click command tree here would be done twice per command)."""
-    from llmops.cli.app import app
+    """Names of the top-level commands and groups (``prompts``, ``eval`` ...), without
+    importing them."""
+    from llmops.cli.app import NAMES
 
-    return frozenset(g.name for g in app.registered_groups if g.name)
+    return NAMES
 
 
 _ROOT_ONLY = ("--help", "--version", "--install-completion", "--show-completion")
 
 
-def _pruned(app: Any, argv: list[str]) -> Any:
-    """The app with only the group or command the line names. Typer builds the click command
-    of every command on each start (about 80 ms here, most of it evaluating annotations); a
-    line that names one group needs only that group's. The root's help, completion and lines
-    naming no known command get the whole app (its listing and "did you mean")."""
-    import copy
-
+def _selected(argv: list[str]) -> str | None:
+    """The one group or command the line names, or None when it needs the whole app: the
+    root's help, completion, and lines naming no known command (its listing and "did you
+    mean"). Only that group's module is imported and built: typer builds the click command of
+    every command it has on each start."""
     if any(k.startswith("_LLMOPS_COMPLETE") for k in os.environ):
-        return app
-    i, name = 0, None
+        return None
+    i = 0
     while i < len(argv):
         arg = argv[i]
         if arg in ("--workspace", "-w"):
             i += 2
             continue
         if arg in _ROOT_ONLY:
-            return app
+            return None
         if not arg.startswith("-"):
-            name = arg
-            break
+            return arg if arg in _group_names() else None
         i += 1
-    groups = [g for g in app.registered_groups if g.name == name]
-    commands = [c for c in app.registered_commands if c.name == name]
-    if name is None or not (groups or commands):
-        return app
-    pruned = copy.copy(app)
-    pruned.registered_groups, pruned.registered_commands = groups, commands
-    return pruned
+    return None
 
 
 def _run(app: Any, argv: list[str]) -> int:
@@ -153,7 +144,7 @@ def _run(app: Any, argv: list[str]) -> int:
 
     try:
         # Standalone mode: typer prints usage errors itself and exits 2.
-        _pruned(app, argv)(args=argv, prog_name="llmops")
+        app(args=argv, prog_name="llmops")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_BAD_INPUT)

@@ -7,30 +7,7 @@ from typing import Annotated
 import typer
 
 from llmops._version import __version__
-from llmops.cli import artifacts as artifacts_cmd
-from llmops.cli import canary as canary_cmd
-from llmops.cli import dashboard as dashboard_cmd
-from llmops.cli import data as data_cmd
-from llmops.cli import evals as evals_cmd
-from llmops.cli import gateway as gateway_cmd
-from llmops.cli import init as init_cmd
-from llmops.cli import models as models_cmd
-from llmops.cli import pipeline as pipeline_cmd
-from llmops.cli import prompts as prompts_cmd
-from llmops.cli import review as review_cmd
-from llmops.cli import serve as serve_cmd
-from llmops.cli import traffic as traffic_cmd
-from llmops.cli import train as train_cmd
 from llmops.cli._common import state
-
-app = typer.Typer(
-    name="llmops",
-    help="llmops: prompts, fine-tuning, artifacts, evals, a registry and serving for LLM teams.",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
 
 
 def _version(value: bool) -> None:
@@ -39,7 +16,6 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
 def _root(
     workspace: Annotated[
         str | None,
@@ -66,20 +42,60 @@ def _root(
     del verbose  # acted on before the app runs (llmops.cli._main): other libraries' noise
 
 
-app.command("init")(init_cmd.init)
-app.add_typer(prompts_cmd.app, name="prompts")
-app.add_typer(artifacts_cmd.app, name="artifacts")
-app.add_typer(models_cmd.app, name="models")
-app.add_typer(data_cmd.app, name="data")
-app.command("train")(train_cmd.train)
-app.add_typer(train_cmd.recipes_app, name="recipes")
-app.add_typer(train_cmd.runs_app, name="runs")
-app.add_typer(evals_cmd.app, name="eval")
-app.add_typer(review_cmd.app, name="review")
-app.command("lineage")(models_cmd.lineage)
-app.add_typer(serve_cmd.app, name="serve")
-app.add_typer(gateway_cmd.app, name="gateway")
-app.add_typer(traffic_cmd.app, name="traffic")
-app.add_typer(canary_cmd.app, name="canary")
-app.add_typer(pipeline_cmd.app, name="pipeline")
-app.command("app")(dashboard_cmd.app_command)
+ENTRIES: list[tuple[str, str, str]] = [
+    ("init", "llmops.cli.init", "init"),
+    ("prompts", "llmops.cli.prompts", "app"),
+    ("artifacts", "llmops.cli.artifacts", "app"),
+    ("models", "llmops.cli.models", "app"),
+    ("data", "llmops.cli.data", "app"),
+    ("train", "llmops.cli.train", "train"),
+    ("recipes", "llmops.cli.train", "recipes_app"),
+    ("runs", "llmops.cli.train", "runs_app"),
+    ("eval", "llmops.cli.evals", "app"),
+    ("review", "llmops.cli.review", "app"),
+    ("lineage", "llmops.cli.models", "lineage"),
+    ("serve", "llmops.cli.serve", "app"),
+    ("gateway", "llmops.cli.gateway", "app"),
+    ("traffic", "llmops.cli.traffic", "app"),
+    ("canary", "llmops.cli.canary", "app"),
+    ("pipeline", "llmops.cli.pipeline", "app"),
+    ("app", "llmops.cli.dashboard", "app_command"),
+]
+"""Top-level commands and groups in the order help lists them: ``(name, module, attribute)``;
+an attribute that is a ``typer.Typer`` is a group, anything else a command."""
+
+HELP = "llmops: prompts, fine-tuning, artifacts, evals, a registry and serving for LLM teams."
+
+NAMES = frozenset(name for name, _, _ in ENTRIES)
+
+
+def build(only: str | None = None) -> typer.Typer:
+    """The CLI app with every command and group, or with ``only`` that one (a line naming one
+    group imports and builds only its module: the others cost ~100 ms to import on every
+    start)."""
+    import importlib
+
+    app = typer.Typer(
+        name="llmops",
+        help=HELP,
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    app.callback()(_root)
+    for name, module, attribute in ENTRIES:
+        if only is not None and name != only:
+            continue
+        found = getattr(importlib.import_module(module), attribute)
+        if isinstance(found, typer.Typer):
+            app.add_typer(found, name=name)
+        else:
+            app.command(name)(found)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return build()  # the whole app (tests, completion, docs)

@@ -1,12 +1,13 @@
-"""The CLI builds only the command group a line names (typer would build every command's
-parameters on each start); lines naming none, the root's help and completion get everything."""
+"""The CLI imports and builds only the command group a line names (typer would build every
+command's parameters on each start); lines naming none, the root's help and completion get
+everything."""
 
 from __future__ import annotations
 
 import pytest
 
-from llmops.cli._main import _pruned, run
-from llmops.cli.app import app
+from llmops.cli._main import _selected, run
+from llmops.cli.app import build
 
 
 def names(a: object) -> set[str]:
@@ -14,13 +15,28 @@ def names(a: object) -> set[str]:
 
 
 def test_a_line_gets_only_its_group_or_command() -> None:
-    assert names(_pruned(app, ["eval", "run", "x.yaml"])) == {"eval"}
-    assert names(_pruned(app, ["-w", "eval", "train", "r.yaml"])) == {"train"}  # -w takes a value
-    assert names(_pruned(app, ["--debug", "pipeline", "list"])) == {"pipeline"}
-    full = names(app)
+    assert names(build(_selected(["eval", "run", "x.yaml"]))) == {"eval"}
+    assert names(build(_selected(["-w", "eval", "train", "r.yaml"]))) == {"train"}  # -w's value
+    assert names(build(_selected(["--debug", "pipeline", "list"]))) == {"pipeline"}
+    full = names(build())
     assert len(full) > 10
     for argv in (["--help"], ["--version"], ["evl", "run"], ["--debug"]):
-        assert names(_pruned(app, argv)) == full, argv
+        assert names(build(_selected(argv))) == full, argv
+
+
+def test_a_line_imports_only_its_group() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from llmops.cli._main import run; run(['prompts', '--help']);"
+        " print(sorted(m for m in sys.modules if m.startswith('llmops.cli.')"
+        " and m.split('.')[2] not in ('_main', '_common', 'app')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "['llmops.cli.prompts']"
 
 
 def test_completion_and_typos_see_every_command(
@@ -29,7 +45,7 @@ def test_completion_and_typos_see_every_command(
     assert run(["evl", "run"]) == 2
     assert "No such command 'evl'" in capsys.readouterr().err
     monkeypatch.setenv("_LLMOPS_COMPLETE", "complete_bash")
-    assert names(_pruned(app, ["eval"])) == names(app)
+    assert names(build(_selected(["eval"]))) == names(build())
 
 
 def test_a_group_still_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
