@@ -3,8 +3,11 @@
 Measured on the project's 2-core machine (shared/DESIGN.md, benchmarks/README.md): for 1.2 GB,
 a Python loop of 16 MiB ``read``/``write`` + fsync took 3.0-3.3 s where ``os.copy_file_range``
 + fsync took 0.6-0.8 s, the speed of ``cp``. Every chunk read into a fresh ``bytes`` costs a
-16 MiB allocation (page faults, zeroing) and two copies; here chunk bytes stay in the page cache:
-hashing reads a memory map of the file, copying is the kernel's.
+16 MiB allocation (page faults, zeroing) and two copies; here copying is the kernel's, and
+hashing reads either a memory map (:func:`hash_range`, for files llmops itself writes: packs
+being sealed, files being pulled) or a reused per-thread buffer (:func:`hash_read`, for a
+user's source files: a memory map of a file that another process truncates kills the reader
+with SIGBUS, which Python cannot catch, where a read just comes back short).
 
 :func:`copy_range` uses ``copy_file_range`` (an in-kernel copy, or a reflink where the
 filesystem shares extents), falls back to ``sendfile`` where the kernel or filesystem refuses
@@ -16,12 +19,13 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import threading
 
 import blake3
 
 from llmops.errors import StoreError
 
-__all__ = ["ShortSource", "copy_range", "hash_range", "write_at"]
+__all__ = ["ShortSource", "copy_range", "hash_range", "hash_read", "write_at"]
 
 _REFUSED = frozenset(
     {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM}
@@ -38,9 +42,10 @@ class ShortSource(StoreError):
 
 
 def hash_range(fd: int, offset: int, length: int) -> str:
-    """BLAKE3 hex digest of ``length`` bytes of the open file ``fd`` from ``offset``.
-
-    The range is read through a read-only memory map: no copy into a Python object.
+    """BLAKE3 hex digest of ``length`` bytes of the open file ``fd`` from ``offset``, read
+    through a read-only memory map (no copy into a Python object). Only for files no other
+    process shortens (see the module doc); a filesystem that refuses shared maps is read with
+    :func:`hash_read` instead.
 
     Raises:
         ShortSource: The file is shorter than ``offset + length``.
@@ -50,12 +55,44 @@ def hash_range(fd: int, offset: int, length: int) -> str:
     start = offset - offset % mmap.ALLOCATIONGRANULARITY
     if os.fstat(fd).st_size < offset + length:
         raise ShortSource(f"file ends before byte {offset + length}")
-    with mmap.mmap(fd, offset + length - start, offset=start, access=mmap.ACCESS_READ) as mapped:
+    try:
+        mapped = mmap.mmap(fd, offset + length - start, offset=start, access=mmap.ACCESS_READ)
+    except OSError:  # e.g. ENODEV: a FUSE mount with direct_io
+        return hash_read(fd, offset, length)
+    with mapped:
         view = memoryview(mapped)
         try:
             return blake3.blake3(view[offset - start :]).hexdigest()
         finally:
             view.release()
+
+
+_BUFFER = 16 * 1024 * 1024
+_LOCAL = threading.local()
+
+
+def hash_read(fd: int, offset: int, length: int) -> str:
+    """BLAKE3 hex digest of ``length`` bytes of ``fd`` from ``offset``, read with ``preadv``
+    into this thread's reused 16 MiB buffer (no allocation per chunk).
+
+    Raises:
+        ShortSource: The file ends before ``offset + length`` (it may have been shortened
+            while being read).
+    """
+    buffer: bytearray | None = getattr(_LOCAL, "buffer", None)
+    if buffer is None:
+        buffer = _LOCAL.buffer = bytearray(_BUFFER)
+    view = memoryview(buffer)
+    hasher = blake3.blake3()
+    done = 0
+    while done < length:
+        want = min(_BUFFER, length - done)
+        got = os.preadv(fd, [view[:want]], offset + done)
+        if got == 0:
+            raise ShortSource(f"file ends at byte {offset + done}, before {offset + length}")
+        hasher.update(view[:got])
+        done += got
+    return hasher.hexdigest()
 
 
 def write_at(fd: int, data: bytes | memoryview, offset: int) -> None:
@@ -83,9 +120,10 @@ def copy_range(src_fd: int, dst_fd: int, length: int, *, src_offset: int, dst_of
                 src_fd, dst_fd, length - done, src_offset + done, dst_offset + done
             )
             if n == 0:
-                raise ShortSource(f"source ends at byte {src_offset + done}")
+                break  # the end, or a file the kernel cannot copy (some FUSE, procfs): see below
             done += n
-        return
+        if done == length:
+            return
     except OSError as exc:
         if exc.errno not in _REFUSED:
             raise

@@ -5,8 +5,8 @@ device files), cut into chunks (see :mod:`llmops.artifacts.chunking`), and worke
 chunks in parallel while the calling thread appends new chunks to a pack file; full packs (64 MiB)
 are stored and indexed in the background.
 
-Uncompressed (the default on local disk), chunk bytes never enter Python: workers hash a memory
-map of the source file, the kernel copies new chunks from the source into the pack
+Uncompressed (the default on local disk), chunk bytes never enter a Python object: workers hash
+the source into a reused buffer, the kernel copies new chunks from the source into the pack
 (``copy_file_range``, see :mod:`llmops.artifacts._ranges`), and before a pack is stored each
 copied chunk is hashed again where it landed, so a source changed between the two reads is an
 error, never a chunk whose bytes differ from its digest. Compressed, workers read, hash and
@@ -32,7 +32,7 @@ from typing import NamedTuple
 from llmops.artifacts import _ranges
 from llmops.artifacts._hashcache import HashCache
 from llmops.artifacts._index import ChunkIndex, PackEntry
-from llmops.artifacts._ranges import ShortSource, copy_range, hash_range, write_at
+from llmops.artifacts._ranges import ShortSource, copy_range, hash_read, write_at
 from llmops.artifacts._sources import PICKLE_SUFFIXES, check_relpath, scan
 from llmops.artifacts.backends import Backend, StoreError, disk_errors
 from llmops.artifacts.chunking import (
@@ -165,7 +165,7 @@ class _PackWriter:
     def _open(self) -> None:
         self.pack_id = uuid.uuid4().hex
         self.fd, name = tempfile.mkstemp(dir=self.backend.staging_dir(), prefix="pack-")
-        self.path = Path(name)
+        self.path: Path | None = Path(name)
         self.entries: list[PackEntry] = []
         self.copied: list[tuple[PackEntry, str]] = []
         self.size = 0
@@ -208,9 +208,10 @@ class _PackWriter:
         os.close(self.fd)
         self.fd = -1  # never closed twice: the number may belong to another file by then
         if not self.entries:
-            self.path.unlink(missing_ok=True)
+            self._discard()
             self._open()
             return
+        assert self.path is not None
         key = f"packs/{self.pack_id[:2]}/{self.pack_id}.pack"
         sealed = (key, self.path, self.entries, self.size, self.copied)
         self.stats.packs_written += 1
@@ -218,6 +219,7 @@ class _PackWriter:
         while len([f for f in self.pending if not f.done()]) >= SEALERS:
             next(f for f in self.pending if not f.done()).result()
         self.pending.append(self.sealer.submit(self._store, *sealed))
+        self.path = None  # a sealer owns that file now: abort() must not remove it
         self._open()
 
     def _store(
@@ -240,7 +242,7 @@ class _PackWriter:
         self.seal()
         os.close(self.fd)
         self.fd = -1
-        self.path.unlink(missing_ok=True)
+        self._discard()
         try:
             for future in self.pending:
                 future.result()
@@ -252,8 +254,14 @@ class _PackWriter:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        self.path.unlink(missing_ok=True)
+        self._discard()
         self.sealer.shutdown(wait=True, cancel_futures=True)
+
+    def _discard(self) -> None:
+        """Remove the pack being filled (never one handed to a sealer)."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
 
 
 def _check_copies(pack: Path, copied: list[tuple[PackEntry, str]]) -> None:
@@ -365,7 +373,7 @@ def manifest_of(
         fd = os.open(f.path, os.O_RDONLY)
         try:
             for span in f.spans:
-                out.append(hash_range(fd, span.offset, span.length))
+                out.append(hash_read(fd, span.offset, span.length))
         except ShortSource:
             raise StoreError(f"{f.rel} got shorter while it was being hashed") from None
         finally:
@@ -415,7 +423,7 @@ class _ChunkWorker:
                     raise ShortSource("short read")
                 digest = hash_chunk(data)
             else:
-                digest = hash_range(fd, span.offset, span.length)
+                digest = hash_read(fd, span.offset, span.length)
         except ShortSource:
             raise StoreError(
                 f"{f.rel} changed while it was being pushed (it got shorter)",

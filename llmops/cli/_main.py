@@ -108,11 +108,10 @@ def _hoist(argv: list[str], groups: frozenset[str] | None = None) -> list[str]:
 
 
 def _group_names() -> frozenset[str]:
-    """Names of the top-level commands and groups (``prompts``, ``eval`` ...), without
-    importing them."""
-    from llmops.cli.app import NAMES
+    """Names of the command groups (``prompts``, ``eval`` ...), without importing them."""
+    from llmops.cli.app import GROUPS
 
-    return NAMES
+    return GROUPS
 
 
 _ROOT_ONLY = ("--help", "--version", "--install-completion", "--show-completion")
@@ -134,7 +133,9 @@ def _selected(argv: list[str]) -> str | None:
         if arg in _ROOT_ONLY:
             return None
         if not arg.startswith("-"):
-            return arg if arg in _group_names() else None
+            from llmops.cli.app import NAMES
+
+            return arg if arg in NAMES else None
         i += 1
     return None
 

@@ -68,6 +68,11 @@ HELP = "llmops: prompts, fine-tuning, artifacts, evals, a registry and serving f
 
 NAMES = frozenset(name for name, _, _ in ENTRIES)
 
+COMMANDS = frozenset({"init", "train", "lineage", "app"})
+"""The entries that are commands; the others are groups (``llmops prompts ...``)."""
+
+GROUPS = NAMES - COMMANDS
+
 
 def build(only: str | None = None) -> typer.Typer:
     """The CLI app with every command and group, or with ``only`` that one (a line naming one

@@ -31,21 +31,21 @@ def cached_store(tmp_path: Path) -> ArtifactStore:
 
 @pytest.fixture
 def hashed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Bytes of source files hashed by pushes (from memory when compressing, from a memory map
-    of the file otherwise)."""
+    """Bytes of source files hashed by pushes (from memory when compressing, read into a reused
+    buffer otherwise)."""
     calls: list[int] = []
-    real, real_range = transfer_module.hash_chunk, transfer_module.hash_range
+    real, real_read = transfer_module.hash_chunk, transfer_module.hash_read
 
     def counting(data: bytes | memoryview) -> str:
         calls.append(len(data))
         return real(data)
 
-    def counting_range(fd: int, offset: int, length: int) -> str:
+    def counting_read(fd: int, offset: int, length: int) -> str:
         calls.append(length)
-        return real_range(fd, offset, length)
+        return real_read(fd, offset, length)
 
     monkeypatch.setattr(transfer_module, "hash_chunk", counting)
-    monkeypatch.setattr(transfer_module, "hash_range", counting_range)
+    monkeypatch.setattr(transfer_module, "hash_read", counting_read)
     return calls
 
 

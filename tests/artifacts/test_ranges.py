@@ -80,3 +80,54 @@ def test_a_full_disk_is_not_taken_for_a_refusal(
     monkeypatch.setattr(_ranges.os, "copy_file_range", full)
     with pytest.raises(OSError, match="No space left"):
         copy_range(source, dest, 100, src_offset=0, dst_offset=0)
+
+
+@pytest.mark.parametrize(("offset", "length"), [(0, len(DATA)), (5, 2_500_000), (0, 0)])
+def test_hash_read_in_buffer_steps_is_the_blake3_of_those_bytes(
+    source: int, monkeypatch: pytest.MonkeyPatch, offset: int, length: int
+) -> None:
+    monkeypatch.setattr(_ranges, "_BUFFER", 1024 * 1024)  # several reads per range
+    expected = blake3.blake3(DATA[offset : offset + length]).hexdigest()
+    assert _ranges.hash_read(source, offset, length) == expected
+
+
+def test_a_source_shortened_while_it_is_read_is_a_short_source_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's file is hashed with reads, not a memory map: truncated by another process
+    half-way (a trainer rewriting a checkpoint), a map would kill the process with SIGBUS."""
+    path = tmp_path / "shrinking.bin"
+    path.write_bytes(DATA)
+    real = os.preadv
+
+    def then_truncate(fd: int, buffers: list[memoryview], offset: int) -> int:
+        got = real(fd, buffers, offset)
+        os.truncate(path, 0)
+        return got
+
+    monkeypatch.setattr(_ranges, "_BUFFER", 1024 * 1024)
+    monkeypatch.setattr(_ranges.os, "preadv", then_truncate)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(ShortSource, match="file ends at byte"):
+            _ranges.hash_read(fd, 0, len(DATA))
+    finally:
+        os.close(fd)
+
+
+def test_a_refused_memory_map_falls_back_to_reads(
+    source: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.ENODEV, "No such device")  # FUSE with direct_io
+
+    monkeypatch.setattr(_ranges.mmap, "mmap", refused)
+    assert hash_range(source, 3, 100_000) == blake3.blake3(DATA[3:100_003]).hexdigest()
+
+
+def test_copy_file_range_copying_nothing_falls_back(
+    source: int, dest: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_ranges.os, "copy_file_range", lambda *args: 0)  # some FUSE, procfs
+    copy_range(source, dest, 1000, src_offset=10, dst_offset=0)
+    assert os.pread(dest, 2000, 0) == DATA[10:1010]

@@ -52,3 +52,19 @@ def test_a_group_still_lists_its_commands(capsys: pytest.CaptureFixture[str]) ->
     assert run(["pipeline", "--help"]) == 0
     out = capsys.readouterr().out
     assert all(c in out for c in ("run", "show", "list", "validate", "compile"))
+
+
+def test_commands_and_groups_are_registered_as_such() -> None:
+    from llmops.cli.app import COMMANDS, ENTRIES
+
+    for name, _, _ in ENTRIES:
+        app = build(name)
+        kind = {c.name for c in app.registered_commands}, {g.name for g in app.registered_groups}
+        assert kind == (({name}, set()) if name in COMMANDS else (set(), {name})), name
+
+
+def test_json_after_a_top_level_command_stays_where_it_is() -> None:
+    from llmops.cli._main import _hoist
+
+    assert _hoist(["lineage", "--depth", "--json", "x"]) == ["lineage", "--depth", "--json", "x"]
+    assert _hoist(["--json", "prompts", "list"]) == ["prompts", "list", "--json"]
