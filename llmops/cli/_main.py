@@ -23,15 +23,25 @@ def _debug(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with its code."""
+    # pydantic looks for plugins in every installed package's entry points the first time it
+    # builds a model (tens of ms in a venv with the training stack); the CLI uses none. A value
+    # the user set is kept.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     sys.exit(run(sys.argv[1:] if argv is None else argv))
 
 
 def run(argv: list[str]) -> int:
     """Run the CLI on ``argv`` and return the exit code (for tests and embedding)."""
+    if argv in ([], ["--help"]) and _wide_enough() and not _completing():
+        from llmops.cli._root_help import ROOT_HELP
+
+        sys.stdout.write(ROOT_HELP)
+        return EXIT_OK
+    argv = _hoist(argv) if argv else ["--help"]  # bare `llmops` is a request for help
+
     from llmops.cli._common import state
     from llmops.cli.app import build
 
-    argv = _hoist(argv) if argv else ["--help"]  # bare `llmops` is a request for help
     try:
         with _third_party_quiet(enabled="--verbose" not in argv and "-v" not in argv):
             return _run(build(_selected(argv)), argv)
@@ -114,6 +124,17 @@ def _group_names() -> frozenset[str]:
     return GROUPS
 
 
+def _wide_enough() -> bool:
+    """Whether typer would render help at its full 80 columns here (narrower terminals wrap)."""
+    import shutil
+
+    return shutil.get_terminal_size().columns >= 80
+
+
+def _completing() -> bool:
+    return any(k.startswith("_LLMOPS_COMPLETE") for k in os.environ)
+
+
 _ROOT_ONLY = ("--help", "--version", "--install-completion", "--show-completion")
 
 
@@ -122,7 +143,7 @@ def _selected(argv: list[str]) -> str | None:
     root's help, completion, and lines naming no known command (its listing and "did you
     mean"). Only that group's module is imported and built: typer builds the click command of
     every command it has on each start."""
-    if any(k.startswith("_LLMOPS_COMPLETE") for k in os.environ):
+    if _completing():
         return None
     i = 0
     while i < len(argv):

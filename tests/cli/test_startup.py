@@ -68,3 +68,40 @@ def test_json_after_a_top_level_command_stays_where_it_is() -> None:
 
     assert _hoist(["lineage", "--depth", "--json", "x"]) == ["lineage", "--depth", "--json", "x"]
     assert _hoist(["--json", "prompts", "list"]) == ["prompts", "list", "--json"]
+
+
+def test_the_stored_root_help_is_what_typer_renders() -> None:
+    from llmops.cli._root_help import ROOT_HELP, render
+
+    assert render() == ROOT_HELP, "regenerate it: python -m llmops.cli._root_help"
+    assert "Commands:" in ROOT_HELP and "pipeline" in ROOT_HELP
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"]])
+def test_root_help_is_printed_without_importing_commands(argv: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys; from llmops.cli._main import run; code = run({argv!r});"
+        " print('MODULES', sorted(m for m in sys.modules if m.startswith('llmops.cli.')), code)"
+    )
+    env = {**os.environ, "COLUMNS": "100"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    help_text, modules = out.split("MODULES ")
+    assert help_text.startswith("Usage: llmops") and "canary" in help_text
+    assert modules.strip() == "['llmops.cli._main', 'llmops.cli._root_help'] 0"
+
+
+def test_a_narrow_terminal_gets_typer_s_own_wrapping(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmops.cli._root_help import ROOT_HELP
+
+    monkeypatch.setenv("COLUMNS", "60")
+    assert run(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out != ROOT_HELP and "Commands:" in out
