@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,20 +237,21 @@ def validate_dataset(
     started = time.perf_counter()
     found = _Collector()
     hasher = blake3.blake3()
-    total, valid, digests = _scan(path, fmt, found, hasher)
-    train_rows, eval_rows = _eval_split(
-        valid, fmt, found, eval_path=eval_path, eval_fraction=eval_fraction, seed=seed
-    )
     max_tokens = None
-    if tokenizer is None:
+    # Tokenizing runs in Rust without the GIL: rows are rendered as they are read and each
+    # chunk is counted in a thread while the scan, the split and the duplicate checks go on here.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        counts = (
+            None if tokenizer is None else _TokenCounts(fmt, tokenizer, chat_template, found, pool)
+        )
+        on_valid = None if counts is None else counts.add
+        total, valid, digests = _scan(path, fmt, found, hasher, on_valid)
+        train_rows, eval_rows = _eval_split(
+            valid, fmt, found, eval_path=eval_path, eval_fraction=eval_fraction, seed=seed
+        )
         _duplicates(valid, digests, fmt, found)
-    else:
-        # Tokenizing runs in Rust without the GIL: each rendered chunk is counted in a thread
-        # while the next one renders and the duplicate checks run here.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            texts_numbers = _render(valid, fmt, tokenizer, chat_template, found, pool)
-            _duplicates(valid, digests, fmt, found)
-            max_tokens = _lengths(texts_numbers, max_length, found)
+        if counts is not None:
+            max_tokens = _lengths(counts.finish(), max_length, found)
     if eval_rows:
         _overlap(train_rows, eval_rows, fmt, found)
     report = DataReport(
@@ -295,10 +296,15 @@ def validate_dataset(
 
 
 def _scan(
-    path: str | Path, fmt: str, found: _Collector, hasher: Any
+    path: str | Path,
+    fmt: str,
+    found: _Collector,
+    hasher: Any,
+    on_valid: Callable[[Row], None] | None = None,
 ) -> tuple[int, list[Row], list[bytes]]:
     """Read every row, fingerprint it and run the per-row checks; the valid rows and the digest
-    of each one's canonical JSON (for the exact-duplicate check)."""
+    of each one's canonical JSON (for the exact-duplicate check). ``on_valid`` sees each valid
+    row as soon as it is read."""
     valid: list[Row] = []
     digests: list[bytes] = []
     total = 0
@@ -320,6 +326,8 @@ def _scan(
             found.add("chosen_equals_rejected", item.number, "'chosen' equals 'rejected'")
         valid.append(item)
         digests.append(blake3.blake3(canonical).digest())
+        if on_valid is not None:
+            on_valid(item)
     return total, valid, digests
 
 
@@ -393,33 +401,50 @@ def _token_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
 _CHUNK = 4096
 
 
-def _render(
-    rows: Sequence[Row],
-    fmt: str,
-    tokenizer: Any,
-    chat_template: str | None,
-    out: _Collector,
-    pool: ThreadPoolExecutor,
-) -> list[tuple[list[int], Future[list[int]]]]:
-    """Render each row through the chat template (rows it fails on are findings) and submit the
-    texts for token counting chunk by chunk: ``(row numbers, future token counts)``."""
-    renderer = ChatRenderer.for_tokenizer(tokenizer, chat_template)
-    chunks: list[tuple[list[int], Future[list[int]]]] = []
-    texts: list[str] = []
-    numbers: list[int] = []
-    for row in rows:
+class _TokenCounts:
+    """Renders rows through the chat template (rows it fails on are findings) and submits the
+    texts for token counting chunk by chunk, to a thread."""
+
+    def __init__(
+        self,
+        fmt: str,
+        tokenizer: Any,
+        chat_template: str | None,
+        out: _Collector,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.fmt = fmt
+        self.tokenizer = tokenizer
+        self.chat_template = chat_template
+        self.out = out
+        self.pool = pool
+        self.renderer: ChatRenderer | None = None  # built on the first row: errors keep order
+        self.chunks: list[tuple[list[int], Future[list[int]]]] = []
+        self.texts: list[str] = []
+        self.numbers: list[int] = []
+
+    def add(self, row: Row) -> None:
+        if self.renderer is None:
+            self.renderer = ChatRenderer.for_tokenizer(self.tokenizer, self.chat_template)
         try:
-            texts.append(renderer.render_row(row.data, fmt))
+            self.texts.append(self.renderer.render_row(row.data, self.fmt))
         except DatasetError as exc:
-            out.add("template", row.number, exc.message)
-            continue
-        numbers.append(row.number)
-        if len(texts) == _CHUNK:
-            chunks.append((numbers, pool.submit(_token_lengths, tokenizer, texts)))
-            texts, numbers = [], []
-    if texts:
-        chunks.append((numbers, pool.submit(_token_lengths, tokenizer, texts)))
-    return chunks
+            self.out.add("template", row.number, exc.message)
+            return
+        self.numbers.append(row.number)
+        if len(self.texts) == _CHUNK:
+            self._submit()
+
+    def _submit(self) -> None:
+        counting = self.pool.submit(_token_lengths, self.tokenizer, self.texts)
+        self.chunks.append((self.numbers, counting))
+        self.texts, self.numbers = [], []
+
+    def finish(self) -> list[tuple[list[int], Future[list[int]]]]:
+        """Every chunk: ``(row numbers, future token counts)``."""
+        if self.texts:
+            self._submit()
+        return self.chunks
 
 
 def _lengths(

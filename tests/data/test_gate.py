@@ -73,6 +73,22 @@ def test_near_duplicates_are_found_and_distinct_rows_are_not() -> None:
     assert near_duplicates(texts) == [(2, 0)]
 
 
+def test_short_rows_are_one_shingle_of_all_their_words() -> None:
+    texts = ["", "a", "a b", "one two", "A B!", "", "b a", "one two three"]
+    # Rows of fewer than three words match only rows of the same words in the same order.
+    assert near_duplicates(texts) == [(4, 2), (5, 0)]
+
+
+def test_each_row_gets_its_own_minhash_signature() -> None:
+    from llmops.data.dedup import _shingle_hashes
+
+    texts = ["w1 w2 w3 w4 w5", "", "x y", "p q r"]
+    hashes, offsets = _shingle_hashes(texts)
+    assert offsets.tolist() == [0, 3, 4, 5] and len(hashes) == 6  # 3 + 1 + 1 + 1 3-grams
+    again, _ = _shingle_hashes(["p q r", "w1 w2 w3 w4 w5"])
+    assert again[0] == hashes[5] and again[1:4].tolist() == hashes[:3].tolist()
+
+
 def test_near_duplicate_rows_in_a_dataset(tmp_path: Path) -> None:
     rows = chat_rows(20)
     rows.append({"messages": [{"role": "user", "content": "WHAT is 3 plus 3?"},
