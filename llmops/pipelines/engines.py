@@ -48,9 +48,13 @@ def _prefect_settings(ws: Workspace) -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
-    # Its temporary server starts as a subprocess: 20 s (Prefect's default) is not enough on
-    # a busy 2-core machine, where a start of 25 s was seen.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+STARTUP_TIMEOUT_S = 120
+"""How long Prefect's temporary server may take to start: 20 s (Prefect's default) is not enough
+on a busy 2-core machine, where starts of 25 s and more were seen. Set as a default of Prefect's
+settings around the flow (an environment variable would be read too late when Prefect was
+imported before, as in a notebook); PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS wins."""
 
 
 def with_prefect(ws: Workspace, pipeline: Pipeline, body: Callable[[Executor], str]) -> str:
@@ -101,7 +105,15 @@ def with_prefect(ws: Workspace, pipeline: Pipeline, body: Callable[[Executor], s
     def pipeline_flow() -> str:
         return body(execute)
 
-    return str(pipeline_flow())
+    from prefect.settings import (
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+        temporary_settings,
+    )
+
+    with temporary_settings(
+        set_defaults={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: STARTUP_TIMEOUT_S}
+    ):
+        return str(pipeline_flow())
 
 
 def compile_kfp(pipeline: Pipeline, output: Path, *, image: str, workspace: str) -> list[str]:

@@ -38,6 +38,12 @@ def flaky(ctx, times=1):
     return {"after": seen + 1}
 
 
+def prefect_startup_timeout(ctx):
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+
+    return {"seconds": PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()}
+
+
 def slow(ctx, items):
     Path(ctx.path("slow.started")).write_text("yes")
     time.sleep(float(os.environ.get("SLOW_SECONDS", "0")))

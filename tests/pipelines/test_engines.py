@@ -43,18 +43,24 @@ def test_prefect_runs_each_step_as_a_cached_task(root: Path) -> None:
   - name: after
     python: mysteps:side
     needs: [broken]
+  - name: timeout
+    python: mysteps:prefect_startup_timeout
 """, encoding="utf-8")  # fmt: skip
     ws = Workspace.open(root)
-    first = ws.run_pipeline(engine="prefect")
+    first = ws.run_pipeline(engine="prefect")  # Prefect imported already (importorskip)
     assert first.status == "failed" and first.options["engine"] == "prefect"
     assert statuses(first) == {"make": "ran", "total": "ran", "side": "ran", "flaky": "ran",
-                               "broken": "failed", "after": "skipped"}  # fmt: skip
+                               "broken": "failed", "after": "skipped", "timeout": "ran"}  # fmt: skip
+    # the temporary server may take long to start on a busy machine: our default applies even
+    # though Prefect read its settings before the run
+    assert first.step("timeout").outputs == {"seconds": 120}
     assert first.step("total").outputs == {"total": 6}
     assert first.step("flaky").attempts == 2  # Prefect's retry
     assert "asked to fail" in str(first.step("broken").error)
     second = ws.run_pipeline(engine="prefect")
     assert {s.name: s.cached_from for s in second.steps if s.status == "cached"} == {
-        "make": "prefect", "total": "prefect", "side": "prefect", "flaky": "prefect"
+        "make": "prefect", "total": "prefect", "side": "prefect", "flaky": "prefect",
+        "timeout": "prefect",
     }  # fmt: skip
     assert second.step("total").outputs == {"total": 6}
     forced = ws.run_pipeline(engine="prefect", force=("make",))
