@@ -81,3 +81,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from llmops.train.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with ``slow`` tests run first (stable order otherwise): with ``-n 2`` a
+    five-minute test collected near the end (tests/test_readme.py sorts after most folders)
+    kept one worker busy long after the other had finished everything else."""
+    slow = {
+        item.module.__name__ for item in items if item.get_closest_marker("slow") and item.module
+    }
+    items.sort(key=lambda item: 0 if item.module and item.module.__name__ in slow else 1)
