@@ -23,10 +23,6 @@ def _debug(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with its code."""
-    # pydantic looks for plugins in every installed package's entry points the first time it
-    # builds a model (tens of ms in a venv with the training stack); the CLI uses none. A value
-    # the user set is kept.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     sys.exit(run(sys.argv[1:] if argv is None else argv))
 
 
@@ -35,7 +31,12 @@ def run(argv: list[str]) -> int:
     if argv in ([], ["--help"]) and _wide_enough() and not _completing():
         from llmops.cli._root_help import ROOT_HELP
 
-        sys.stdout.write(ROOT_HELP)
+        try:
+            sys.stdout.write(ROOT_HELP)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `llmops --help | head`: quiet, as click is
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_CHECK_FAILED
         return EXIT_OK
     argv = _hoist(argv) if argv else ["--help"]  # bare `llmops` is a request for help
 

@@ -41,6 +41,8 @@ _MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(
 def _shingle_hashes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """``(hashes, offsets)``: every row's word 3-gram hashes in one flat array (a row with fewer
     than three words has one, of all its words), and where each row's start."""
+    if not texts:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
     rows = [_WORD.findall(t.lower()) for t in texts]
     counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     total = int(counts.sum())

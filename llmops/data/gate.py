@@ -240,7 +240,8 @@ def validate_dataset(
     max_tokens = None
     # Tokenizing runs in Rust without the GIL: rows are rendered as they are read and each
     # chunk is counted in a thread while the scan, the split and the duplicate checks go on here.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
         counts = (
             None if tokenizer is None else _TokenCounts(fmt, tokenizer, chat_template, found, pool)
         )
@@ -252,6 +253,10 @@ def validate_dataset(
         _duplicates(valid, digests, fmt, found)
         if counts is not None:
             max_tokens = _lengths(counts.finish(), max_length, found)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # chunks still queued are not counted
+        raise
+    pool.shutdown(wait=True)
     if eval_rows:
         _overlap(train_rows, eval_rows, fmt, found)
     report = DataReport(
@@ -418,16 +423,28 @@ class _TokenCounts:
         self.chat_template = chat_template
         self.out = out
         self.pool = pool
-        self.renderer: ChatRenderer | None = None  # built on the first row: errors keep order
+        self.renderer: ChatRenderer | None = None
+        self.refused: DatasetError | None = None
+        """Why no renderer could be built (no chat template ...): raised by :meth:`finish`, after
+        the scan and the split, so a missing file or eval file is still reported first."""
         self.chunks: list[tuple[list[int], Future[list[int]]]] = []
         self.texts: list[str] = []
         self.numbers: list[int] = []
 
+    def _ready(self) -> ChatRenderer | None:
+        if self.renderer is None and self.refused is None:
+            try:
+                self.renderer = ChatRenderer.for_tokenizer(self.tokenizer, self.chat_template)
+            except DatasetError as exc:
+                self.refused = exc
+        return self.renderer
+
     def add(self, row: Row) -> None:
-        if self.renderer is None:
-            self.renderer = ChatRenderer.for_tokenizer(self.tokenizer, self.chat_template)
+        renderer = self._ready()
+        if renderer is None:
+            return
         try:
-            self.texts.append(self.renderer.render_row(row.data, self.fmt))
+            self.texts.append(renderer.render_row(row.data, self.fmt))
         except DatasetError as exc:
             self.out.add("template", row.number, exc.message)
             return
@@ -441,7 +458,14 @@ class _TokenCounts:
         self.texts, self.numbers = [], []
 
     def finish(self) -> list[tuple[list[int], Future[list[int]]]]:
-        """Every chunk: ``(row numbers, future token counts)``."""
+        """Every chunk: ``(row numbers, future token counts)``.
+
+        Raises:
+            DatasetError: The tokenizer cannot render these rows (no chat template ...).
+        """
+        self._ready()
+        if self.refused is not None:
+            raise self.refused
         if self.texts:
             self._submit()
         return self.chunks

@@ -42,19 +42,28 @@ def _require(module: str, what: str) -> None:
         )
 
 
-def _prefect_settings(ws: Workspace) -> None:
-    """Prefect's home, quiet logs and no telemetry, unless the user chose otherwise."""
-    os.environ.setdefault("PREFECT_HOME", str(ws.state_dir / "prefect"))
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+def _prefect_settings(ws: Workspace) -> dict[Any, Any]:
+    """Prefect's home in the workspace, quiet logs, no telemetry and a patient temporary server,
+    unless the user chose otherwise: set in the environment (for a Prefect imported after this)
+    and returned as defaults of Prefect's settings for the flow (for one imported before, as in
+    a notebook, which has read its environment already)."""
+    values = {
+        "PREFECT_HOME": str(ws.state_dir / "prefect"),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_TO_API_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": str(STARTUP_TIMEOUT_S),
+    }
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
+    import prefect.settings
+
+    return {getattr(prefect.settings, name): value for name, value in values.items()}
 
 
 STARTUP_TIMEOUT_S = 120
 """How long Prefect's temporary server may take to start: 20 s (Prefect's default) is not enough
-on a busy 2-core machine, where starts of 25 s and more were seen. Set as a default of Prefect's
-settings around the flow (an environment variable would be read too late when Prefect was
-imported before, as in a notebook); PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS wins."""
+on a busy 2-core machine, where starts of 25 s and more were seen."""
 
 
 def with_prefect(ws: Workspace, pipeline: Pipeline, body: Callable[[Executor], str]) -> str:
@@ -64,7 +73,7 @@ def with_prefect(ws: Workspace, pipeline: Pipeline, body: Callable[[Executor], s
         InputError: Prefect is not installed.
     """
     _require("prefect", "--engine prefect")
-    _prefect_settings(ws)
+    defaults = _prefect_settings(ws)
     from prefect import flow, task
 
     from llmops.pipelines.runner import Outcome, _error
@@ -105,14 +114,9 @@ def with_prefect(ws: Workspace, pipeline: Pipeline, body: Callable[[Executor], s
     def pipeline_flow() -> str:
         return body(execute)
 
-    from prefect.settings import (
-        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
-        temporary_settings,
-    )
+    from prefect.settings import temporary_settings
 
-    with temporary_settings(
-        set_defaults={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: STARTUP_TIMEOUT_S}
-    ):
+    with temporary_settings(set_defaults=defaults):
         return str(pipeline_flow())
 
 

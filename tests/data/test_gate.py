@@ -208,3 +208,22 @@ def test_hostile_json_rows_are_findings_not_crashes(tmp_path: Path) -> None:
     (finding,) = [f for f in report.findings if f.check == "invalid_json"]
     assert finding.rows == [2, 3, 4] and finding.fails
     assert report.rows == 4
+
+
+class _NoTemplate:
+    chat_template = None
+
+
+def test_a_missing_eval_file_is_reported_before_a_missing_chat_template(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", chat_rows(3))
+    with pytest.raises(DatasetError, match=r"missing\.jsonl"):
+        validate_dataset(
+            path, "chat", tokenizer=_NoTemplate(), eval_path=tmp_path / "missing.jsonl"
+        )
+
+
+def test_a_missing_chat_template_is_an_error_even_without_valid_rows(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "d.jsonl", [{"nope": 1}])
+    with pytest.raises(DatasetError, match="no chat template"):
+        validate_dataset(path, "chat", tokenizer=_NoTemplate())
+    assert validate_dataset(path, "chat").findings  # without a tokenizer: a schema finding
