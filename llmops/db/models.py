@@ -487,41 +487,28 @@ class EventDelivery(SQLModel, table=True):
 # costs ~5 ms to define, and a command of the prompts, artifacts or evals groups never needs the
 # 15 serving, pipeline and review tables (~160 ms of every start). ``load_all`` registers them
 # all on the metadata (migrations and schema checks need every table).
-_LATER: dict[str, str] = {
-    **dict.fromkeys(("PipelineRun", "PipelineStep"), "llmops.db.pipeline_tables"),
-    **dict.fromkeys(("ReviewItem", "ReviewLabel"), "llmops.db.review_tables"),
-    **dict.fromkeys(
-        (
-            "CanaryDecisionRow",
-            "CanaryRow",
-            "GatewayKey",
-            "ServeBackend",
-            "ServeFeedback",
-            "ServeLatencyBucket",
-            "ServeLease",
-            "ServeRequest",
-            "ServeRollup",
-            "ShadowPair",
-            "TrafficPolicyRow",
-        ),
-        "llmops.db.serving_tables",
-    ),
-}
+_LATER = ("llmops.db.pipeline_tables", "llmops.db.review_tables", "llmops.db.serving_tables")
+"""The modules of later stages' tables; each one's ``__all__`` names its tables."""
 
 
 def __getattr__(name: str) -> Any:
-    module = _LATER.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    found = getattr(importlib.import_module(module), name)
-    globals()[name] = found
-    return found
+    if name.startswith("__"):  # the import system asks for __path__ ...: never a table
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for module in _LATER:
+        tables = importlib.import_module(module)
+        if name in tables.__all__:
+            found = getattr(tables, name)
+            globals()[name] = found
+            return found
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_all() -> Any:
     """Define every table (also those of later stages) and return ``SQLModel.metadata``."""
-    for name in _LATER:
-        __getattr__(name)
+    import importlib
+
+    for module in _LATER:
+        importlib.import_module(module)
     return SQLModel.metadata

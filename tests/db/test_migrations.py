@@ -66,3 +66,18 @@ def test_unreachable_postgres_is_a_clear_error() -> None:
         r" postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:1/x",
     ):
         Database("postgresql+psycopg://u:pw@127.0.0.1:1/x")
+
+
+def test_later_stages_tables_are_defined_on_first_use() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, llmops.artifacts.store, llmops.db.models as m;"
+        " before = 'llmops.db.serving_tables' in sys.modules;"
+        " row = m.ServeRequest; print(before, row.__tablename__, 'serve_request' in"
+        " m.SQLModel.metadata.tables, hasattr(m, 'NoSuchTable'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "serve_request", "True", "False"]
+    assert "serve_request" in load_all().tables and "pipeline_run" in load_all().tables
