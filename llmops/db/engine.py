@@ -127,9 +127,14 @@ class Database:
             yield conn
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
-        """An ORM session for reading."""
+    def read(self, *, snapshot: bool = False) -> Iterator[Session]:
+        """An ORM session for reading. With ``snapshot``, every query in it sees the database as
+        of its first one (PostgreSQL's READ COMMITTED would let a write committed between two
+        queries show in the second only: totals from one table and histograms from another
+        that disagree)."""
         with self._errors(), Session(self.engine) as session:
+            if snapshot and self.engine.dialect.name == "postgresql":
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
 
     @contextmanager

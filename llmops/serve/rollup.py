@@ -193,7 +193,7 @@ def arm_window(
     aggs: dict[str, _Agg] = defaultdict(_Agg)
     first = _ceil_minute(since) if since is not None else None
     last = _minute(until) if until is not None else None
-    with db.read() as session:
+    with db.read(snapshot=True) as session:  # rollups, buckets and rows agree
         if first is None or last is None or first < last:
             _from_rollups(session, logical, first, last, aggs)
             edges: list[tuple[datetime | None, datetime | None]] = []
