@@ -184,10 +184,7 @@ class _PackWriter:
                 self.source[1], self.fd, span.length, src_offset=span.offset, dst_offset=self.size
             )
         except ShortSource:
-            raise StoreError(
-                f"{source.rel} changed while it was being pushed (it got shorter)",
-                hint="push it again once it is written",
-            ) from None
+            raise _changed(source.rel, "it got shorter") from None
         entry = PackEntry(digest, self.size, span.length, span.length, "raw")
         self.copied.append((entry, source.rel))
         self._added(entry)
@@ -264,6 +261,14 @@ class _PackWriter:
             self.path = None
 
 
+def _changed(rel: str, how: str = "") -> StoreError:
+    """The error for a source file that changed while a push read it."""
+    return StoreError(
+        f"{rel} changed while it was being pushed" + (f" ({how})" if how else ""),
+        hint="push it again once it is written",
+    )
+
+
 def _check_copies(pack: Path, copied: list[tuple[PackEntry, str]]) -> None:
     """Hash each chunk the kernel copied where it landed in ``pack``: a source that changed
     after its chunk was hashed must not be stored under the old digest (dedup would trust it)."""
@@ -273,10 +278,7 @@ def _check_copies(pack: Path, copied: list[tuple[PackEntry, str]]) -> None:
     try:
         for entry, rel in copied:
             if _ranges.hash_range(fd, entry.offset, entry.raw_length) != entry.digest:
-                raise StoreError(
-                    f"{rel} changed while it was being pushed",
-                    hint="push it again once it is written",
-                )
+                raise _changed(rel)
     finally:
         os.close(fd)
 
@@ -425,10 +427,7 @@ class _ChunkWorker:
             else:
                 digest = hash_read(fd, span.offset, span.length)
         except ShortSource:
-            raise StoreError(
-                f"{f.rel} changed while it was being pushed (it got shorter)",
-                hint="push it again once it is written",
-            ) from None
+            raise _changed(f.rel, "it got shorter") from None
         finally:
             os.close(fd)
         with self.lock:
@@ -459,9 +458,7 @@ def _remember(
         if rel in cached:
             continue
         if _stat_key(path.stat()) != _stat_key(st):
-            raise StoreError(
-                f"{rel} changed while it was being pushed", hint="push it again once it is written"
-            )
+            raise _changed(rel)
         if cache is not None:
             spans = [(d, s.offset, s.length) for d, s in zip(chunk_digests, f.spans, strict=True)]
             cache.store(path.resolve(), st, spans)
